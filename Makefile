@@ -1,0 +1,54 @@
+# avsync: `make help` lists the targets. Every target bootstraps .venv on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+EXP     ?= twotower_synth
+GPUS    ?= 0
+DATA    ?= data/synth
+CACHE   ?= cache
+CKPT    ?=
+SWEEP   ?= experiments/sweeps/twotower_lr.yaml
+PYTEST_ARGS ?=
+
+.PHONY: help install test test-fast train synth eval bench sweep clean
+
+help: ## list the targets and their variables
+	@echo "usage: make TARGET [VAR=value ...]"
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@echo "variables: EXP=$(EXP) GPUS=$(GPUS) DATA=$(DATA) CACHE=$(CACHE) CKPT=$(CKPT) SWEEP=$(SWEEP) VENV=$(VENV)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip" "setuptools<81" wheel
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install avsync (idempotent)
+
+test: $(STAMP) ## run the whole test suite (what CI runs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## run the tests not marked slow
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+synth: $(STAMP) ## generate the built-in synthetic dataset into DATA (skipped if present)
+	@test -f $(DATA)/manifest.jsonl || $(VENV)/bin/avsync synth $(DATA)
+
+train: synth ## train experiment EXP (experiments/EXP.yaml) on GPUS GPUs (0 = CPU)
+	$(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
+	    $(if $(filter-out 0,$(GPUS)),--trainer.accelerator=gpu --trainer.devices=$(GPUS) --trainer.strategy=ddp,)
+
+eval: synth ## DTW alignment cost and frame error of CKPT (default: newest from make train)
+	$(VENV)/bin/avsync eval $(if $(CKPT),--checkpoint $(CKPT),) --data $(DATA) --cache $(CACHE)
+
+bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
+	$(PY) -m benchmarks
+
+sweep: $(STAMP) ## run the W&B sweep SWEEP (local grid/random search when no W&B server)
+	$(VENV)/bin/avsync sweep $(SWEEP)
+
+clean: ## remove caches, logs and generated data (keeps .venv)
+	rm -rf $(CACHE) runs lightning_logs wandb .pytest_cache

@@ -1,0 +1,59 @@
+"""The `avsync` command: one entry point, one module per subcommand in `avsync.commands`.
+
+Each subcommand module defines ``register(subparsers)``, which adds its parser and sets
+``func`` (called with the parsed ``argparse.Namespace``, returns an exit status). The
+LightningCLI subcommands (fit, validate, test) take the raw arguments instead and live in
+``avsync.commands.train`` as ``main(argv)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from avsync.errors import AvsyncError
+
+SUBCOMMAND_MODULES = ("synth", "prepare", "eval", "align", "sweep")
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avsync",
+        description="Sync a singer's video to a music track by watching the lips.",
+        epilog="Training: avsync {fit,validate,test} --config experiments/base.yaml ... (LightningCLI).",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"avsync.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"avsync.commands.{name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the avsync command line; returns the process exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] in LIGHTNING_SUBCOMMANDS:
+            from avsync.commands import train
+
+            return int(train.main(args) or 0)
+        parser = build_parser()
+        namespace = parser.parse_args(args)
+        if not getattr(namespace, "func", None):
+            parser.print_help()
+            return 2
+        return int(namespace.func(namespace) or 0)
+    except AvsyncError as exc:
+        print(f"avsync: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("avsync: interrupted", file=sys.stderr)
+        return 130
