@@ -1,0 +1,583 @@
+"""Media I/O with PyAV: probe, decode video and audio on one timeline, encode MP4 and WAV.
+
+Timeline rule (shared by every reader): time 0 is the first presentation time of the video
+stream (for an audio-only file, of the audio stream). `read_video` reports frame times and
+`read_audio` places sample 0 on this timeline, so a stream that starts later or earlier than the
+other never shifts the audio-visual relation: audio that starts late is padded with zeros at the
+front, audio that starts early loses the samples before time 0.
+
+Frame-rate resampling (`fps=` in `read_video`/`iter_video`) works by timestamp and is safe for
+variable frame rate: output frame ``n`` stands for the interval ``[n/fps, (n+1)/fps)`` and is the
+source frame on screen at the middle of it, i.e. the latest decoded frame whose time is below
+``(n + 0.5) / fps`` (frames before the first decoded one repeat it). Output frames run while
+``n / fps`` is before the end of the last source frame.
+
+Every reader raises `avsync.errors.MediaError` (one line, with the path) for user mistakes:
+missing file, not a media file, missing stream, zero duration, truncated or corrupt data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from avsync.errors import AvsyncError, MediaError
+
+PathLike = str | os.PathLike[str]
+
+# Decoded media that ends this much earlier than its header says counts as truncated.
+TRUNCATION_TOLERANCE_S = 0.5
+# Frame times closer than this are equal (finest common time base, 1/90000 s, is 11 us).
+TIME_EPSILON_S = 1e-6
+# Demuxers that accept text files by extension; never media for avsync.
+NON_MEDIA_FORMATS = frozenset({"tty"})
+# Time base of written video timestamps: exact for 24, 25, 30, 50, 60 and 30000/1001 fps.
+WRITE_TIME_BASE = Fraction(1, 90000)
+AAC_FRAME_SAMPLES = 1024
+
+
+@dataclass
+class MediaInfo:
+    """What `probe` learns from a file's headers (no decoding).
+
+    Attributes:
+        path: the file.
+        duration: seconds, the longest stream.
+        has_video: whether there is a video stream.
+        has_audio: whether there is an audio stream.
+        fps: the video stream's average frame rate (None without video).
+        width: video width in pixels (None without video).
+        height: video height in pixels (None without video).
+        audio_rate: audio sample rate in Hz (None without audio).
+        video_start: first presentation time of the video stream in container seconds.
+        audio_start: first presentation time of the audio stream in container seconds.
+    """
+
+    path: str
+    duration: float
+    has_video: bool
+    has_audio: bool
+    fps: float | None
+    width: int | None
+    height: int | None
+    audio_rate: int | None
+    video_start: float | None
+    audio_start: float | None
+
+
+@dataclass
+class VideoFrames:
+    """Decoded video.
+
+    Attributes:
+        frames: uint8 ``[T, H, W, 3]`` RGB, or ``[T, H, W]`` gray.
+        times: float64 ``[T]``, seconds on the timeline (time 0 = first video presentation time).
+        fps: the resampled rate, or the stream's average rate when not resampled.
+    """
+
+    frames: np.ndarray
+    times: np.ndarray
+    fps: float
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def _open_input(path: PathLike) -> av.container.InputContainer:
+    """Open a media file for reading, turning every failure into a one-line `MediaError`."""
+    if not os.path.exists(path):
+        raise MediaError("file not found", path)
+    if os.path.isdir(path):
+        raise MediaError("is a folder, not a media file", path)
+    if os.path.getsize(path) == 0:
+        raise MediaError("is empty (0 bytes)", path)
+    try:
+        container = av.open(os.fspath(path), metadata_errors="replace")
+    except PermissionError as exc:
+        raise MediaError("cannot be read (permission denied)", path) from exc
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise MediaError("not a media file (PyAV could not open it)", path) from exc
+    if container.format.name in NON_MEDIA_FORMATS or not (container.streams.video or container.streams.audio):
+        container.close()
+        raise MediaError("not a media file (PyAV could not open it)", path)
+    return container
+
+
+def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+def _stream_end(stream: av.stream.Stream) -> float | None:
+    """End of a stream in container seconds, from its header, or None when not declared."""
+    start = _seconds(stream.start_time, stream.time_base)
+    length = _seconds(stream.duration, stream.time_base)
+    if length is None:
+        return None
+    return (start or 0.0) + length
+
+
+def _first_frame_time(container: av.container.InputContainer, stream: av.stream.Stream, path: PathLike) -> float:
+    """Time of the first decoded frame of `stream`, used when the header has no start time."""
+    try:
+        for frame in container.decode(stream):
+            if frame.time is not None:
+                return float(frame.time)
+    except av.FFmpegError as exc:
+        raise MediaError("is truncated or corrupt (decoding failed at 0.0 s)", path) from exc
+    raise MediaError("is empty (zero duration)", path)
+
+
+def _origin(container: av.container.InputContainer, path: PathLike) -> float:
+    """Container time of timeline 0: the video stream's first presentation time (else audio's)."""
+    stream = container.streams.video[0] if container.streams.video else container.streams.audio[0]
+    start = _seconds(stream.start_time, stream.time_base)
+    if start is not None:
+        return start
+    origin = _first_frame_time(container, stream, path)
+    container.seek(0)
+    return origin
+
+
+def probe(path: PathLike) -> MediaInfo:
+    """Read a media file's headers.
+
+    Args:
+        path: the media file.
+
+    Returns:
+        The file's `MediaInfo`.
+
+    Raises:
+        MediaError: missing file, not a media file, or zero duration.
+    """
+    with _open_input(path) as container:
+        video = container.streams.video[0] if container.streams.video else None
+        audio = container.streams.audio[0] if container.streams.audio else None
+        duration = container.duration / av.time_base if container.duration else None
+        if not duration:
+            stream_lengths = [_seconds(s.duration, s.time_base) for s in (video, audio) if s is not None]
+            duration = max((d for d in stream_lengths if d is not None), default=None)
+        if not duration:
+            duration = _demuxed_duration(container)
+        if duration <= 0:
+            raise MediaError("is empty (zero duration)", path)
+        rate = (video.average_rate or video.guessed_rate or video.base_rate) if video is not None else None
+        return MediaInfo(
+            path=os.fspath(path),
+            duration=float(duration),
+            has_video=video is not None,
+            has_audio=audio is not None,
+            fps=float(rate) if rate else None,
+            width=video.codec_context.width if video is not None else None,
+            height=video.codec_context.height if video is not None else None,
+            audio_rate=audio.codec_context.sample_rate if audio is not None else None,
+            video_start=_seconds(video.start_time, video.time_base) if video is not None else None,
+            audio_start=_seconds(audio.start_time, audio.time_base) if audio is not None else None,
+        )
+
+
+def _demuxed_duration(container: av.container.InputContainer) -> float:
+    """Duration in seconds from packet timestamps, for files whose headers declare none."""
+    start, end = math.inf, -math.inf
+    try:
+        for packet in container.demux():
+            if packet.pts is None or packet.time_base is None:
+                continue
+            time = float(packet.pts * packet.time_base)
+            start = min(start, time)
+            end = max(end, time + float((packet.duration or 0) * packet.time_base))
+    except av.FFmpegError:
+        pass
+    return max(0.0, end - start) if end > -math.inf else 0.0
+
+
+def _check_complete(path: PathLike, decoded_end: float, declared_end: float | None) -> None:
+    """Raise when decoding stopped well before the end the header declares (a truncated file)."""
+    if declared_end is not None and decoded_end < declared_end - TRUNCATION_TOLERANCE_S:
+        raise MediaError(
+            f"is truncated or corrupt (decoding stopped at {decoded_end:.1f} s of {declared_end:.1f} s)", path
+        )
+
+
+def iter_video(
+    path: PathLike,
+    *,
+    fps: float | None = None,
+    gray: bool = False,
+    size: tuple[int, int] | None = None,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Decode a video stream frame by frame.
+
+    Args:
+        path: the media file.
+        fps: resample to this rate by timestamp (see the module docstring for the rule); None
+            keeps every decoded frame at its own time.
+        gray: decode to one luma channel instead of RGB.
+        size: ``(width, height)`` to scale to in the decoder's reformatter (area filter).
+
+    Yields:
+        ``(time, frame)``: seconds on the timeline, uint8 ``[H, W, 3]`` (or ``[H, W]`` gray).
+
+    Raises:
+        MediaError: missing file, not a media file, no video stream, zero duration, or
+            truncated/corrupt data.
+    """
+    pixel_format = "gray" if gray else "rgb24"
+    reformat = {"format": pixel_format}
+    if size is not None:
+        reformat.update(width=int(size[0]), height=int(size[1]), interpolation="AREA")
+    with _open_input(path) as container:
+        if not container.streams.video:
+            raise MediaError("has no video stream", path)
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        origin = _origin(container, path)
+        declared_end = _stream_end(stream)
+        nominal_rate = stream.average_rate or stream.guessed_rate
+        nominal_step = 1.0 / float(nominal_rate) if nominal_rate else None
+        frame_times = _decoded_frames(container, stream, path, origin, nominal_step)
+        if fps is None:
+            last_time, last_step = -math.inf, nominal_step
+            for time, frame in frame_times:
+                if last_time > -math.inf:
+                    last_step = time - last_time
+                last_time = time
+                yield time, frame.to_ndarray(**reformat)
+            if last_time == -math.inf:
+                raise MediaError("is empty (zero duration)", path)
+            decoded_end = last_time + (last_step or 0.0)
+        else:
+            decoded_end = yield from _resample(frame_times, float(fps), reformat, nominal_step, path)
+        if declared_end is not None:
+            _check_complete(path, decoded_end, declared_end - origin)
+
+
+def _decoded_frames(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    path: PathLike,
+    origin: float,
+    nominal_step: float | None,
+) -> Iterator[tuple[float, av.VideoFrame]]:
+    """Decoded frames with their times on the timeline; decoding errors become `MediaError`."""
+    time = -math.inf
+    try:
+        for frame in container.decode(stream):
+            if frame.time is not None:
+                time = float(frame.time) - origin
+            elif time == -math.inf:
+                time = 0.0
+            else:
+                time += nominal_step or 0.0
+            yield time, frame
+    except av.FFmpegError as exc:
+        where = max(time, 0.0)
+        raise MediaError(f"is truncated or corrupt (decoding failed at {where:.1f} s)", path) from exc
+
+
+def _resample(
+    frame_times: Iterator[tuple[float, av.VideoFrame]],
+    fps: float,
+    reformat: dict,
+    nominal_step: float | None,
+    path: PathLike,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield frames on the grid ``n / fps``; returns the decoded end time (last frame + its length)."""
+    if fps <= 0:
+        raise AvsyncError(f"frame rate must be positive, got {fps}")
+    index = 0
+    current: av.VideoFrame | None = None
+    current_array: np.ndarray | None = None
+    last_time, last_step = -math.inf, nominal_step
+    for time, frame in frame_times:
+        if last_time > -math.inf:
+            last_step = time - last_time
+        last_time = time
+        # Emit every output frame whose middle lies before this new frame.
+        while (index + 0.5) / fps <= time + TIME_EPSILON_S:
+            if current_array is None:
+                current_array = (current or frame).to_ndarray(**reformat)
+            yield index / fps, current_array
+            index += 1
+        current, current_array = frame, None
+    if current is None:
+        raise MediaError("is empty (zero duration)", path)
+    decoded_end = last_time + (last_step or 1.0 / fps)
+    while index / fps < decoded_end - TIME_EPSILON_S:
+        if current_array is None:
+            current_array = current.to_ndarray(**reformat)
+        yield index / fps, current_array
+        index += 1
+    return decoded_end
+
+
+def read_video(
+    path: PathLike,
+    *,
+    fps: float | None = None,
+    gray: bool = False,
+    size: tuple[int, int] | None = None,
+) -> VideoFrames:
+    """Decode a whole video stream into memory.
+
+    Args:
+        path: the media file.
+        fps: resample to this rate by timestamp (module docstring); None keeps the source frames.
+        gray: decode to one luma channel instead of RGB.
+        size: ``(width, height)`` to scale to in the decoder's reformatter.
+
+    Returns:
+        `VideoFrames` with frames uint8 ``[T, H, W, 3]`` (``[T, H, W]`` gray) and times ``[T]``.
+
+    Raises:
+        MediaError: as `iter_video`.
+    """
+    times: list[float] = []
+    frames: list[np.ndarray] = []
+    for time, frame in iter_video(path, fps=fps, gray=gray, size=size):
+        times.append(time)
+        frames.append(frame)
+    time_array = np.asarray(times, dtype=np.float64)
+    if fps is None:
+        rate = probe(path).fps
+        steps = np.diff(time_array)
+        out_fps = rate if rate else (1.0 / float(np.median(steps)) if len(steps) else 0.0)
+    else:
+        out_fps = float(fps)
+    return VideoFrames(frames=np.stack(frames), times=time_array, fps=out_fps)
+
+
+def read_audio(path: PathLike, *, sample_rate: int = 16000) -> np.ndarray:
+    """Decode the audio stream to mono float32 on the timeline.
+
+    Sample ``i`` is at time ``i / sample_rate`` on the timeline, whose 0 is the video stream's
+    first presentation time when the file has video: audio that starts later is padded with
+    zeros in front, audio that starts earlier loses its samples before time 0.
+
+    Args:
+        path: the media file.
+        sample_rate: output rate in Hz (resampled by libswresample).
+
+    Returns:
+        float32 ``[N]``, mono (channels mixed down), roughly in ``[-1, 1]``.
+
+    Raises:
+        MediaError: missing file, not a media file, no audio stream, zero duration, or
+            truncated/corrupt data.
+    """
+    with _open_input(path) as container:
+        if not container.streams.audio:
+            raise MediaError("has no audio stream", path)
+        origin = _origin(container, path)
+        stream = container.streams.audio[0]
+        declared_end = _stream_end(stream)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        first_time: float | None = None
+        decoded = 0.0
+        try:
+            for frame in container.decode(stream):
+                if first_time is None:
+                    first_time = float(frame.time) if frame.time is not None else origin
+                decoded += frame.samples / frame.sample_rate
+                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+        except av.FFmpegError as exc:
+            where = (first_time or origin) - origin + decoded
+            raise MediaError(f"is truncated or corrupt (decoding failed at {where:.1f} s)", path) from exc
+    if first_time is None or decoded == 0.0:
+        raise MediaError("is empty (zero duration)", path)
+    if declared_end is not None:
+        _check_complete(path, first_time + decoded, declared_end)
+    samples = np.concatenate(chunks).astype(np.float32, copy=False)
+    shift = round((first_time - origin) * sample_rate)
+    if shift > 0:
+        return np.concatenate([np.zeros(shift, dtype=np.float32), samples])
+    return samples[-shift:]
+
+
+@contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path` that replaces `path` when the block succeeds.
+
+    The temporary file keeps `path`'s suffix (so format guessing by extension works) and is
+    removed when the block raises; parent folders are created.
+
+    Args:
+        path: the final output path.
+
+    Yields:
+        The temporary path to write.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}")
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _as_frame_array(frame: np.ndarray) -> tuple[np.ndarray, str]:
+    """Check one frame, pad it to even width/height (edge pixels), and name its pixel format."""
+    array = np.asarray(frame)
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ValueError(f"frames must be uint8 [H, W, 3] or [H, W], got {array.dtype} {array.shape}")
+    pad_rows, pad_cols = array.shape[0] % 2, array.shape[1] % 2
+    if pad_rows or pad_cols:
+        padding = [(0, pad_rows), (0, pad_cols)] + [(0, 0)] * (array.ndim - 2)
+        array = np.pad(array, padding, mode="edge")
+    return np.ascontiguousarray(array), ("gray" if array.ndim == 2 else "rgb24")
+
+
+def write_video(
+    path: PathLike,
+    frames: Iterable[np.ndarray],
+    *,
+    fps: float,
+    times: Iterable[float] | None = None,
+    audio: np.ndarray | None = None,
+    sample_rate: int | None = None,
+    audio_start: float = 0.0,
+    crf: int = 20,
+    preset: str = "fast",
+) -> None:
+    """Encode frames to an H.264 MP4 (yuv420p, faststart), optionally with AAC audio; atomic.
+
+    Odd widths/heights are padded by one edge pixel (H.264 4:2:0 needs even sizes).
+
+    Args:
+        path: output file (``.mp4``/``.mov``/``.mkv``); replaced only when writing succeeds.
+        frames: uint8 ``[T, H, W, 3]`` RGB or ``[T, H, W]`` gray (array or iterable of frames).
+        fps: frame rate; the frame times when `times` is None (``i / fps``), else the nominal rate.
+        times: float ``[T]``, strictly increasing presentation times in seconds (variable frame
+            rate allowed); stored in a 1/90000 s time base.
+        audio: float ``[N]`` mono samples in ``[-1, 1]`` to mux as AAC.
+        sample_rate: rate of `audio` in Hz (required with `audio`).
+        audio_start: time of audio sample 0 on the same clock as `times` (negative: audio starts
+            before time 0; everything is shifted so no timestamp is negative).
+        crf: x264 constant rate factor (0 lossless, 18-23 visually good).
+        preset: x264 preset (speed/size trade-off).
+
+    Raises:
+        ValueError: bad arrays or times.
+    """
+    frame_list = frames if isinstance(frames, np.ndarray) else list(frames)
+    if len(frame_list) == 0:
+        raise ValueError("write_video needs at least one frame")
+    time_array = (
+        np.arange(len(frame_list), dtype=np.float64) / fps if times is None else np.asarray(times, dtype=np.float64)
+    )
+    if time_array.shape != (len(frame_list),):
+        raise ValueError(f"times has shape {time_array.shape}, expected ({len(frame_list)},)")
+    if len(time_array) > 1 and np.any(np.diff(time_array) * float(1 / WRITE_TIME_BASE) < 1):
+        raise ValueError("times must be strictly increasing (at least 1/90000 s apart)")
+    if audio is not None and not sample_rate:
+        raise ValueError("sample_rate is required with audio")
+    shift = -min(0.0, float(time_array[0]), audio_start if audio is not None else 0.0)
+    first, pixel_format = _as_frame_array(frame_list[0])
+    with atomic_path(path) as temporary, av.open(
+        os.fspath(temporary), "w", container_options={"movflags": "+faststart"}
+    ) as container:
+        video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        video.width, video.height = first.shape[1], first.shape[0]
+        video.pix_fmt = "yuv420p"
+        video.time_base = WRITE_TIME_BASE
+        video.codec_context.time_base = WRITE_TIME_BASE
+        video.options = {"crf": str(crf), "preset": preset}
+        audio_writer = None
+        if audio is not None:
+            audio_writer = _AacWriter(container, np.asarray(audio, dtype=np.float32), int(sample_rate), audio_start + shift)
+        for frame, time in zip(frame_list, time_array, strict=True):
+            array, frame_format = _as_frame_array(frame)
+            if array.shape[:2] != first.shape[:2] or frame_format != pixel_format:
+                raise ValueError(f"all frames must have one shape, got {first.shape} and {array.shape}")
+            video_frame = av.VideoFrame.from_ndarray(array, format=frame_format)
+            video_frame.pts = round((time + shift) / WRITE_TIME_BASE)
+            video_frame.time_base = WRITE_TIME_BASE
+            container.mux(video.encode(video_frame))
+            if audio_writer is not None:
+                audio_writer.write_until(time + shift + 1.0)
+        container.mux(video.encode(None))
+        if audio_writer is not None:
+            audio_writer.finish()
+
+
+class _AacWriter:
+    """Encode mono float samples as AAC in step with the video (for interleaving)."""
+
+    def __init__(self, container: av.container.OutputContainer, samples: np.ndarray, sample_rate: int, start: float):
+        if samples.ndim != 1:
+            raise ValueError(f"audio must be mono float [N], got shape {samples.shape}")
+        self.container = container
+        self.samples = samples
+        self.sample_rate = sample_rate
+        self.stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        self.stream.time_base = Fraction(1, sample_rate)
+        self.start_pts = round(start * sample_rate)
+        self.position = 0
+
+    def write_until(self, time: float) -> None:
+        """Encode the samples whose time is before `time` (seconds, container clock)."""
+        self._encode_until(round(time * self.sample_rate) - self.start_pts)
+
+    def _encode_until(self, end: int) -> None:
+        end = min(len(self.samples), end)
+        while self.position < end:
+            chunk = self.samples[self.position : self.position + AAC_FRAME_SAMPLES]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[None, :]), format="fltp", layout="mono")
+            frame.sample_rate = self.sample_rate
+            frame.pts = self.start_pts + self.position
+            frame.time_base = self.stream.time_base
+            self.container.mux(self.stream.encode(frame))
+            self.position += len(chunk)
+
+    def finish(self) -> None:
+        """Encode the remaining samples and flush the encoder."""
+        self._encode_until(len(self.samples))
+        self.container.mux(self.stream.encode(None))
+
+
+def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int, *, float32: bool = False) -> None:
+    """Write a WAV file (PCM 16-bit, or 32-bit float); atomic.
+
+    Args:
+        path: output ``.wav`` file; replaced only when writing succeeds.
+        samples: float ``[N]`` mono or ``[C, N]`` channels-first, in ``[-1, 1]`` (clipped for 16-bit).
+        sample_rate: rate in Hz.
+        float32: write 32-bit float PCM instead of 16-bit integers.
+    """
+    array = np.asarray(samples, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[0] > 8:
+        raise ValueError(f"samples must be [N] or [C, N] with C <= 8, got shape {np.shape(samples)}")
+    channels = array.shape[0]
+    layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
+    if float32:
+        codec, sample_format, interleaved = "pcm_f32le", "flt", array.T.reshape(1, -1)
+    else:
+        codec, sample_format = "pcm_s16le", "s16"
+        interleaved = np.round(np.clip(array, -1.0, 1.0) * 32767.0).astype(np.int16).T.reshape(1, -1)
+    with atomic_path(path) as temporary, av.open(os.fspath(temporary), "w", format="wav") as container:
+        stream = container.add_stream(codec, rate=sample_rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(interleaved), format=sample_format, layout=layout)
+        frame.sample_rate = sample_rate
+        frame.pts = 0
+        frame.time_base = Fraction(1, sample_rate)
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
