@@ -40,6 +40,16 @@ TRUNCATION_TOLERANCE_S = 0.5
 TIME_EPSILON_S = 1e-6
 # Demuxers that accept text files by extension; never media for avsync.
 NON_MEDIA_FORMATS = frozenset({"tty"})
+# File signatures (offset, bytes, name) of common containers, to recognise damaged media files.
+CONTAINER_SIGNATURES = (
+    (4, b"ftyp", "an MP4/MOV file"),
+    (0, b"\x1aE\xdf\xa3", "a Matroska/WebM file"),
+    (0, b"RIFF", "a RIFF (WAV/AVI) file"),
+    (0, b"OggS", "an Ogg file"),
+    (0, b"fLaC", "a FLAC file"),
+    (0, b"ID3", "an MP3 file"),
+    (0, b"\x00\x00\x01\xba", "an MPEG program stream"),
+)
 # Time base of written video timestamps: exact for 24, 25, 30, 50, 60 and 30000/1001 fps.
 WRITE_TIME_BASE = Fraction(1, 90000)
 AAC_FRAME_SAMPLES = 1024
@@ -105,11 +115,31 @@ def _open_input(path: PathLike) -> av.container.InputContainer:
     except PermissionError as exc:
         raise MediaError("cannot be read (permission denied)", path) from exc
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        container_name = _container_signature(path)
+        if container_name is not None:
+            raise MediaError(f"is truncated or corrupt ({container_name} whose header PyAV could not read)", path) from exc
         raise MediaError("not a media file (PyAV could not open it)", path) from exc
-    if container.format.name in NON_MEDIA_FORMATS or not (container.streams.video or container.streams.audio):
+    if container.format.name in NON_MEDIA_FORMATS:
         container.close()
         raise MediaError("not a media file (PyAV could not open it)", path)
+    if not (container.streams.video or container.streams.audio):
+        container.close()
+        raise MediaError("has no audio or video stream", path)
     return container
+
+
+def _container_signature(path: PathLike) -> str | None:
+    """Name of the container a file's first bytes announce (e.g. "an MP4/MOV file"), else None.
+
+    Tells a damaged media file (signature present, header unreadable) from a file that is not
+    media at all.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    for offset, magic, name in CONTAINER_SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return name
+    return None
 
 
 def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
@@ -564,8 +594,8 @@ def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int, *, float3
     array = np.asarray(samples, dtype=np.float32)
     if array.ndim == 1:
         array = array[None, :]
-    if array.ndim != 2 or array.shape[0] > 8:
-        raise ValueError(f"samples must be [N] or [C, N] with C <= 8, got shape {np.shape(samples)}")
+    if array.ndim != 2 or array.shape[0] > 8 or array.shape[1] == 0:
+        raise ValueError(f"samples must be [N] or [C, N] with C <= 8 and N > 0, got shape {np.shape(samples)}")
     channels = array.shape[0]
     layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")
     if float32:
