@@ -400,7 +400,7 @@ def read_audio(path: PathLike, *, sample_rate: int = 16000) -> np.ndarray:
         sample_rate: output rate in Hz (resampled by libswresample).
 
     Returns:
-        float32 ``[N]``, mono (channels mixed down), roughly in ``[-1, 1]``.
+        float32 ``[N]``, mono (the mean of the channels), roughly in ``[-1, 1]``.
 
     Raises:
         MediaError: missing file, not a media file, no audio stream, zero duration, or
@@ -412,7 +412,8 @@ def read_audio(path: PathLike, *, sample_rate: int = 16000) -> np.ndarray:
         origin = _origin(container, path)
         stream = container.streams.audio[0]
         declared_end = _stream_end(stream)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        # Planar float at the target rate, channels kept: mixed down below by averaging.
+        resampler = av.AudioResampler(format="fltp", rate=sample_rate)
         chunks: list[np.ndarray] = []
         first_time: float | None = None
         decoded = 0.0
@@ -421,8 +422,8 @@ def read_audio(path: PathLike, *, sample_rate: int = 16000) -> np.ndarray:
                 if first_time is None:
                     first_time = float(frame.time) if frame.time is not None else origin
                 decoded += frame.samples / frame.sample_rate
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+                chunks.extend(out.to_ndarray().mean(axis=0) for out in resampler.resample(frame))
+            chunks.extend(out.to_ndarray().mean(axis=0) for out in resampler.resample(None))
         except av.FFmpegError as exc:
             where = (first_time or origin) - origin + decoded
             raise MediaError(f"is truncated or corrupt (decoding failed at {where:.1f} s)", path) from exc
@@ -587,7 +588,7 @@ def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int, *, float3
 
     Args:
         path: output ``.wav`` file; replaced only when writing succeeds.
-        samples: float ``[N]`` mono or ``[C, N]`` channels-first, in ``[-1, 1]`` (clipped for 16-bit).
+        samples: float ``[N]`` mono or ``[C, N]`` channels-first, in ``[-1, 1]`` (16-bit: scaled by 32768 and clipped).
         sample_rate: rate in Hz.
         float32: write 32-bit float PCM instead of 16-bit integers.
     """
@@ -602,7 +603,7 @@ def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int, *, float3
         codec, sample_format, interleaved = "pcm_f32le", "flt", array.T.reshape(1, -1)
     else:
         codec, sample_format = "pcm_s16le", "s16"
-        interleaved = np.round(np.clip(array, -1.0, 1.0) * 32767.0).astype(np.int16).T.reshape(1, -1)
+        interleaved = np.clip(np.round(array * 32768.0), -32768, 32767).astype(np.int16).T.reshape(1, -1)
     with atomic_path(path) as temporary, av.open(os.fspath(temporary), "w", format="wav") as container:
         stream = container.add_stream(codec, rate=sample_rate, layout=layout)
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(interleaved), format=sample_format, layout=layout)

@@ -1,0 +1,120 @@
+"""Shared fixtures: tiny media files generated in the test's temporary folder.
+
+`make_av_file` writes a clip whose frames carry their own index (see `frame_index`), with an
+optional white flash frame and an optional click in the audio, so tests can check timing after a
+round trip through the codecs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avsync.media import write_audio, write_video
+
+# Frame index i is drawn as two flat bands: top = LEVEL0 + STEP * (i % 16), bottom = ... (i // 16).
+INDEX_LEVEL0 = 16
+INDEX_STEP = 12
+CLICK_AMPLITUDE = 0.8
+
+
+def index_frame(index: int, size: tuple[int, int]) -> np.ndarray:
+    """An RGB frame that encodes `index` (0..255) in two flat gray bands.
+
+    Args:
+        index: the frame's number.
+        size: ``(width, height)``.
+
+    Returns:
+        uint8 ``[height, width, 3]``.
+    """
+    width, height = size
+    frame = np.empty((height, width, 3), dtype=np.uint8)
+    frame[: height // 2] = INDEX_LEVEL0 + INDEX_STEP * (index % 16)
+    frame[height // 2 :] = INDEX_LEVEL0 + INDEX_STEP * ((index // 16) % 16)
+    return frame
+
+
+def frame_index(frame: np.ndarray) -> int:
+    """Read back the index drawn by `index_frame` from a decoded RGB ``[H, W, 3]`` or gray ``[H, W]`` frame."""
+    height = frame.shape[0]
+    # Sample band centres, away from the chroma-blurred border between the bands.
+    top = float(frame[height // 8 : height * 3 // 8].mean())
+    bottom = float(frame[height * 5 // 8 : height * 7 // 8].mean())
+    low = round((top - INDEX_LEVEL0) / INDEX_STEP)
+    high = round((bottom - INDEX_LEVEL0) / INDEX_STEP)
+    return 16 * high + low
+
+
+def write_test_clip(
+    path: Path,
+    *,
+    seconds: float = 2.0,
+    fps: float = 25.0,
+    size: tuple[int, int] = (64, 48),
+    times: Sequence[float] | None = None,
+    video: bool = True,
+    audio: bool = True,
+    sample_rate: int = 16000,
+    audio_offset: float = 0.0,
+    flash_at: float | None = None,
+    click_at: float | None = None,
+) -> Path:
+    """Write a tiny test clip.
+
+    Args:
+        path: output file (``.mp4`` with video, ``.wav`` for audio only).
+        seconds: video length (frames at ``i / fps``), also where the audio ends.
+        fps: frame rate.
+        size: ``(width, height)``.
+        times: explicit frame times (variable frame rate) instead of ``i / fps``.
+        video: write a video stream (else a WAV file).
+        audio: write an audio stream (silence plus the click).
+        sample_rate: audio rate in Hz.
+        audio_offset: time of audio sample 0 relative to the first video frame (positive:
+            audio starts later).
+        flash_at: time of a white frame (the frame nearest this time).
+        click_at: time, on the video's timeline, of a short click in the audio.
+
+    Returns:
+        `path`.
+    """
+    frame_times = np.arange(round(seconds * fps)) / fps if times is None else np.asarray(times, dtype=np.float64)
+    samples = None
+    if audio:
+        samples = np.zeros(round((seconds - audio_offset) * sample_rate), dtype=np.float32)
+        if click_at is not None:
+            at = round((click_at - audio_offset) * sample_rate)
+            samples[at] = CLICK_AMPLITUDE
+            samples[at + 1] = -CLICK_AMPLITUDE
+    if not video:
+        write_audio(path, samples, sample_rate)
+        return path
+    frames = np.stack([index_frame(i, size) for i in range(len(frame_times))])
+    if flash_at is not None:
+        frames[np.argmin(np.abs(frame_times - flash_at))] = 255
+    write_video(
+        path,
+        frames,
+        fps=fps,
+        times=None if times is None else frame_times,
+        audio=samples,
+        sample_rate=sample_rate,
+        audio_start=audio_offset,
+        crf=10,
+        preset="ultrafast",
+    )
+    return path
+
+
+@pytest.fixture
+def make_av_file(tmp_path: Path) -> Callable[..., Path]:
+    """Factory fixture: ``make_av_file(name="clip.mp4", **write_test_clip options) -> Path`` in tmp_path."""
+
+    def make(name: str = "clip.mp4", **options) -> Path:
+        return write_test_clip(tmp_path / name, **options)
+
+    return make

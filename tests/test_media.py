@@ -1,0 +1,193 @@
+"""avsync.media: round trips, one timeline for audio and video, frame-rate resampling, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avsync import media
+from tests.conftest import frame_index, index_frame
+
+SAMPLE_RATE = 16000
+
+
+def click_time(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    return float(np.argmax(np.abs(samples))) / sample_rate
+
+
+def flash_time(video: media.VideoFrames) -> float:
+    return float(video.times[np.argmax(video.frames.reshape(len(video), -1).mean(axis=1))])
+
+
+def expected_source_index(source_times: np.ndarray, fps: float, count: int) -> list[int]:
+    """The documented rule: output n shows the latest source frame before (n + 0.5) / fps."""
+    return [max(0, int(np.searchsorted(source_times, (n + 0.5) / fps - 1e-6)) - 1) for n in range(count)]
+
+
+def test_probe_reports_streams_and_geometry(make_av_file):
+    path = make_av_file(seconds=2.0, fps=25.0, size=(64, 48))
+    info = media.probe(path)
+    assert (info.has_video, info.has_audio) == (True, True)
+    assert (info.width, info.height, info.audio_rate) == (64, 48, SAMPLE_RATE)
+    assert info.fps == pytest.approx(25.0)
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+    assert info.video_start == pytest.approx(0.0)
+
+
+def test_round_trip_frames_times_and_audio(tmp_path):
+    rng = np.random.default_rng(0)
+    gradient = np.linspace(0, 255, 80, dtype=np.float32)
+    frames = np.stack(
+        [np.stack([np.add.outer(gradient[:60] * 0.5, gradient) % 256] * 3, axis=-1) for _ in range(25)]
+    ).astype(np.uint8)
+    frames[:, 10:20, 10:20] = rng.integers(0, 255, (25, 10, 10, 3), dtype=np.uint8)
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
+    path = tmp_path / "round.mp4"
+    media.write_video(path, frames, fps=25, audio=tone, sample_rate=SAMPLE_RATE, crf=0)
+
+    video = media.read_video(path)
+    assert video.frames.shape == (25, 60, 80, 3) and video.frames.dtype == np.uint8
+    np.testing.assert_allclose(video.times, np.arange(25) / 25, atol=1e-9)
+    assert video.fps == pytest.approx(25.0)
+    # Lossless luma; RGB -> YUV 4:2:0 -> RGB costs a few levels on the smooth part.
+    assert np.abs(video.frames[:, 30:, 30:].astype(int) - frames[:, 30:, 30:]).mean() < 3.0
+
+    audio = media.read_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert SAMPLE_RATE <= len(audio) <= SAMPLE_RATE + 2048  # AAC pads its last frame
+    correlation = np.corrcoef(audio[1000:15000], tone[1000:15000])[0, 1]
+    assert correlation > 0.99
+
+
+def test_gray_and_size_are_done_by_the_reformatter(make_av_file):
+    path = make_av_file(seconds=0.4, size=(64, 48))
+    rgb = media.read_video(path)
+    gray = media.read_video(path, gray=True)
+    small = media.read_video(path, gray=True, size=(32, 24))
+    assert gray.frames.shape == (10, 48, 64)
+    assert small.frames.shape == (10, 24, 32)
+    assert [frame_index(f) for f in gray.frames] == list(range(10))
+    assert [frame_index(f) for f in small.frames] == list(range(10))
+    assert np.abs(gray.frames.astype(int) - rgb.frames.mean(axis=-1)).max() <= 3
+
+
+def test_iter_video_matches_read_video(make_av_file):
+    path = make_av_file(seconds=0.6, fps=30.0)
+    pairs = list(media.iter_video(path, fps=25.0, gray=True))
+    video = media.read_video(path, fps=25.0, gray=True)
+    np.testing.assert_array_equal([time for time, _ in pairs], video.times)
+    np.testing.assert_array_equal(np.stack([frame for _, frame in pairs]), video.frames)
+
+
+@pytest.mark.parametrize("source_rate", [16000, 44100, 48000])
+def test_flash_and_click_come_back_at_the_same_time(make_av_file, source_rate):
+    path = make_av_file(seconds=2.0, flash_at=1.0, click_at=1.0, sample_rate=source_rate)
+    video = media.read_video(path)
+    audio = media.read_audio(path, sample_rate=SAMPLE_RATE)
+    assert flash_time(video) == pytest.approx(1.0, abs=1e-6)  # the exact frame
+    assert click_time(audio) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("audio_offset", [0.5, -0.5])
+def test_audio_start_offset_does_not_shift_the_relation(make_av_file, audio_offset):
+    path = make_av_file(seconds=2.0, flash_at=1.0, click_at=1.0, audio_offset=audio_offset)
+    info = media.probe(path)
+    assert info.audio_start - info.video_start == pytest.approx(audio_offset, abs=0.1)  # AAC priming
+    video = media.read_video(path)
+    audio = media.read_audio(path)
+    assert video.times[0] == 0.0
+    assert flash_time(video) == pytest.approx(1.0, abs=1e-6)
+    assert click_time(audio) == pytest.approx(1.0, abs=1e-3)
+    if audio_offset > 0:
+        # Late audio is padded with exact zeros up to its start.
+        assert not np.any(audio[: round(audio_offset * SAMPLE_RATE)])
+        assert len(audio) == pytest.approx(2.0 * SAMPLE_RATE, abs=2048)
+    else:
+        # Early audio loses what comes before the first video frame.
+        assert len(audio) == pytest.approx(2.0 * SAMPLE_RATE, abs=2048)
+
+
+def test_variable_frame_rate_times_and_resampling(make_av_file):
+    steps = np.where(np.arange(39) % 3 == 0, 1 / 12, 1 / 40)
+    times = np.concatenate([[0.0], np.cumsum(steps)])
+    path = make_av_file(times=times, fps=25.0, audio=False)
+    video = media.read_video(path, gray=True)
+    np.testing.assert_allclose(video.times, times, atol=1.5 / 90000)
+    assert [frame_index(f) for f in video.frames] == list(range(40))
+
+    resampled = media.read_video(path, fps=25.0, gray=True)
+    end = times[-1] + steps[-1]
+    assert len(resampled) == int(np.ceil(end * 25.0 - 1e-6))
+    np.testing.assert_allclose(resampled.times, np.arange(len(resampled)) / 25.0)
+    picked = [frame_index(f) for f in resampled.frames]
+    assert picked == expected_source_index(times, 25.0, len(resampled))
+    assert len(set(picked)) < 40  # frames were dropped where the source runs faster than 25 fps
+    assert any(a == b for a, b in zip(picked, picked[1:]))  # and repeated where it runs slower
+
+
+@pytest.mark.parametrize(("source_fps", "count"), [(30.0, 50), (30000 / 1001, 51), (25.0, 50), (50.0, 50)])
+def test_resample_to_25_fps(make_av_file, source_fps, count):
+    path = make_av_file(seconds=2.0, fps=source_fps, audio=False)
+    video = media.read_video(path, fps=25.0, gray=True)
+    assert len(video) == count
+    np.testing.assert_allclose(video.times, np.arange(count) / 25.0)
+    source_times = np.arange(round(2.0 * source_fps)) / source_fps
+    assert [frame_index(f) for f in video.frames] == expected_source_index(source_times, 25.0, count)
+
+
+def test_odd_size_is_padded_to_even(tmp_path):
+    frames = np.stack([index_frame(i, (63, 47)) for i in range(5)])
+    path = tmp_path / "odd.mp4"
+    media.write_video(path, frames, fps=25)
+    video = media.read_video(path)
+    assert video.frames.shape == (5, 48, 64, 3)
+    assert [frame_index(f[:47, :63]) for f in video.frames] == list(range(5))
+
+
+def test_write_video_is_atomic(tmp_path):
+    path = tmp_path / "out.mp4"
+    path.write_bytes(b"previous output")
+    good = [index_frame(i, (32, 32)) for i in range(4)]
+    with pytest.raises(ValueError, match="one shape"):
+        media.write_video(path, [*good, index_frame(4, (16, 16))], fps=25)
+    assert path.read_bytes() == b"previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+    media.write_video(path, good, fps=25)
+    assert len(media.read_video(path)) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_write_video_rejects_bad_times(tmp_path):
+    frames = [index_frame(i, (32, 32)) for i in range(3)]
+    with pytest.raises(ValueError, match="increasing"):
+        media.write_video(tmp_path / "x.mp4", frames, fps=25, times=[0.0, 0.1, 0.1])
+    with pytest.raises(ValueError, match="shape"):
+        media.write_video(tmp_path / "x.mp4", frames, fps=25, times=[0.0, 0.1])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("float32", [False, True])
+def test_write_audio_round_trip(tmp_path, float32):
+    rate = 22050
+    tone = (0.6 * np.sin(2 * np.pi * 300 * np.arange(rate) / rate)).astype(np.float32)
+    path = tmp_path / "tone.wav"
+    media.write_audio(path, tone, rate, float32=float32)
+    info = media.probe(path)
+    assert (info.has_video, info.has_audio, info.audio_rate) == (False, True, rate)
+    assert info.duration == pytest.approx(1.0, abs=1e-3)
+    back = media.read_audio(path, sample_rate=rate)
+    assert len(back) == rate
+    assert np.abs(back - tone).max() < (1e-6 if float32 else 0.5 / 32768 + 1e-7)
+
+
+def test_write_audio_stereo_is_mixed_down_and_resampled(tmp_path):
+    rate = 48000
+    left = (0.5 * np.sin(2 * np.pi * 200 * np.arange(rate) / rate)).astype(np.float32)
+    path = tmp_path / "stereo.wav"
+    media.write_audio(path, np.stack([left, left]), rate)
+    back = media.read_audio(path, sample_rate=SAMPLE_RATE)
+    assert len(back) == SAMPLE_RATE
+    expected = 0.5 * np.sin(2 * np.pi * 200 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)
+    # Mixdown keeps the level of identical channels (within swresample's filter ripple at the ends).
+    assert np.abs(back[500:-500] - expected[500:-500]).max() < 0.02
