@@ -393,7 +393,8 @@ def read_audio(path: PathLike, *, sample_rate: int = 16000) -> np.ndarray:
 
     Sample ``i`` is at time ``i / sample_rate`` on the timeline, whose 0 is the video stream's
     first presentation time when the file has video: audio that starts later is padded with
-    zeros in front, audio that starts earlier loses its samples before time 0.
+    zeros in front, audio that starts earlier loses its samples before time 0. Codec padding
+    after the stream's declared end is dropped.
 
     Args:
         path: the media file.
@@ -425,13 +426,16 @@ def read_audio(path: PathLike, *, sample_rate: int = 16000) -> np.ndarray:
                 chunks.extend(out.to_ndarray().mean(axis=0) for out in resampler.resample(frame))
             chunks.extend(out.to_ndarray().mean(axis=0) for out in resampler.resample(None))
         except av.FFmpegError as exc:
-            where = (first_time or origin) - origin + decoded
+            where = (origin if first_time is None else first_time) - origin + decoded
             raise MediaError(f"is truncated or corrupt (decoding failed at {where:.1f} s)", path) from exc
     if first_time is None or decoded == 0.0:
         raise MediaError("is empty (zero duration)", path)
     if declared_end is not None:
         _check_complete(path, first_time + decoded, declared_end)
     samples = np.concatenate(chunks).astype(np.float32, copy=False)
+    if declared_end is not None:
+        # The last codec frame is padded (AAC: up to 1023 samples); the header knows the true end.
+        samples = samples[: max(1, round((declared_end - first_time) * sample_rate))]
     shift = round((first_time - origin) * sample_rate)
     if shift > 0:
         return np.concatenate([np.zeros(shift, dtype=np.float32), samples])
