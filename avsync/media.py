@@ -124,7 +124,7 @@ def _open_input(path: PathLike) -> av.container.InputContainer:
         raise MediaError("not a media file (PyAV could not open it)", path)
     if not (container.streams.video or container.streams.audio):
         container.close()
-        raise MediaError("has no audio or video stream", path)
+        raise MediaError("has no audio or video stream (empty, truncated or corrupt)", path)
     return container
 
 
@@ -263,6 +263,10 @@ def iter_video(
         MediaError: missing file, not a media file, no video stream, zero duration, or
             truncated/corrupt data.
     """
+    if fps is not None and fps <= 0:
+        raise AvsyncError(f"frame rate must be positive, got {fps}")
+    if size is not None and min(size) <= 0:
+        raise AvsyncError(f"size must be a positive (width, height), got {size}")
     pixel_format = "gray" if gray else "rgb24"
     reformat = {"format": pixel_format}
     if size is not None:
@@ -324,8 +328,6 @@ def _resample(
     path: PathLike,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield frames on the grid ``n / fps``; returns the decoded end time (last frame + its length)."""
-    if fps <= 0:
-        raise AvsyncError(f"frame rate must be positive, got {fps}")
     index = 0
     current: av.VideoFrame | None = None
     current_array: np.ndarray | None = None
@@ -407,6 +409,8 @@ def read_audio(path: PathLike, *, sample_rate: int = 16000) -> np.ndarray:
         MediaError: missing file, not a media file, no audio stream, zero duration, or
             truncated/corrupt data.
     """
+    if sample_rate <= 0:
+        raise AvsyncError(f"sample rate must be positive, got {sample_rate}")
     with _open_input(path) as container:
         if not container.streams.audio:
             raise MediaError("has no audio stream", path)
