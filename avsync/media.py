@@ -258,6 +258,8 @@ def iter_video(
 
     Yields:
         ``(time, frame)``: seconds on the timeline, uint8 ``[H, W, 3]`` (or ``[H, W]`` gray).
+        A frame repeated by resampling is the same array object each time: copy before
+        modifying it in place.
 
     Raises:
         MediaError: missing file, not a media file, no video stream, zero duration, or
@@ -267,8 +269,9 @@ def iter_video(
         raise AvsyncError(f"frame rate must be positive, got {fps}")
     if size is not None and min(size) <= 0:
         raise AvsyncError(f"size must be a positive (width, height), got {size}")
-    pixel_format = "gray" if gray else "rgb24"
-    reformat = {"format": pixel_format}
+    # One swscale thread: the decoder's threads already use the cores, and on 2 cores automatic
+    # swscale threading measured 1.5-2x slower (benchmarks/bench_media.py).
+    reformat = {"format": "gray" if gray else "rgb24", "threads": 1}
     if size is not None:
         reformat.update(width=int(size[0]), height=int(size[1]), interpolation="AREA")
     with _open_input(path) as container:
