@@ -18,6 +18,7 @@ missing file, not a media file, missing stream, zero duration, truncated or corr
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import tempfile
@@ -69,7 +70,9 @@ class MediaInfo:
         height: video height in pixels (None without video).
         audio_rate: audio sample rate in Hz (None without audio).
         video_start: first presentation time of the video stream in container seconds.
-        audio_start: first presentation time of the audio stream in container seconds.
+        audio_start: first presentation time of the audio stream in container seconds, as the
+            header says (AAC encoder priming can put it up to 1024 samples before the first
+            audible sample; `read_audio` places audio by its decoded start instead).
     """
 
     path: str
@@ -117,7 +120,8 @@ def _open_input(path: PathLike) -> av.container.InputContainer:
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         container_name = _container_signature(path)
         if container_name is not None:
-            raise MediaError(f"is truncated or corrupt ({container_name} whose header PyAV could not read)", path) from exc
+            problem = f"is truncated or corrupt ({container_name} whose header PyAV could not read)"
+            raise MediaError(problem, path) from exc
         raise MediaError("not a media file (PyAV could not open it)", path) from exc
     if container.format.name in NON_MEDIA_FORMATS:
         container.close()
@@ -461,10 +465,18 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
     Yields:
         The temporary path to write.
+
+    Raises:
+        AvsyncError: the folder cannot be created or written.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}"
+        )
+    except OSError as exc:
+        raise AvsyncError(f"cannot write here ({exc.strerror})", path) from exc
     os.close(handle)
     try:
         yield Path(temporary)
@@ -504,7 +516,8 @@ def write_video(
 
     Args:
         path: output file (``.mp4``/``.mov``/``.mkv``); replaced only when writing succeeds.
-        frames: uint8 ``[T, H, W, 3]`` RGB or ``[T, H, W]`` gray (array or iterable of frames).
+        frames: uint8 ``[T, H, W, 3]`` RGB or ``[T, H, W]`` gray: an array or any iterable of
+            frames (streamed, never held in memory all at once).
         fps: frame rate; the frame times when `times` is None (``i / fps``), else the nominal rate.
         times: float ``[T]``, strictly increasing presentation times in seconds (variable frame
             rate allowed); stored in a 1/90000 s time base.
@@ -516,22 +529,19 @@ def write_video(
         preset: x264 preset (speed/size trade-off).
 
     Raises:
-        ValueError: bad arrays or times.
+        ValueError: bad arrays or times (no output is left behind).
+        AvsyncError: the output folder cannot be written.
     """
-    frame_list = frames if isinstance(frames, np.ndarray) else list(frames)
-    if len(frame_list) == 0:
-        raise ValueError("write_video needs at least one frame")
-    time_array = (
-        np.arange(len(frame_list), dtype=np.float64) / fps if times is None else np.asarray(times, dtype=np.float64)
-    )
-    if time_array.shape != (len(frame_list),):
-        raise ValueError(f"times has shape {time_array.shape}, expected ({len(frame_list)},)")
-    if len(time_array) > 1 and np.any(np.diff(time_array) * float(1 / WRITE_TIME_BASE) < 1):
-        raise ValueError("times must be strictly increasing (at least 1/90000 s apart)")
     if audio is not None and not sample_rate:
         raise ValueError("sample_rate is required with audio")
-    shift = -min(0.0, float(time_array[0]), audio_start if audio is not None else 0.0)
-    first, pixel_format = _as_frame_array(frame_list[0])
+    frame_iter = iter(frames)
+    time_iter = (index / fps for index in itertools.count()) if times is None else iter(times)
+    first_frame = next(frame_iter, None)
+    first_time = next(time_iter, None)
+    if first_frame is None or first_time is None:
+        raise ValueError("write_video needs at least one frame (and one time)")
+    shift = -min(0.0, float(first_time), audio_start if audio is not None else 0.0)
+    first, pixel_format = _as_frame_array(first_frame)
     with atomic_path(path) as temporary, av.open(
         os.fspath(temporary), "w", container_options={"movflags": "+faststart"}
     ) as container:
@@ -543,17 +553,28 @@ def write_video(
         video.options = {"crf": str(crf), "preset": preset}
         audio_writer = None
         if audio is not None:
-            audio_writer = _AacWriter(container, np.asarray(audio, dtype=np.float32), int(sample_rate), audio_start + shift)
-        for frame, time in zip(frame_list, time_array, strict=True):
+            samples = np.asarray(audio, dtype=np.float32)
+            audio_writer = _AacWriter(container, samples, int(sample_rate), audio_start + shift)
+        previous_pts = -1
+        time_iter = itertools.chain([first_time], time_iter)
+        for frame in itertools.chain([first_frame], frame_iter):
+            time = next(time_iter, None)
+            if time is None:
+                raise ValueError("times has fewer entries than there are frames")
             array, frame_format = _as_frame_array(frame)
             if array.shape[:2] != first.shape[:2] or frame_format != pixel_format:
                 raise ValueError(f"all frames must have one shape, got {first.shape} and {array.shape}")
             video_frame = av.VideoFrame.from_ndarray(array, format=frame_format)
-            video_frame.pts = round((time + shift) / WRITE_TIME_BASE)
+            video_frame.pts = round((float(time) + shift) / WRITE_TIME_BASE)
+            if video_frame.pts <= previous_pts:
+                raise ValueError(f"times must be strictly increasing (at least 1/90000 s apart), got {time}")
+            previous_pts = video_frame.pts
             video_frame.time_base = WRITE_TIME_BASE
             container.mux(video.encode(video_frame))
             if audio_writer is not None:
-                audio_writer.write_until(time + shift + 1.0)
+                audio_writer.write_until(float(time) + shift + 1.0)
+        if times is not None and next(time_iter, None) is not None:
+            raise ValueError("times has more entries than there are frames")
         container.mux(video.encode(None))
         if audio_writer is not None:
             audio_writer.finish()

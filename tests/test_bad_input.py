@@ -99,7 +99,8 @@ def test_truncated_to_half(tmp_path, reader):
     path = noise_clip(tmp_path / "clip.mp4")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(MediaError, match=r"is truncated or corrupt \(decoding stopped at (\d+\.\d) s of 3\.0 s\)") as caught:
+    pattern = r"is truncated or corrupt \(decoding stopped at (\d+\.\d) s of 3\.0 s\)"
+    with pytest.raises(MediaError, match=pattern) as caught:
         READERS[reader](path)
     stopped_at = float(str(caught.value).split("stopped at ")[1].split(" s")[0])
     assert 0.5 < stopped_at < 2.5

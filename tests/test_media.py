@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from avsync import media
+from avsync.errors import AvsyncError
 from tests.conftest import frame_index, index_frame
 
 SAMPLE_RATE = 16000
@@ -159,9 +160,28 @@ def test_write_video_rejects_bad_times(tmp_path):
     frames = [index_frame(i, (32, 32)) for i in range(3)]
     with pytest.raises(ValueError, match="increasing"):
         media.write_video(tmp_path / "x.mp4", frames, fps=25, times=[0.0, 0.1, 0.1])
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match="fewer entries"):
         media.write_video(tmp_path / "x.mp4", frames, fps=25, times=[0.0, 0.1])
+    with pytest.raises(ValueError, match="more entries"):
+        media.write_video(tmp_path / "x.mp4", frames, fps=25, times=[0.0, 0.1, 0.2, 0.3])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_video_streams_a_generator(tmp_path):
+    path = tmp_path / "streamed.mp4"
+    media.write_video(path, (index_frame(i, (32, 32)) for i in range(7)), fps=30, times=(i / 30 for i in range(7)))
+    video = media.read_video(path)
+    assert [frame_index(f) for f in video.frames] == list(range(7))
+    np.testing.assert_allclose(video.times, np.arange(7) / 30, atol=1.5 / 90000)
+
+
+def test_write_into_a_file_instead_of_a_folder_is_a_user_error(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    with pytest.raises(AvsyncError, match="cannot write here"):
+        media.write_video(blocker / "out.mp4", [index_frame(0, (32, 32))], fps=25)
+    with pytest.raises(AvsyncError, match="cannot write here"):
+        media.write_audio(blocker / "out.wav", np.zeros(100, dtype=np.float32), 16000)
 
 
 @pytest.mark.parametrize("float32", [False, True])
