@@ -116,14 +116,6 @@ class Alignment:
         """int64 [N, 2] pairs ``(i, j)``."""
         return np.stack([np.arange(len(self.ref_index)), self.ref_index], axis=1)
 
-    def path_cost(self, cost: np.ndarray) -> float:
-        """Mean matched cost along the path, without penalties.
-
-        Args:
-            cost: float [N, M] the matrix the path was found on.
-        """
-        return float(cost[np.arange(len(self.ref_index)), self.ref_index].mean())
-
 
 def band_limits(n_rows: int, n_cols: int, radius: int | None, offset: float = 0.0, slope: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """First and last visited column of each row: ``|j - (offset + slope * i)| <= radius``.
