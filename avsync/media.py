@@ -54,6 +54,9 @@ CONTAINER_SIGNATURES = (
 # Time base of written video timestamps: exact for 24, 25, 30, 50, 60 and 30000/1001 fps.
 WRITE_TIME_BASE = Fraction(1, 90000)
 AAC_FRAME_SAMPLES = 1024
+# MP4/MOV muxer: index first (playable while downloading, and a cut file keeps its header);
+# edit lists in 1/90000 s, since the default 1/1000 s shifts late-starting AAC audio by up to 1 ms.
+MP4_OPTIONS = {"movflags": "+faststart", "movie_timescale": "90000"}
 
 
 @dataclass
@@ -542,9 +545,7 @@ def write_video(
         raise ValueError("write_video needs at least one frame (and one time)")
     shift = -min(0.0, float(first_time), audio_start if audio is not None else 0.0)
     first, pixel_format = _as_frame_array(first_frame)
-    with atomic_path(path) as temporary, av.open(
-        os.fspath(temporary), "w", container_options={"movflags": "+faststart"}
-    ) as container:
+    with atomic_path(path) as temporary, av.open(os.fspath(temporary), "w", container_options=MP4_OPTIONS) as container:
         video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         video.width, video.height = first.shape[1], first.shape[0]
         video.pix_fmt = "yuv420p"

@@ -89,18 +89,25 @@ def test_flash_and_click_come_back_at_the_same_time(make_av_file, source_rate):
     assert click_time(audio) == pytest.approx(1.0, abs=1e-3)
 
 
-@pytest.mark.parametrize("audio_offset", [0.5, -0.5])
-def test_audio_start_offset_does_not_shift_the_relation(make_av_file, audio_offset):
-    path = make_av_file(seconds=2.0, flash_at=1.0, click_at=1.0, audio_offset=audio_offset)
+@pytest.mark.parametrize("audio_offset", [0.5, -0.5, 0.123])
+@pytest.mark.parametrize("source_rate", [16000, 48000])
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_audio_start_offset_does_not_shift_the_relation(make_av_file, audio_offset, source_rate, suffix):
+    path = make_av_file(
+        f"offset{suffix}", seconds=2.0, flash_at=1.0, click_at=1.0, audio_offset=audio_offset, sample_rate=source_rate
+    )
     info = media.probe(path)
     assert info.audio_start - info.video_start == pytest.approx(audio_offset, abs=0.1)  # AAC priming
     video = media.read_video(path)
     audio = media.read_audio(path)
     assert video.times[0] == 0.0
     assert flash_time(video) == pytest.approx(1.0, abs=1e-6)
-    assert click_time(audio) == pytest.approx(1.0, abs=1e-3)
+    # Tighter than the 1 ms asked for: a millisecond-rounded MP4 edit list once cost 0.7 ms here.
+    assert click_time(audio) == pytest.approx(1.0, abs=0.25e-3)
     # Late audio is padded at the front, early audio loses what comes before the first frame.
-    assert len(audio) == 2 * SAMPLE_RATE
+    # MKV declares no stream duration, so the padding of the last AAC frame (< 1024 samples) stays.
+    tail_padding = 0 if suffix == ".mp4" else int(np.ceil(1024 * SAMPLE_RATE / source_rate))
+    assert 2 * SAMPLE_RATE <= len(audio) <= 2 * SAMPLE_RATE + tail_padding
     if audio_offset > 0:
         assert not np.any(audio[: round(audio_offset * SAMPLE_RATE)])
 
