@@ -1,0 +1,228 @@
+"""Cost matrix between every video frame and every reference frame, from a trained model.
+
+Rows are video frames ``i`` (N), columns reference frames ``j`` (M), both 25 fps. The window of
+frame ``i`` is the one centred on it (docs/design.md): mouth crops ``i-8 .. i+7`` and mel columns
+``4(j-8) .. 4(j-8)+63``, edge frames repeated.
+
+* :class:`~avsync.models.TwoTower`: ``encode_video`` over the N windows, ``encode_audio`` over the
+  M windows, one ``score`` product: logits ``[N, M]``.
+* Any other network (:class:`~avsync.models.PosterCNN`): ``score_candidates`` on the pairs inside
+  a band ``|j - (offset + slope * i)| <= radius`` (all pairs when no band is given and the matrix
+  is small).
+
+The cost is ``-log sigmoid(logit)`` (the match's negative log-likelihood), then put on a robust
+z-scale over the scored, usable cells: ``(c - median) / (1.4826 * MAD)``, so DTW penalties mean
+the same for every model. Cells that carry no information get 0 (the median), so they never pull
+the path anywhere: video frames without a usable face, silent reference frames (no vocal), and
+pairs outside the band.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
+
+HALF_WINDOW = WINDOW_FRAMES // 2
+MAX_FULL_PAIRS = 250_000
+"""Largest N * M a pair model scores without a band."""
+
+
+def video_windows(mouth_crops: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    """Mouth clips centred on the given frames.
+
+    Args:
+        mouth_crops: uint8 [T, 64, 64].
+        rows: int [B] frame indices.
+
+    Returns:
+        float [B, 16, 64, 64] in 0..1.
+    """
+    index = np.clip(rows[:, None] - HALF_WINDOW + np.arange(WINDOW_FRAMES)[None, :], 0, len(mouth_crops) - 1)
+    return torch.from_numpy(mouth_crops[index]).float().div_(255.0)
+
+
+def audio_windows(log_mel: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+    """Log-mel windows centred on the given reference frames.
+
+    Args:
+        log_mel: float [80, 4M].
+        cols: int [B] reference frame indices.
+
+    Returns:
+        float [B, 80, 64].
+    """
+    width = WINDOW_FRAMES * MELS_PER_FRAME
+    index = np.clip(MELS_PER_FRAME * (cols[:, None] - HALF_WINDOW) + np.arange(width)[None, :], 0, log_mel.shape[1] - 1)
+    return torch.from_numpy(np.ascontiguousarray(log_mel[:, index].transpose(1, 0, 2))).float()
+
+
+def vocal_activity(log_mel: np.ndarray, threshold_db: float = 30.0) -> np.ndarray:
+    """Reference frames with voice: frame energy within ``threshold_db`` of the loud frames.
+
+    The energy of a frame is the mean over its four mel columns of the summed mel power; "loud"
+    is the 95th percentile over the track. Meant for a vocal stem; on a full mix almost every
+    frame is active, which is safe (active frames are simply scored).
+
+    Args:
+        log_mel: float [80, 4M] (natural-log mel power).
+        threshold_db: how far below the loud frames a frame may be and still count.
+
+    Returns:
+        bool [M].
+    """
+    power = np.exp(log_mel.astype(np.float64)).sum(axis=0)
+    frames = power[: (len(power) // MELS_PER_FRAME) * MELS_PER_FRAME].reshape(-1, MELS_PER_FRAME).mean(axis=1)
+    level_db = 10.0 * np.log10(frames + 1e-12)
+    return level_db >= np.percentile(level_db, 95) - threshold_db
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def model_logits(
+    model: nn.Module,
+    mouth_crops: np.ndarray,
+    log_mel: np.ndarray,
+    *,
+    band: tuple[float, float, int] | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> np.ndarray:
+    """Match logits of every (video frame, reference frame) pair the model is asked to score.
+
+    Args:
+        model: a TwoTower (all pairs, through embeddings) or any network with
+            ``score_candidates`` (pairs inside ``band``).
+        mouth_crops: uint8 [N, 64, 64] of the video.
+        log_mel: float [80, 4M] of the reference.
+        band: ``(offset, slope, radius)`` for pair models; None scores every pair (only up to
+            ``MAX_FULL_PAIRS``). Ignored by the TwoTower, whose full matrix is cheap.
+        batch_size: windows (TwoTower) or pairs (pair models) per forward pass.
+        progress: show a tqdm bar.
+
+    Returns:
+        float32 [N, M]; NaN where not scored.
+    """
+    if mouth_crops.ndim != 3:
+        raise ValueError(f"mouth_crops must be grayscale [T, 64, 64], got {mouth_crops.shape}")
+    was_training = model.training
+    model.eval()
+    try:
+        if hasattr(model, "encode_video"):
+            return _two_tower_logits(model, mouth_crops, log_mel, batch_size, progress)
+        return _pair_logits(model, mouth_crops, log_mel, band, batch_size, progress)
+    finally:
+        model.train(was_training)
+
+
+def _two_tower_logits(model: nn.Module, mouth_crops: np.ndarray, log_mel: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
+    device = _device(model)
+    n, m = len(mouth_crops), log_mel.shape[1] // MELS_PER_FRAME
+    starts_v, starts_a = range(0, n, batch_size), range(0, m, batch_size)
+    bar = tqdm(total=len(starts_v) + len(starts_a), desc="embed", unit="batch", disable=not progress, leave=False)
+    video_emb, audio_emb = [], []
+    for start in starts_v:
+        rows = np.arange(start, min(n, start + batch_size))
+        video_emb.append(model.encode_video(video_windows(mouth_crops, rows).to(device)))
+        bar.update()
+    for start in starts_a:
+        cols = np.arange(start, min(m, start + batch_size))
+        audio_emb.append(model.encode_audio(audio_windows(log_mel, cols).to(device)))
+        bar.update()
+    bar.close()
+    return model.score(torch.cat(video_emb), torch.cat(audio_emb)).float().cpu().numpy()
+
+
+def _pair_logits(model: nn.Module, mouth_crops: np.ndarray, log_mel: np.ndarray, band: tuple[float, float, int] | None,
+                 batch_size: int, progress: bool) -> np.ndarray:
+    device = _device(model)
+    n, m = len(mouth_crops), log_mel.shape[1] // MELS_PER_FRAME
+    if band is None:
+        if n * m > MAX_FULL_PAIRS:
+            raise ValueError(f"{n}x{m} pairs are too many to score one by one; give a band")
+        first = np.zeros(n, np.int64)  # every column for every row
+        width = m
+    else:
+        offset, slope, radius = band
+        first = np.floor(offset + slope * np.arange(n) - radius).astype(np.int64)
+        width = 2 * int(radius) + 1
+    logits = np.full((n, m), np.nan, np.float32)
+    rows_per_batch = max(1, batch_size // width)
+    starts = range(0, n, rows_per_batch)
+    for start in tqdm(starts, desc="score pairs", unit="batch", disable=not progress, leave=False):
+        rows = np.arange(start, min(n, start + rows_per_batch))
+        cols = first[rows, None] + np.arange(width)[None, :]  # [R, K]
+        inside = (cols >= 0) & (cols < m)
+        clipped = np.clip(cols, 0, m - 1)
+        mel = audio_windows(log_mel, clipped.ravel())
+        mel = mel.reshape(len(rows), width, *mel.shape[1:])
+        scores = model.score_candidates(video_windows(mouth_crops, rows).to(device), mel.to(device)).float().cpu().numpy()
+        r, k = np.nonzero(inside)
+        logits[rows[r], cols[r, k]] = scores[r, k]
+    return logits
+
+
+def normalise_cost(logits: np.ndarray, video_valid: np.ndarray | None = None, ref_active: np.ndarray | None = None) -> np.ndarray:
+    """Turn logits into the DTW cost: ``-log sigmoid``, robust z-scale, 0 where uninformative.
+
+    Args:
+        logits: float [N, M], NaN where not scored.
+        video_valid: bool [N], False for video frames without a usable face.
+        ref_active: bool [M], False for silent reference frames.
+
+    Returns:
+        float64 [N, M], finite; median 0 and MAD-scaled spread 1 over the informative cells.
+    """
+    with np.errstate(invalid="ignore"):  # NaN (unscored) stays NaN
+        raw = np.logaddexp(0.0, -logits.astype(np.float64))  # -log sigmoid(logit), stable
+    usable = np.isfinite(raw)
+    if video_valid is not None:
+        usable &= np.asarray(video_valid, bool)[:, None]
+    if ref_active is not None:
+        usable &= np.asarray(ref_active, bool)[None, :]
+    cost = np.zeros(raw.shape)
+    if usable.sum() < 2:
+        return cost
+    values = raw[usable]
+    median = np.median(values)
+    spread = 1.4826 * np.median(np.abs(values - median))
+    if spread <= 0:
+        spread = float(values.std()) or 1.0
+    cost[usable] = (values - median) / spread
+    return cost
+
+
+def cost_matrix(
+    model: nn.Module,
+    mouth_crops: np.ndarray,
+    log_mel: np.ndarray,
+    *,
+    video_valid: np.ndarray | None = None,
+    ref_active: np.ndarray | None = None,
+    band: tuple[float, float, int] | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> np.ndarray:
+    """The normalised DTW cost of a video against a reference (see the module docstring).
+
+    Args:
+        model: TwoTower or pair network.
+        mouth_crops: uint8 [N, 64, 64].
+        log_mel: float [80, 4M].
+        video_valid: bool [N] usable-face mask (``VisualFeatures.valid``).
+        ref_active: bool [M] voiced reference frames (e.g. :func:`vocal_activity`).
+        band: ``(offset, slope, radius)`` for pair networks.
+        batch_size: windows or pairs per forward pass.
+        progress: show a tqdm bar.
+
+    Returns:
+        float64 [N, M].
+    """
+    logits = model_logits(model, mouth_crops, log_mel, band=band, batch_size=batch_size, progress=progress)
+    return normalise_cost(logits, video_valid, ref_active)

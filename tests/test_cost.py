@@ -1,0 +1,122 @@
+"""Cost matrix from the models: window geometry, equality with pair calls, normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from avsync.align.cost import (
+    audio_windows,
+    cost_matrix,
+    model_logits,
+    normalise_cost,
+    video_windows,
+    vocal_activity,
+)
+from avsync.models import PosterCNN, TwoTower
+
+
+def tiny_inputs(n: int = 24, m: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    crops = rng.integers(0, 256, (n, 64, 64), dtype=np.uint8)
+    log_mel = rng.normal(-5, 2, (80, 4 * m)).astype(np.float32)
+    return crops, log_mel
+
+
+def test_windows_are_centred_and_edge_padded() -> None:
+    crops = np.arange(20, dtype=np.uint8)[:, None, None] * np.ones((1, 64, 64), np.uint8)
+    clips = video_windows(crops, np.array([0, 10, 19]))
+    first_pixel = (clips[:, :, 0, 0] * 255).round().int().numpy()
+    assert first_pixel[1].tolist() == list(range(2, 18))  # frame 10 sits at position 8
+    assert first_pixel[0].tolist() == [0] * 9 + list(range(1, 8))
+    assert first_pixel[2].tolist() == list(range(11, 20)) + [19] * 7
+    log_mel = np.tile(np.arange(40, dtype=np.float32), (80, 1))  # column value = column index
+    windows = audio_windows(log_mel, np.array([8, 0]))
+    assert windows.shape == (2, 80, 64)
+    assert windows[0, 0].tolist() == list(range(0, 40)) + [39] * 24
+    assert windows[1, 0, :33].tolist() == [0] * 33
+
+
+def test_two_tower_matrix_equals_pair_forward() -> None:
+    torch.manual_seed(0)
+    model = TwoTower(embed_dim=16, frame_dim=8, temporal_dim=16, audio_channels=16).eval()
+    crops, log_mel = tiny_inputs()
+    logits = model_logits(model, crops, log_mel, batch_size=7)
+    assert logits.shape == (24, 30)
+    rows, cols = np.array([0, 5, 23, 11]), np.array([29, 0, 3, 11])
+    with torch.no_grad():
+        pairs = model(video_windows(crops, rows), audio_windows(log_mel, cols)).numpy()
+    np.testing.assert_allclose(logits[rows, cols], pairs, rtol=1e-4, atol=1e-4)
+
+
+def test_pair_model_band_and_full() -> None:
+    torch.manual_seed(0)
+    model = PosterCNN(channels=(8, 8, 8)).eval()
+    crops, log_mel = tiny_inputs(n=12, m=16)
+    full = model_logits(model, crops, log_mel, batch_size=40)
+    assert np.isfinite(full).all()
+    banded = model_logits(model, crops, log_mel, band=(2.0, 1.0, 3), batch_size=40)
+    i, j = np.indices(banded.shape)
+    inside = np.abs(j - (2 + i)) <= 3
+    assert np.isnan(banded[~inside]).all()
+    np.testing.assert_allclose(banded[inside], full[inside], rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        pair = model(video_windows(crops, np.array([4])), audio_windows(log_mel, np.array([7]))).item()
+    assert full[4, 7] == pytest.approx(pair, abs=1e-4)
+    assert model.training is False
+    with pytest.raises(ValueError, match="band"):
+        model_logits(model, *tiny_inputs(n=600, m=600))
+
+
+class CentreFrameTwoTower(nn.Module):
+    """A two-tower whose embedding is the centre frame's brightness (video) or level (audio)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def encode_video(self, clips: torch.Tensor) -> torch.Tensor:
+        return clips[:, 8, 0, :1] * 255
+
+    def encode_audio(self, mel: torch.Tensor) -> torch.Tensor:
+        return mel[:, 0, 32:33]
+
+    def score(self, video: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return -(video - audio.T).abs()
+
+
+def test_matching_windows_give_the_lowest_cost_on_the_true_diagonal() -> None:
+    """Video frame i shows the event of reference frame i + 3: cost is lowest at j = i + 3."""
+    n, m = 40, 50
+    crops = ((np.arange(n) + 3) * 5)[:, None, None].astype(np.uint8) * np.ones((1, 64, 64), np.uint8)
+    log_mel = np.repeat(np.arange(m, dtype=np.float32) * 5, 4)[None, :].repeat(80, axis=0)
+    cost = cost_matrix(CentreFrameTwoTower(), crops, log_mel)
+    np.testing.assert_array_equal(cost.argmin(axis=1), np.arange(n) + 3)
+
+
+def test_normalise_cost_and_uninformative_cells() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (30, 40))
+    logits[:, 35:] = np.nan
+    valid = np.ones(30, bool)
+    valid[[3, 4]] = False
+    active = np.ones(40, bool)
+    active[10:12] = False
+    cost = normalise_cost(logits, valid, active)
+    assert np.isfinite(cost).all()
+    assert (cost[[3, 4]] == 0).all() and (cost[:, 10:12] == 0).all() and (cost[:, 35:] == 0).all()
+    informative = cost[np.ix_(valid, active)][:, :33]
+    assert np.median(informative) == pytest.approx(0, abs=1e-9)
+    assert 1.4826 * np.median(np.abs(informative)) == pytest.approx(1.0, rel=1e-6)
+    # Higher logit = lower cost.
+    assert np.corrcoef(cost[np.ix_(valid, active)][:, :33].ravel(), logits[np.ix_(valid, active)][:, :33].ravel())[0, 1] < -0.9
+
+
+def test_vocal_activity() -> None:
+    log_mel = np.full((80, 4 * 50), -2.0)
+    log_mel[:, 4 * 20 : 4 * 30] = -20.0  # 10 silent frames (about 78 dB down)
+    active = vocal_activity(log_mel)
+    assert active.shape == (50,)
+    assert not active[20:30].any() and active[:20].all() and active[30:].all()
