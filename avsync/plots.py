@@ -1,0 +1,100 @@
+"""PNG plots of alignments: cost matrix with the found and true paths, and time maps.
+
+Uses matplotlib's object API with the Agg canvas (no pyplot state, no display needed).
+Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from avsync.align.timemap import TimeMap
+
+
+def _save(fig: Figure, out_png: str | Path) -> Path:
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(suffix=".png", dir=out_png.parent)
+    os.close(handle)
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, out_png)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_png
+
+
+def plot_alignment(cost: np.ndarray, found_path: np.ndarray | None, true_path: np.ndarray | None, out_png: str | Path,
+                   *, title: str = "", fps: float = 25.0) -> Path:
+    """Cost matrix (reference time across, video time up) with the found and the true path.
+
+    Args:
+        cost: float [N, M], rows video frames, columns reference frames.
+        found_path: int [L, 2] ``(i, j)`` cells, or None.
+        true_path: int [K, 2] ``(i, j)`` cells, or None.
+        out_png: output file.
+        title: figure title.
+        fps: frame rate for the axis labels in seconds.
+
+    Returns:
+        The written path.
+    """
+    n, m = cost.shape
+    fig = Figure(figsize=(6.4, 6.4 * min(2.0, max(0.5, n / m))))
+    ax = fig.add_subplot()
+    low, high = np.percentile(cost, [1, 99])
+    image = ax.imshow(cost, origin="lower", aspect="auto", cmap="viridis_r", vmin=low, vmax=high,
+                      extent=(-0.5 / fps, (m - 0.5) / fps, -0.5 / fps, (n - 0.5) / fps), interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="cost (low = match)")
+    if true_path is not None:
+        ax.plot(true_path[:, 1] / fps, true_path[:, 0] / fps, color="white", lw=3.0, alpha=0.8, label="true")
+    if found_path is not None:
+        ax.plot(found_path[:, 1] / fps, found_path[:, 0] / fps, color="red", lw=1.0, label="found")
+    if found_path is not None or true_path is not None:
+        ax.legend(loc="upper left", fontsize=8)
+    ax.set_xlabel("reference time (s)")
+    ax.set_ylabel("video time (s)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+def plot_time_map(time_map: TimeMap, out_png: str | Path, *, true_ref_index: np.ndarray | None = None, title: str = "") -> Path:
+    """Offset along the video (``t_video - t_ref`` against video time) of a map and the truth.
+
+    Plotting the offset instead of the map itself makes a one-frame error visible.
+
+    Args:
+        time_map: the found map.
+        out_png: output file.
+        true_ref_index: int [N], the reference frame each video frame belongs at, or None.
+        title: figure title.
+
+    Returns:
+        The written path.
+    """
+    fps = time_map.fps
+    fig = Figure(figsize=(7.0, 3.2))
+    ax = fig.add_subplot()
+    n = int(round(time_map.knots[-1, 1] * fps)) + 1
+    video_frames = np.arange(n)
+    found = video_frames - time_map.ref_frames(n)
+    if true_ref_index is not None:
+        ax.plot(np.arange(len(true_ref_index)) / fps, np.arange(len(true_ref_index)) - np.asarray(true_ref_index),
+                color="black", lw=3.0, alpha=0.4, label="true")
+    ax.plot(video_frames / fps, found, color="red", lw=1.0, label="found")
+    knots = time_map.knots
+    ax.plot(knots[:, 1], (knots[:, 1] - knots[:, 0]) * fps, "o", color="red", ms=3)
+    ax.set_xlabel("video time (s)")
+    ax.set_ylabel("offset t_video - t_ref (frames)")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out_png)
