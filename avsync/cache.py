@@ -1,0 +1,232 @@
+"""Content-keyed feature cache: each media file's features are computed once, then loaded.
+
+Layout: ``ROOT/<kind>/<h[:2]>/<h>-<p>.npz`` with ``kind`` = ``visual`` or ``audio``, ``h`` the
+BLAKE2b hash of the media file's bytes (renaming or moving a file keeps its entry) and ``p`` a
+hash of the extraction parameters (including the extractor's version). Each ``.npz`` holds the
+feature arrays plus ``meta`` (JSON: format, kind, parameters, source path, and the shape, dtype
+and BLAKE2b checksum of every array).
+
+- Atomic: entries are written to a temporary file in the same folder, then renamed.
+- Verified: an entry whose file cannot be read, whose metadata does not match its key, or whose
+  arrays do not match their recorded checksums is treated as missing and rebuilt.
+- Safe with several processes: computing an entry holds an exclusive ``fcntl.flock`` on
+  ``<entry>.lock``; a second process asking for the same entry waits, then loads it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from avsync.audio import MelConfig
+from avsync.errors import MediaError
+from avsync.features import AudioFeatures, VisualFeatures, VisualParams, audio_params, extract_audio, extract_visual
+from avsync.media import atomic_path
+
+CACHE_FORMAT = 1
+HASH_CHUNK = 1 << 20
+log = logging.getLogger(__name__)
+
+Features = TypeVar("Features", VisualFeatures, AudioFeatures)
+
+
+def _digest(data: bytes | memoryview, size: int = 16) -> str:
+    return hashlib.blake2b(data, digest_size=size).hexdigest()
+
+
+_file_hashes: dict[tuple, str] = {}
+
+
+def file_hash(path: str | os.PathLike[str]) -> str:
+    """BLAKE2b (128-bit, hex) of a file's bytes; remembered per process while the file is unchanged.
+
+    Args:
+        path: the file.
+
+    Raises:
+        MediaError: the file is missing or unreadable.
+    """
+    try:
+        stat = os.stat(path)
+        key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if key not in _file_hashes:
+            digest = hashlib.blake2b(digest_size=16)
+            with open(path, "rb") as handle:
+                while chunk := handle.read(HASH_CHUNK):
+                    digest.update(chunk)
+            _file_hashes[key] = digest.hexdigest()
+        return _file_hashes[key]
+    except FileNotFoundError as exc:
+        raise MediaError("file not found", path) from exc
+    except IsADirectoryError as exc:
+        raise MediaError("is a folder, not a media file", path) from exc
+    except OSError as exc:
+        raise MediaError(f"cannot be read ({exc.strerror})", path) from exc
+
+
+def params_hash(params: dict) -> str:
+    """Short hash (64-bit, hex) of a parameter dict (canonical JSON)."""
+    return _digest(json.dumps(params, sort_keys=True, default=str).encode(), size=8)
+
+
+def _array_checksum(array: np.ndarray) -> str:
+    return _digest(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data if array.size else b"")
+
+
+class CorruptEntry(Exception):
+    """A cache entry that cannot be used (unreadable, incomplete or not matching its key)."""
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if needed) for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class FeatureCache:
+    """Feature cache under a root folder (layout and guarantees in the module docstring).
+
+    Args:
+        root: the cache folder (created on first write).
+
+    Attributes:
+        stats: counts of ``hit`` (loaded), ``computed`` (missing, extracted) and ``rebuilt``
+            (corrupt, extracted again) entries since this object was made.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.stats: Counter[str] = Counter()
+
+    def entry_path(self, kind: str, media_path: str | os.PathLike[str], params: dict) -> Path:
+        """Where the entry of one media file and parameter set lives.
+
+        Args:
+            kind: ``"visual"`` or ``"audio"``.
+            media_path: the media file (its content is hashed).
+            params: the extraction parameters.
+        """
+        content = file_hash(media_path)
+        return self.root / kind / content[:2] / f"{content}-{params_hash(params)}.npz"
+
+    def visual(self, video_path: str | os.PathLike[str], params: VisualParams = VisualParams()) -> VisualFeatures:
+        """Visual features of a video: loaded from the cache, or extracted and stored.
+
+        Args:
+            video_path: the video file.
+            params: extraction parameters.
+
+        Raises:
+            MediaError: missing or unreadable video.
+        """
+        key = params.params()
+        return self._get(
+            "visual", video_path, key, lambda: extract_visual(video_path, params), lambda a: VisualFeatures.from_arrays(a, key)
+        )
+
+    def audio(self, audio_path: str | os.PathLike[str], mel_cfg: MelConfig = MelConfig()) -> AudioFeatures:
+        """Audio features (log-mel) of a file: loaded from the cache, or extracted and stored.
+
+        Args:
+            audio_path: an audio file, or a video file (its own audio track).
+            mel_cfg: log-mel parameters.
+
+        Raises:
+            MediaError: missing or unreadable file, or no audio stream.
+        """
+        key = audio_params(mel_cfg)
+        return self._get(
+            "audio", audio_path, key, lambda: extract_audio(audio_path, mel_cfg), lambda a: AudioFeatures.from_arrays(a, key)
+        )
+
+    def _get(
+        self,
+        kind: str,
+        media_path: str | os.PathLike[str],
+        params: dict,
+        compute: Callable[[], Features],
+        rebuild: Callable[[dict[str, np.ndarray]], Features],
+    ) -> Features:
+        entry = self.entry_path(kind, media_path, params)
+        meta = {"format": CACHE_FORMAT, "kind": kind, "params": params}
+        try:
+            features = self._load(entry, meta, rebuild)
+            self.stats["hit"] += 1
+            return features
+        except FileNotFoundError:
+            pass
+        except CorruptEntry:
+            pass  # rebuilt below, under the lock
+        with _locked(entry.with_suffix(".lock")):
+            corrupt = False
+            try:  # another process may have written it meanwhile
+                features = self._load(entry, meta, rebuild)
+                self.stats["hit"] += 1
+                return features
+            except FileNotFoundError:
+                pass
+            except CorruptEntry as exc:
+                log.warning("cache entry %s is corrupt (%s); rebuilding it", entry, exc)
+                corrupt = True
+            features = compute()
+            self._store(entry, {**meta, "source": os.fspath(media_path)}, features.to_arrays())
+            self.stats["rebuilt" if corrupt else "computed"] += 1
+            return features
+
+    @staticmethod
+    def _store(entry: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        meta = {
+            **meta,
+            "arrays": {
+                name: {"shape": list(a.shape), "dtype": a.dtype.str, "blake2b": _array_checksum(a)} for name, a in arrays.items()
+            },
+        }
+        with atomic_path(entry) as temporary, open(temporary, "wb") as handle:
+            np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+
+    @staticmethod
+    def _load(entry: Path, expected: dict, rebuild: Callable[[dict[str, np.ndarray]], Features]) -> Features:
+        """Read and verify an entry.
+
+        Raises:
+            FileNotFoundError: no entry.
+            CorruptEntry: the entry exists but cannot be trusted.
+        """
+        try:
+            with np.load(entry, allow_pickle=False) as stored:
+                meta = json.loads(str(stored["meta"]))
+                arrays = {name: stored[name] for name in meta["arrays"]}
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            raise CorruptEntry(f"unreadable: {exc.__class__.__name__}: {exc}") from exc
+        for field, value in expected.items():
+            if meta.get(field) != json.loads(json.dumps(value, default=str)):
+                raise CorruptEntry(f"{field} does not match the key")
+        for name, array in arrays.items():
+            record = meta["arrays"][name]
+            if list(array.shape) != record["shape"] or array.dtype.str != record["dtype"]:
+                raise CorruptEntry(f"array {name} has shape {array.shape} {array.dtype}, expected {record}")
+            if _array_checksum(array) != record["blake2b"]:
+                raise CorruptEntry(f"array {name} does not match its checksum")
+        try:
+            return rebuild(arrays)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptEntry(f"incomplete: {exc.__class__.__name__}: {exc}") from exc

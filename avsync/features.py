@@ -1,0 +1,352 @@
+"""The model's inputs for one media file: mouth crops of a video, log-mel of an audio track.
+
+`extract_visual` decodes a video at 25 fps (gray, downscaled by the decoder to at most
+``work_width`` pixels), tracks the singer's face (`avsync.tracking`) and cuts stable mouth crops
+(`avsync.mouth`). `extract_audio` computes the log-mel of a file's audio (`avsync.audio`).
+`load_clip` pairs, through the feature cache, a manifest record's video with its reference audio,
+both cut to the same number of frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from avsync import media
+from avsync.audio import MelConfig, log_mel
+from avsync.errors import MediaError
+from avsync.landmarks import NUM_LANDMARKS, make_backend
+from avsync.mouth import CropConfig, MouthCropper
+from avsync.tracking import FaceTracker, TrackerConfig
+
+if TYPE_CHECKING:
+    from avsync.cache import FeatureCache
+    from avsync.manifest import ClipRecord
+
+# Bump when extraction changes what it produces for the same parameters (invalidates the cache).
+VISUAL_VERSION = 1
+AUDIO_VERSION = 1
+PREFETCH_FRAMES = 8
+
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True)
+class VisualParams:
+    """Everything that determines a video's visual features.
+
+    Attributes:
+        backend: landmark backend, ``"dlib"`` or ``"fan"``.
+        fan_detector: FAN's face detector, ``"dlib"`` or ``"sfd"``.
+        device: torch device for FAN; None: CUDA when present. Not part of the cache key.
+        work_width: frames wider than this are decoded downscaled to it (aspect kept).
+        fps: frame rate the video is resampled to (by timestamp).
+        tracker: face tracking parameters.
+        crop: mouth crop parameters.
+    """
+
+    backend: str = "dlib"
+    fan_detector: str = "dlib"
+    device: str | None = None
+    work_width: int = 640
+    fps: float = 25.0
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
+
+    def params(self) -> dict:
+        """The parameters that change the output, as a plain dict (cache key and metadata)."""
+        values = dataclasses.asdict(self)
+        del values["device"]
+        if self.backend != "fan":
+            del values["fan_detector"]
+        return {**values, "version": VISUAL_VERSION}
+
+
+@dataclass
+class VisualFeatures:
+    """Visual features of one video file.
+
+    Attributes:
+        mouth_crops: uint8 ``[T, size, size]`` (``[T, size, size, 3]`` for RGB); zeros where invalid.
+        valid: bool ``[T]``; False where the frame has no usable face.
+        invalid_reason: ``T`` strings, ``""`` where valid.
+        landmarks: float32 ``[T, 68, 2]`` in source-pixel coordinates, NaN where invalid.
+        fps: frame rate of the features (25.0).
+        params: `VisualParams.params` of the extraction.
+    """
+
+    mouth_crops: np.ndarray
+    valid: np.ndarray
+    invalid_reason: list[str]
+    landmarks: np.ndarray
+    fps: float
+    params: dict
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays for storage (see `from_arrays`)."""
+        return {
+            "mouth_crops": self.mouth_crops,
+            "valid": self.valid,
+            "invalid_reason": np.array(self.invalid_reason, dtype=np.str_),
+            "landmarks": self.landmarks,
+            "fps": np.float64(self.fps),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict) -> VisualFeatures:
+        """Rebuild from `to_arrays` output and the stored parameters."""
+        return cls(
+            mouth_crops=arrays["mouth_crops"],
+            valid=arrays["valid"].astype(bool),
+            invalid_reason=[str(reason) for reason in arrays["invalid_reason"]],
+            landmarks=arrays["landmarks"],
+            fps=float(arrays["fps"]),
+            params=params,
+        )
+
+
+@dataclass
+class AudioFeatures:
+    """Audio features of one file.
+
+    Attributes:
+        log_mel: float32 ``[n_mels, M]`` with ``M = mels_per_frame * frames``.
+        sample_rate: rate the audio was resampled to.
+        fps: video frame rate the mel columns are tied to.
+        params: `MelConfig.params` plus the extraction version.
+    """
+
+    log_mel: np.ndarray
+    sample_rate: int
+    fps: float
+    params: dict
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Arrays for storage (see `from_arrays`)."""
+        return {"log_mel": self.log_mel, "sample_rate": np.int64(self.sample_rate), "fps": np.float64(self.fps)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict) -> AudioFeatures:
+        """Rebuild from `to_arrays` output and the stored parameters."""
+        return cls(arrays["log_mel"], int(arrays["sample_rate"]), float(arrays["fps"]), params)
+
+
+def audio_params(mel_cfg: MelConfig) -> dict:
+    """The parameters that determine `AudioFeatures`, as a plain dict (cache key and metadata)."""
+    return {**mel_cfg.params(), "version": AUDIO_VERSION}
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[Item], depth: int = PREFETCH_FRAMES) -> Iterator[Item]:
+    """Run an iterator in a background thread, up to `depth` items ahead.
+
+    Decoding (FFmpeg, GIL released) then overlaps the landmark work of the calling thread.
+    Exceptions of the iterator are raised in the caller; stopping early stops the thread.
+
+    Args:
+        items: the iterator (consumed only by the background thread).
+        depth: most items held ahead.
+
+    Yields:
+        The items, in order.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as error:  # noqa: BLE001 (handed to the consumer)
+            put(_Failure(error))
+        else:
+            put(_DONE)
+
+    thread = threading.Thread(target=produce, name="avsync-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def work_size(width: int, height: int, work_width: int) -> tuple[int, int] | None:
+    """Decoder output size ``(width, height)`` for a source frame, or None to keep it.
+
+    Args:
+        width: source width in pixels.
+        height: source height in pixels.
+        work_width: largest width to work at.
+    """
+    if width <= work_width:
+        return None
+    return work_width, max(1, round(height * work_width / width))
+
+
+def extract_visual(video_path: str | Path, params: VisualParams = VisualParams()) -> VisualFeatures:
+    """Track the face and cut mouth crops of every frame of a video (resampled to `params.fps`).
+
+    Args:
+        video_path: the video file.
+        params: extraction parameters.
+
+    Returns:
+        The video's `VisualFeatures` (T frames at ``params.fps``).
+
+    Raises:
+        MediaError: missing, unreadable or corrupt file, or no video stream.
+        AvsyncError: unknown backend, or FAN weights missing.
+    """
+    info = media.probe(video_path)
+    if not info.has_video or not info.width or not info.height:
+        raise MediaError("has no video stream", video_path)
+    size = work_size(info.width, info.height, params.work_width)
+    scale = np.ones(2) if size is None else np.array([info.width / size[0], info.height / size[1]])
+    tracker = FaceTracker(
+        make_backend(params.backend, device=params.device, fan_detector=params.fan_detector), params.tracker
+    )
+    cropper = MouthCropper(params.crop)
+    crops: list[np.ndarray] = []
+    landmarks: list[np.ndarray] = []
+    reasons: list[str] = []
+    frames = media.iter_video(video_path, fps=params.fps, gray=not params.crop.rgb, size=size)
+    for _, frame in prefetch(frames):
+        points, reason = tracker.update(frame)
+        crops.extend(cropper.push(frame, points))
+        # Work pixels to source pixels (pixel centres at integer coordinates in both).
+        landmarks.append(np.full((NUM_LANDMARKS, 2), np.nan) if points is None else (points + 0.5) * scale - 0.5)
+        reasons.append(reason)
+    crops.extend(cropper.flush())
+    return VisualFeatures(
+        mouth_crops=np.stack(crops),
+        valid=np.array([not reason for reason in reasons], dtype=bool),
+        invalid_reason=reasons,
+        landmarks=np.stack(landmarks).astype(np.float32),
+        fps=float(params.fps),
+        params=params.params(),
+    )
+
+
+def extract_audio(audio_path: str | Path, mel_cfg: MelConfig = MelConfig()) -> AudioFeatures:
+    """Log-mel of a file's audio (an audio file, or a video's own track on the video's timeline).
+
+    Args:
+        audio_path: the media file.
+        mel_cfg: log-mel parameters.
+
+    Returns:
+        The file's `AudioFeatures`.
+
+    Raises:
+        MediaError: missing, unreadable or corrupt file, or no audio stream.
+    """
+    samples = media.read_audio(audio_path, sample_rate=mel_cfg.sample_rate)
+    mel = log_mel(samples, mel_cfg).numpy().astype(np.float32, copy=False)
+    return AudioFeatures(mel, mel_cfg.sample_rate, mel_cfg.fps, audio_params(mel_cfg))
+
+
+@dataclass
+class ClipFeatures:
+    """A training clip: a video's mouth crops paired with its reference audio, same length.
+
+    Attributes:
+        id: the manifest record's id.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        mouth_crops: uint8 ``[T, size, size]`` (or ``[T, size, size, 3]``).
+        valid: bool ``[T]``.
+        log_mel: float32 ``[n_mels, mels_per_frame * T]`` of the reference audio.
+        accompaniment_mel: float32 ``[n_mels, mels_per_frame * T]`` of the accompaniment, when
+            requested and available (for augmentation), else None.
+        fps: frame rate (25.0).
+        speaker: the record's speaker, if known.
+    """
+
+    id: str
+    split: str
+    mouth_crops: np.ndarray
+    valid: np.ndarray
+    log_mel: np.ndarray
+    accompaniment_mel: np.ndarray | None
+    fps: float
+    speaker: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+
+def load_clip(
+    record: ClipRecord,
+    cache: FeatureCache,
+    params: VisualParams = VisualParams(),
+    mel_cfg: MelConfig = MelConfig(),
+    accompaniment: bool = False,
+) -> ClipFeatures:
+    """Features of a manifest record from the cache (computed on a miss), cut to one length.
+
+    The reference audio is the vocal stem when present, else the record's audio, else the
+    video's own audio track (`ClipRecord.reference_audio`).
+
+    Args:
+        record: the clip.
+        cache: the feature cache.
+        params: visual extraction parameters.
+        mel_cfg: log-mel parameters.
+        accompaniment: also load the accompaniment's log-mel (None when the record has none).
+
+    Returns:
+        The clip's `ClipFeatures`, ``T = min(video frames, audio frames)``.
+
+    Raises:
+        MediaError: a missing or unreadable media file.
+    """
+    visual = cache.visual(record.video, params)
+    reference = cache.audio(record.reference_audio, mel_cfg)
+    extra = cache.audio(record.accompaniment, mel_cfg) if accompaniment and record.accompaniment else None
+    per_frame = mel_cfg.mels_per_frame
+    frames = min(len(visual), reference.log_mel.shape[1] // per_frame)
+    if extra is not None:
+        frames = min(frames, extra.log_mel.shape[1] // per_frame)
+    return ClipFeatures(
+        id=record.id,
+        split=record.split,
+        mouth_crops=visual.mouth_crops[:frames],
+        valid=visual.valid[:frames],
+        log_mel=reference.log_mel[:, : per_frame * frames],
+        accompaniment_mel=None if extra is None else extra.log_mel[:, : per_frame * frames],
+        fps=visual.fps,
+        speaker=record.speaker,
+    )
