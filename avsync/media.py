@@ -18,11 +18,12 @@ missing file, not a media file, missing stream, zero duration, truncated or corr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -69,13 +70,15 @@ class MediaInfo:
         has_video: whether there is a video stream.
         has_audio: whether there is an audio stream.
         fps: the video stream's average frame rate (None without video).
-        width: video width in pixels (None without video).
-        height: video height in pixels (None without video).
+        width: displayed video width in pixels, after `rotation` (None without video).
+        height: displayed video height in pixels, after `rotation` (None without video).
         audio_rate: audio sample rate in Hz (None without audio).
         video_start: first presentation time of the video stream in container seconds.
         audio_start: first presentation time of the audio stream in container seconds, as the
             header says (AAC encoder priming can put it up to 1024 samples before the first
             audible sample; `read_audio` places audio by its decoded start instead).
+        rotation: counter-clockwise display rotation in degrees (0, 90, 180, 270) that the
+            readers apply to the stored frames (phone videos shot upright store 90 or 270).
     """
 
     path: str
@@ -88,6 +91,7 @@ class MediaInfo:
     audio_rate: int | None
     video_start: float | None
     audio_start: float | None
+    rotation: int = 0
 
 
 @dataclass
@@ -164,15 +168,20 @@ def _stream_end(stream: av.stream.Stream) -> float | None:
     return (start or 0.0) + length
 
 
-def _first_frame_time(container: av.container.InputContainer, stream: av.stream.Stream, path: PathLike) -> float:
-    """Time of the first decoded frame of `stream`, used when the header has no start time."""
+def _first_frame(container: av.container.InputContainer, stream: av.stream.Stream, path: PathLike) -> av.frame.Frame:
+    """The first decoded frame of `stream` that has a time; the caller seeks back if needed."""
     try:
         for frame in container.decode(stream):
             if frame.time is not None:
-                return float(frame.time)
+                return frame
     except av.FFmpegError as exc:
         raise MediaError("is truncated or corrupt (decoding failed at 0.0 s)", path) from exc
     raise MediaError("is empty (zero duration)", path)
+
+
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns (0-3) the display matrix asks for (portrait phone videos)."""
+    return round(frame.rotation / 90) % 4
 
 
 def _origin(container: av.container.InputContainer, path: PathLike) -> float:
@@ -181,13 +190,13 @@ def _origin(container: av.container.InputContainer, path: PathLike) -> float:
     start = _seconds(stream.start_time, stream.time_base)
     if start is not None:
         return start
-    origin = _first_frame_time(container, stream, path)
+    origin = float(_first_frame(container, stream, path).time)
     container.seek(0)
     return origin
 
 
 def probe(path: PathLike) -> MediaInfo:
-    """Read a media file's headers.
+    """Read a media file's headers (and decode its first video frame, for the display rotation).
 
     Args:
         path: the media file.
@@ -210,17 +219,22 @@ def probe(path: PathLike) -> MediaInfo:
         if duration <= 0:
             raise MediaError("is empty (zero duration)", path)
         rate = (video.average_rate or video.guessed_rate or video.base_rate) if video is not None else None
+        rotation = 90 * _quarter_turns(_first_frame(container, video, path)) if video is not None else 0
+        width, height = (video.codec_context.width, video.codec_context.height) if video is not None else (None, None)
+        if rotation in (90, 270):
+            width, height = height, width
         return MediaInfo(
             path=os.fspath(path),
             duration=float(duration),
             has_video=video is not None,
             has_audio=audio is not None,
             fps=float(rate) if rate else None,
-            width=video.codec_context.width if video is not None else None,
-            height=video.codec_context.height if video is not None else None,
+            width=width,
+            height=height,
             audio_rate=audio.codec_context.sample_rate if audio is not None else None,
             video_start=_seconds(video.start_time, video.time_base) if video is not None else None,
             audio_start=_seconds(audio.start_time, audio.time_base) if audio is not None else None,
+            rotation=rotation,
         )
 
 
@@ -261,7 +275,10 @@ def iter_video(
         fps: resample to this rate by timestamp (see the module docstring for the rule); None
             keeps every decoded frame at its own time.
         gray: decode to one luma channel instead of RGB.
-        size: ``(width, height)`` to scale to in the decoder's reformatter (area filter).
+        size: ``(width, height)`` of the output frames, scaled in the decoder's reformatter
+            (area filter).
+
+    Frames come upright: a display rotation in the file (portrait phone videos) is applied.
 
     Yields:
         ``(time, frame)``: seconds on the timeline, uint8 ``[H, W, 3]`` (or ``[H, W]`` gray).
@@ -276,11 +293,7 @@ def iter_video(
         raise AvsyncError(f"frame rate must be positive, got {fps}")
     if size is not None and min(size) <= 0:
         raise AvsyncError(f"size must be a positive (width, height), got {size}")
-    # One swscale thread: the decoder's threads already use the cores, and on 2 cores automatic
-    # swscale threading measured 1.5-2x slower (benchmarks/bench_media.py).
-    reformat = {"format": "gray" if gray else "rgb24", "threads": 1}
-    if size is not None:
-        reformat.update(width=int(size[0]), height=int(size[1]), interpolation="AREA")
+    convert = functools.partial(_frame_array, gray=gray, size=size)
     with _open_input(path) as container:
         if not container.streams.video:
             raise MediaError("has no video stream", path)
@@ -297,14 +310,27 @@ def iter_video(
                 if last_time > -math.inf:
                     last_step = time - last_time
                 last_time = time
-                yield time, frame.to_ndarray(**reformat)
+                yield time, convert(frame)
             if last_time == -math.inf:
                 raise MediaError("is empty (zero duration)", path)
             decoded_end = last_time + (last_step or 0.0)
         else:
-            decoded_end = yield from _resample(frame_times, float(fps), reformat, nominal_step, path)
+            decoded_end = yield from _resample(frame_times, float(fps), convert, nominal_step, path)
         if declared_end is not None:
             _check_complete(path, decoded_end, declared_end - origin)
+
+
+def _frame_array(frame: av.VideoFrame, *, gray: bool, size: tuple[int, int] | None) -> np.ndarray:
+    """One decoded frame as uint8 ``[H, W, 3]`` RGB (or ``[H, W]`` gray), upright, scaled to `size`."""
+    turns = _quarter_turns(frame)
+    # One swscale thread: the decoder's threads already use the cores, and on 2 cores automatic
+    # swscale threading measured 1.5-2x slower (benchmarks/bench_media.py).
+    options = {"format": "gray" if gray else "rgb24", "threads": 1}
+    if size is not None:
+        width, height = (size[1], size[0]) if turns % 2 else size
+        options.update(width=int(width), height=int(height), interpolation="AREA")
+    array = frame.to_ndarray(**options)
+    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 
 def _decoded_frames(
@@ -333,7 +359,7 @@ def _decoded_frames(
 def _resample(
     frame_times: Iterator[tuple[float, av.VideoFrame]],
     fps: float,
-    reformat: dict,
+    convert: Callable[[av.VideoFrame], np.ndarray],
     nominal_step: float | None,
     path: PathLike,
 ) -> Iterator[tuple[float, np.ndarray]]:
@@ -349,7 +375,7 @@ def _resample(
         # Emit every output frame whose middle lies before this new frame.
         while (index + 0.5) / fps <= time + TIME_EPSILON_S:
             if current_array is None:
-                current_array = (current or frame).to_ndarray(**reformat)
+                current_array = convert(current or frame)
             yield index / fps, current_array
             index += 1
         current, current_array = frame, None
@@ -358,7 +384,7 @@ def _resample(
     decoded_end = last_time + (last_step or 1.0 / fps)
     while index / fps < decoded_end - TIME_EPSILON_S:
         if current_array is None:
-            current_array = current.to_ndarray(**reformat)
+            current_array = convert(current)
         yield index / fps, current_array
         index += 1
     return decoded_end

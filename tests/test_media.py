@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import av
 import numpy as np
 import pytest
 
@@ -215,3 +216,29 @@ def test_write_audio_stereo_is_mixed_down_and_resampled(tmp_path):
     expected = 0.5 * np.sin(2 * np.pi * 200 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)
     # Mixdown keeps the level of identical channels (within swresample's filter ripple at the ends).
     assert np.abs(back[500:-500] - expected[500:-500]).max() < 0.02
+
+
+@pytest.mark.parametrize("rotation", [90, 270, 180])
+def test_display_rotation_is_applied(tmp_path, rotation):
+    """Portrait phone videos store landscape frames plus a display matrix; readers return them upright."""
+    stored = np.zeros((32, 64, 3), dtype=np.uint8)
+    stored[:16, :16] = 255  # white block in the stored top-left corner
+    path = tmp_path / "rotated.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(rotation)
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    upright = np.rot90(stored, rotation // 90)  # counter-clockwise, as the display matrix says
+    info = media.probe(path)
+    assert info.rotation == rotation
+    assert (info.height, info.width) == upright.shape[:2]
+    video = media.read_video(path, gray=True)
+    assert video.frames.shape == (3, *upright.shape[:2])
+    assert np.abs(video.frames[0].astype(int) - upright[..., 0]).mean() < 8
+    small = media.read_video(path, gray=True, size=(info.width // 2, info.height // 2))
+    assert small.frames.shape == (3, info.height // 2, info.width // 2)
