@@ -10,6 +10,7 @@ from torch import nn
 from avsync.align.cost import (
     audio_windows,
     cost_matrix,
+    logit_cost,
     model_logits,
     normalise_cost,
     video_windows,
@@ -104,7 +105,7 @@ def test_normalise_cost_and_uninformative_cells() -> None:
     valid[[3, 4]] = False
     active = np.ones(40, bool)
     active[10:12] = False
-    cost = normalise_cost(logits, valid, active)
+    cost = normalise_cost(logit_cost(logits), valid, active)
     assert np.isfinite(cost).all()
     assert (cost[[3, 4]] == 0).all() and (cost[:, 10:12] == 0).all() and (cost[:, 35:] == 0).all()
     informative = cost[np.ix_(valid, active)][:, :33]

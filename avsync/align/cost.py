@@ -168,19 +168,31 @@ def _pair_logits(model: nn.Module, mouth_crops: np.ndarray, log_mel: np.ndarray,
     return logits
 
 
-def normalise_cost(logits: np.ndarray, video_valid: np.ndarray | None = None, ref_active: np.ndarray | None = None) -> np.ndarray:
-    """Turn logits into the DTW cost: ``-log sigmoid``, robust z-scale, 0 where uninformative.
+def logit_cost(logits: np.ndarray) -> np.ndarray:
+    """``-log sigmoid(logit)``, the match's negative log-likelihood (NaN stays NaN).
 
     Args:
-        logits: float [N, M], NaN where not scored.
+        logits: float [N, M].
+
+    Returns:
+        float64 [N, M].
+    """
+    with np.errstate(invalid="ignore"):
+        return np.logaddexp(0.0, -logits.astype(np.float64))
+
+
+def normalise_cost(raw: np.ndarray, video_valid: np.ndarray | None = None, ref_active: np.ndarray | None = None) -> np.ndarray:
+    """Put a raw cost on a robust z-scale, with 0 where it is uninformative.
+
+    Args:
+        raw: float [N, M], lower = better match, NaN where not scored.
         video_valid: bool [N], False for video frames without a usable face.
         ref_active: bool [M], False for silent reference frames.
 
     Returns:
         float64 [N, M], finite; median 0 and MAD-scaled spread 1 over the informative cells.
     """
-    with np.errstate(invalid="ignore"):  # NaN (unscored) stays NaN
-        raw = np.logaddexp(0.0, -logits.astype(np.float64))  # -log sigmoid(logit), stable
+    raw = np.asarray(raw, np.float64)
     usable = np.isfinite(raw)
     if video_valid is not None:
         usable &= np.asarray(video_valid, bool)[:, None]
@@ -225,4 +237,4 @@ def cost_matrix(
         float64 [N, M].
     """
     logits = model_logits(model, mouth_crops, log_mel, band=band, batch_size=batch_size, progress=progress)
-    return normalise_cost(logits, video_valid, ref_active)
+    return normalise_cost(logit_cost(logits), video_valid, ref_active)
