@@ -13,7 +13,9 @@ source frame on screen at the middle of it, i.e. the latest decoded frame whose 
 ``n / fps`` is before the end of the last source frame.
 
 Every reader raises `avsync.errors.MediaError` (one line, with the path) for user mistakes:
-missing file, not a media file, missing stream, zero duration, truncated or corrupt data.
+missing file, not a media file, missing stream, zero duration, truncated or corrupt data (a file
+that fails to decode, or whose streams end more than 0.5 s before their headers say). Damage the
+decoder conceals (a glitch inside otherwise decodable video) is not reported.
 """
 
 from __future__ import annotations
