@@ -27,6 +27,8 @@ CONSONANT_SHAPES: dict[str, tuple[float, float | None]] = {
     "l": (0.25, None), "k": (0.25, None), "g": (0.25, None), "h": (0.45, None),
 }  # fmt: skip
 REST_WIDTH = 1.0
+# Talking opens the mouth less than singing.
+TALK_LEVEL = 0.65
 # Seconds the mouth leads the sound (one frame at 25 fps).
 MOUTH_LEAD_S = 0.04
 GRID_HZ = 500.0
@@ -49,17 +51,17 @@ class MouthTrack:
     phone: list[str]
 
 
-def mouth_track(
-    syllables: list[Syllable], n_frames: int, fps: float = FPS, lead_s: float = MOUTH_LEAD_S, level: float = 1.0
-) -> MouthTrack:
-    """Articulate `syllables` (sung or mouthed) into per-frame mouth shapes.
+def mouth_track(syllables: list[Syllable], n_frames: int, fps: float = FPS, lead_s: float = MOUTH_LEAD_S) -> MouthTrack:
+    """Articulate `syllables` into per-frame mouth shapes.
+
+    Sung syllables open the mouth by vowel and loudness; mouthed ones (``pitch_hz == 0``, talking)
+    open it less (`TALK_LEVEL`).
 
     Args:
         syllables: syllables in time order (non-overlapping).
         n_frames: number of video frames T.
         fps: video frame rate.
         lead_s: the mouth shows at time t the shape of the sound at ``t + lead_s``.
-        level: scales all openings (e.g. < 1 for talking rather than singing).
 
     Returns:
         The mouth track.
@@ -75,7 +77,7 @@ def mouth_track(
 
     for syllable in syllables:
         vowel_open, vowel_width = VOWEL_SHAPES[syllable.vowel]
-        vowel_open *= level * (0.8 + 0.2 * syllable.loudness)
+        vowel_open *= (0.8 + 0.2 * syllable.loudness) * (1.0 if syllable.pitch_hz > 0 else TALK_LEVEL)
         if syllable.consonant:
             consonant_open, consonant_width = CONSONANT_SHAPES[syllable.consonant]
             head = span(syllable.start, syllable.vowel_start)

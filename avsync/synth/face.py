@@ -244,6 +244,23 @@ def quantize_mouth(mouth_open: float, mouth_width: float) -> tuple[int, int]:
     return open_level, width_level
 
 
+def level_shape(level: tuple[int, int]) -> tuple[float, float]:
+    """The (mouth_open, mouth_width) a bank level renders."""
+    return level[0] / (OPEN_LEVELS - 1), WIDTH_RANGE[0] + level[1] * WIDTH_STEP
+
+
+def premultiplied(rgba: np.ndarray) -> np.ndarray:
+    """uint8 ``[H, W, 4]`` with colour multiplied by alpha (what warping and compositing need).
+
+    Args:
+        rgba: float32 ``[H, W, 4]``, colour 0..255 and alpha 0..1.
+    """
+    out = np.empty(rgba.shape, dtype=np.float32)
+    out[..., :3] = rgba[..., :3] * rgba[..., 3:]
+    out[..., 3] = rgba[..., 3] * 255
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 class MouthBank:
     """Rendered mouth boxes of one face, by quantised shape, rendered on first use.
 
@@ -258,16 +275,14 @@ class MouthBank:
         self._boxes: dict[tuple[int, int], np.ndarray] = {}
 
     def box(self, mouth_open: float, mouth_width: float) -> np.ndarray:
-        """uint8 ``[h, w, 4]`` mouth box (alpha 0..255) for the nearest quantised shape."""
+        """Premultiplied uint8 ``[h, w, 4]`` mouth box for the nearest quantised shape."""
         key = quantize_mouth(mouth_open, mouth_width)
         if key not in self._boxes:
-            rendered = warp_mouth(self.rgba, self.geometry, key[0] / (OPEN_LEVELS - 1), WIDTH_RANGE[0] + key[1] * WIDTH_STEP)
-            rendered[..., 3] *= 255
-            self._boxes[key] = np.clip(rendered + 0.5, 0, 255).astype(np.uint8)
+            self._boxes[key] = premultiplied(warp_mouth(self.rgba, self.geometry, *level_shape(key)))
         return self._boxes[key]
 
     def face(self, mouth_open: float, mouth_width: float, base: np.ndarray) -> np.ndarray:
-        """The whole face (uint8 ``[H, W, 4]``, a copy of `base`) with this mouth shape pasted in."""
+        """The whole face (a copy of the premultiplied uint8 `base`) with this mouth shape pasted in."""
         x0, y0, x1, y1 = self.geometry.box
         out = base.copy()
         out[y0:y1, x0:x1] = self.box(mouth_open, mouth_width)

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from avsync.synth.face import MouthBank, SourceFace, load_source_face, mouth_geometry
+from avsync.synth.face import MouthBank, SourceFace, load_source_face, mouth_geometry, premultiplied
 
 FRAME_SIZE = 320
 # Frames a card or the head takes to move in or out around an occlusion span.
 MOVE_FRAMES = 4
 OCCLUSION_KINDS = ("card", "offscreen")
+# Sensor noise comes from a bank of noise frames, cut at a random offset each frame.
+NOISE_FRAMES = 8
+NOISE_MARGIN = 32
 
 
 @dataclass(frozen=True)
@@ -202,22 +206,21 @@ class FrameRenderer:
         self.identity = identity
         self.rng = rng
         self.size = size
-        self.noise_sigma = noise_sigma
         source = source or load_source_face()
         self.source = source
         rgba = np.concatenate([source.rgb * np.array(identity.colour_gain, dtype=np.float32), source.alpha[..., None]], axis=2)
         rgba[..., :3] = np.clip(rgba[..., :3], 0, 255)
         self.geometry = mouth_geometry(source)
         self.bank = MouthBank(rgba, self.geometry)
-        base = rgba.copy()
-        base[..., 3] *= 255
-        self.base = np.clip(base + 0.5, 0, 255).astype(np.uint8)
-        self.backdrop = Image.fromarray(render_backdrop(identity, size)).convert("RGBA")
+        self.base = premultiplied(rgba)
+        self.backdrop = render_backdrop(identity, size).astype(np.float32)
         self.anchor = source.landmarks[30].astype(np.float64)  # nose tip
         self.mouth_center = source.landmarks[48:68].mean(axis=0).astype(np.float64)
         self.card_colour = tuple(int(c) for c in rng.integers(30, 226, size=3))
         self.card_side = 1 if rng.random() < 0.5 else -1
-        self.ramp = np.linspace(-1, 1, size, dtype=np.float32)[None, :]
+        self.ramp = np.linspace(-1, 1, size, dtype=np.float32)[None, :, None]
+        margin = NOISE_MARGIN
+        self.noise = rng.standard_normal((NOISE_FRAMES, size + margin, size + margin, 3), dtype=np.float32) * noise_sigma
 
     def to_frame(self, tracks: SceneTracks, k: int) -> np.ndarray:
         """Affine matrix ``[2, 3]`` from source crop pixels to frame pixels at frame k."""
@@ -249,19 +252,21 @@ class FrameRenderer:
             uint8 ``[size, size, 3]`` RGB.
         """
         forward = self.to_frame(tracks, k)
-        inverse = np.linalg.inv(np.vstack([forward, [0, 0, 1]]))[:2]
-        face = Image.fromarray(self.bank.face(mouth_open, mouth_width, self.base), "RGBA")
-        moved = face.transform((self.size, self.size), Image.Transform.AFFINE, tuple(inverse.ravel()), Image.Resampling.BILINEAR)
-        frame = Image.alpha_composite(self.backdrop, moved).convert("RGB")
+        face = self.bank.face(mouth_open, mouth_width, self.base)
+        moved = cv2.warpAffine(face, forward, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        coverage = moved[..., 3:].astype(np.float32) * (1 / 255)
+        pixels = moved[..., :3] + self.backdrop * (1 - coverage)
         if tracks.card[k] > 0:
-            self._draw_card(frame, forward, float(tracks.card[k]))
-        light = tracks.light_gain[k][None, None, :] * (1 + tracks.light_slope[k] * self.ramp)[..., None]
-        pixels = np.asarray(frame, dtype=np.float32) * light
-        pixels += self.rng.standard_normal(pixels.shape, dtype=np.float32) * self.noise_sigma
-        return np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
+            pixels = self._draw_card(pixels, forward, float(tracks.card[k]))
+        pixels *= tracks.light_gain[k][None, None, :] * (1 + tracks.light_slope[k] * self.ramp)
+        index, dy, dx = self.rng.integers(NOISE_FRAMES), *self.rng.integers(NOISE_MARGIN, size=2)
+        pixels += self.noise[index, dy : dy + self.size, dx : dx + self.size]
+        pixels += 0.5
+        return np.clip(pixels, 0, 255, out=pixels).astype(np.uint8)
 
-    def _draw_card(self, frame: Image.Image, forward: np.ndarray, progress: float) -> None:
-        """A card that slides in from the side and covers the face from the eyes to the chin."""
+    def _draw_card(self, pixels: np.ndarray, forward: np.ndarray, progress: float) -> np.ndarray:
+        """Draw a card that slides in from the side and covers the face from the eyes to the chin."""
+        frame = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
         face_width = self.source.face_width * self.identity.scale
         center = forward @ np.array([*self.mouth_center, 1.0])
         center[1] -= 0.3 * face_width
@@ -272,3 +277,4 @@ class FrameRenderer:
         draw.rounded_rectangle(box, radius=int(0.2 * face_width), fill=self.card_colour)
         shade = tuple(int(0.8 * c) for c in self.card_colour)
         draw.rounded_rectangle([box[0] + 6, box[1] + 6, box[2] - 6, box[3] - 6], radius=int(0.15 * face_width), outline=shade, width=3)
+        return np.asarray(frame, dtype=np.float32)
