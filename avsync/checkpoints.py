@@ -1,0 +1,114 @@
+"""Find and load a trained model checkpoint for inference (`avsync align`, `avsync eval`).
+
+Training (`make train`, `avsync fit`) saves Lightning checkpoints under ``runs/`` (pattern
+``runs/<experiment>/<version>/checkpoints/*.ckpt``); the hyperparameters stored in a checkpoint
+rebuild the network, so the file alone is enough. The default checkpoint is the newest ``*.ckpt``
+anywhere under ``runs/`` (by modification time).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from avsync.errors import AvsyncError
+
+DEFAULT_RUNS_DIR = Path("runs")
+TRAIN_HINT = "train one with `make train` (or pass --checkpoint PATH)"
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference.
+
+    Attributes:
+        network: the `nn.Module` (``PosterCNN`` or ``TwoTower``) in eval mode on `device`.
+        path: the checkpoint file.
+        device: where the network lives.
+    """
+
+    network: nn.Module
+    path: Path
+    device: torch.device
+
+    def describe(self) -> dict:
+        """The checkpoint path and the network class (for reports)."""
+        return {"checkpoint": str(self.path), "network": type(self.network).__name__}
+
+
+def find_latest_checkpoint(runs_dir: str | os.PathLike[str] = DEFAULT_RUNS_DIR) -> Path:
+    """The newest ``*.ckpt`` under `runs_dir` (any depth).
+
+    Args:
+        runs_dir: where training writes its runs.
+
+    Returns:
+        The checkpoint path.
+
+    Raises:
+        AvsyncError: no checkpoint there; the message says what to run.
+    """
+    folder = Path(runs_dir)
+    candidates = [path for path in folder.rglob("*.ckpt") if path.is_file()] if folder.is_dir() else []
+    if not candidates:
+        raise AvsyncError(f"no model checkpoint found under {folder}/: {TRAIN_HINT}")
+    return max(candidates, key=lambda path: (path.stat().st_mtime, str(path)))
+
+
+def resolve_device(device: str) -> torch.device:
+    """Turn ``auto``/``cpu``/``cuda`` (or ``cuda:N``) into a torch device.
+
+    Args:
+        device: ``auto`` picks CUDA when available, else the CPU.
+
+    Raises:
+        AvsyncError: an unknown name, or CUDA asked for but not available.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise AvsyncError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        return torch.device(device)
+    raise AvsyncError(f"--device must be auto, cpu or cuda, got {device!r}")
+
+
+def load_model(checkpoint: str | os.PathLike[str] | None, device: str = "auto") -> LoadedModel:
+    """Load the network of a training checkpoint for inference.
+
+    Args:
+        checkpoint: a ``.ckpt`` file from `avsync fit`; None takes `find_latest_checkpoint`.
+        device: ``auto``, ``cpu`` or ``cuda`` (see `resolve_device`).
+
+    Returns:
+        The network in eval mode.
+
+    Raises:
+        AvsyncError: missing file, a file that is not an avsync checkpoint, no checkpoint at
+            all, or an unavailable device.
+    """
+    from avsync.lit_module import LitAVSync
+
+    path = find_latest_checkpoint() if checkpoint is None else Path(checkpoint)
+    if not path.exists():
+        raise AvsyncError("checkpoint not found", path)
+    if path.is_dir():
+        raise AvsyncError("is a folder, not a model checkpoint", path)
+    target = resolve_device(device)
+    try:
+        module = LitAVSync.load_from_checkpoint(path, map_location=target, weights_only=False)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AvsyncError(f"not an avsync model checkpoint ({first_line[:160]})", path) from exc
+    except OSError as exc:
+        raise AvsyncError(f"cannot read the checkpoint ({exc.strerror or exc})", path) from exc
+    network = module.model.to(target).eval()
+    return LoadedModel(network=network, path=path, device=target)

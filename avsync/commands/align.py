@@ -1,0 +1,143 @@
+"""``avsync align VIDEO MUSIC``: sync a video to a music track by the lips; report, plot, MP4.
+
+Everything cheap is checked before the heavy work (input headers, output paths, the output
+folder, the checkpoint), so a user mistake ends at once with one line and exit status 2.
+Outputs are written to temporary files and renamed only on success; inputs are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from avsync.checkpoints import load_model
+from avsync.errors import AvsyncError
+from avsync.plots import plot_alignment
+from avsync.report import summarise
+from avsync.retime import SPANS, write_offset, write_retimed
+from avsync.sync import analyse, check_inputs, default_plot_title
+
+MODES = ("warp", "offset")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``align`` subcommand."""
+    parser = subparsers.add_parser(
+        "align",
+        help="sync a video to a music track by watching the lips",
+        description="Align VIDEO (its own audio is ignored) to the reference track MUSIC by the singer's lips. "
+        "Prints the offset, its confidence and how much of the video is re-timed; writes a JSON report, a "
+        "PNG of the cost matrix and path, and with -o the synced video (H.264, MUSIC as AAC audio). "
+        "Without -o it only analyses.",
+    )
+    parser.add_argument("video", metavar="VIDEO", type=Path, help="the singer's video (any format PyAV opens)")
+    parser.add_argument("music", metavar="MUSIC", type=Path, help="the reference track (wav, flac, mp3, m4a, or a video's audio)")
+    parser.add_argument("-o", "--output", metavar="OUT.mp4", type=Path, help="write the synced video here")
+    parser.add_argument("--report", metavar="REPORT.json", type=Path, help="write the JSON report here")
+    parser.add_argument("--plot", metavar="PLOT.png", type=Path, help="write the cost matrix with the path here")
+    parser.add_argument(
+        "--mode", choices=MODES, default="warp",
+        help="warp: re-time every frame by the time map (default); offset: apply only the constant offset, "
+        "copying the video without re-encoding where possible",
+    )  # fmt: skip
+    parser.add_argument(
+        "--span", choices=SPANS, default="music",
+        help="what the synced video covers (warp mode): the whole music, holding the first/last frame where "
+        "the video does not reach (default), or only the part of the music the video covers (faster)",
+    )  # fmt: skip
+    parser.add_argument("--checkpoint", metavar="CKPT", type=Path, help="model checkpoint (default: the newest under runs/)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--cache", metavar="DIR", type=Path, help="feature cache folder (reuse features between runs)")
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name the same file (by inode when both exist, else by real path)."""
+    if first.exists() and second.exists():
+        return os.path.samefile(first, second)
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
+def _check_folder_writable(path: Path) -> None:
+    """Raise unless the folder of `path` (or its nearest existing ancestor) accepts new files."""
+    folder = path.parent
+    while not folder.exists():
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        raise AvsyncError(f"cannot write here: {folder} is not a folder", path)
+    try:
+        handle, probe_path = tempfile.mkstemp(dir=folder, prefix=".avsync-write-test.")
+    except OSError as exc:
+        raise AvsyncError(f"cannot write here: folder {folder} is not writable ({exc.strerror})", path) from exc
+    os.close(handle)
+    os.unlink(probe_path)
+
+
+def check_outputs(outputs: dict[str, Path | None], inputs: list[Path], force: bool) -> None:
+    """Refuse outputs that would overwrite an input, each other, or an existing file without --force.
+
+    Args:
+        outputs: option name -> path (None when not asked for).
+        inputs: the input files.
+        force: whether existing outputs may be replaced.
+
+    Raises:
+        AvsyncError: the first problem found, naming the path.
+    """
+    chosen = [(option, path) for option, path in outputs.items() if path is not None]
+    for index, (option, path) in enumerate(chosen):
+        for source in inputs:
+            if _same_file(path, source):
+                raise AvsyncError(f"{option} would overwrite the input {source}; choose another path", path)
+        for other_option, other in chosen[:index]:
+            if _same_file(path, other):
+                raise AvsyncError(f"{option} and {other_option} name the same file", path)
+        if path.is_dir():
+            raise AvsyncError(f"{option} is a folder; give a file name", path)
+        if path.exists() and not force:
+            raise AvsyncError(f"{option}: file exists (use --force to replace it)", path)
+        _check_folder_writable(path)
+
+
+def _check_suffixes(args: argparse.Namespace) -> None:
+    if args.output is not None and args.output.suffix.lower() not in VIDEO_SUFFIXES:
+        raise AvsyncError(f"-o must end in {', '.join(VIDEO_SUFFIXES)}", args.output)
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise AvsyncError("--plot must end in .png", args.plot)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, analyse, write the outputs and print the summary; returns the exit status."""
+    started = time.perf_counter()
+    _check_suffixes(args)
+    check_inputs(args.video, args.music)
+    check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, [args.video, args.music], args.force)
+    model = load_model(args.checkpoint, args.device)
+    analysis = analyse(args.video, args.music, model, cache_dir=args.cache, progress=not args.quiet)
+    report = analysis.report
+    if args.output is not None:
+        report.output, report.mode = os.fspath(args.output), args.mode
+        if args.mode == "offset":
+            report.warnings += write_offset(args.video, args.music, args.output, report.offset_s, progress=not args.quiet)
+        else:
+            write_retimed(args.video, args.music, args.output, analysis.time_map, span=args.span, progress=not args.quiet)
+    if args.plot is not None:
+        plot_alignment(analysis.cost, analysis.alignment.path, None, args.plot, title=default_plot_title(analysis), fps=analysis.time_map.fps)
+    report.runtime_s = round(time.perf_counter() - started, 3)
+    if args.report is not None:
+        report.write(args.report)
+    print(summarise(report))
+    for option, path in (("report", args.report), ("plot", args.plot)):
+        if path is not None:
+            print(f"wrote {option} {path}")
+    sys.stdout.flush()
+    return 0

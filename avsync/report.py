@@ -1,0 +1,144 @@
+"""The `avsync align` report: a JSON document with a fixed schema, and its human summary.
+
+Fields (all times in seconds; other fields may be added, these never change meaning):
+
+* ``video``, ``reference``: the input paths as given.
+* ``fps``: the video's own frame rate (the output MP4's rate).
+* ``offset_s``: the best constant offset, ``t_video - t_ref`` for the same event. Positive: the
+  video is late (advance it by ``offset_s`` to fix); negative: the video is early.
+* ``offset_frames``: ``offset_s`` in frames of the video's own rate (rounded).
+* ``confidence``: how far the best constant offset stands out from a typical one, SyncNet style:
+  the median minus the minimum of the mean normalised cost along each candidate offset, in units
+  of the cost's robust spread (see `CONFIDENCE_RELIABLE`, `CONFIDENCE_UNCERTAIN`).
+* ``confidence_level``: ``"reliable"``, ``"uncertain"`` or ``"unreliable"`` by those thresholds.
+* ``time_map``: ``[[t_ref, t_video], ...]``, both columns non-decreasing: the input video's
+  content at ``t_video`` belongs at reference (music) time ``t_ref``; linear between knots; it
+  covers the whole video (first knot at video time 0, last at its last frame).
+* ``retimed_fraction``: share of video frames the time map puts more than one frame (at 25 fps)
+  away from where the constant offset would put them.
+* ``dtw_cost``: mean normalised cost of the cells on the alignment path (lower is a better match;
+  0 is an uninformative cell, negative is a match).
+* ``frames_without_face``: video frames (at the model's 25 fps) without a usable face.
+* ``unreliable_spans``: ``[[t_video_start, t_video_end, reason], ...]``: stretches of the video
+  the path bridges instead of following, with the reason (`REASON_NO_FACE`, `REASON_NO_MATCH`).
+* ``warnings``: sentences for the user.
+* ``model``: the checkpoint used and its network.
+* ``runtime_s``: wall time of the whole command.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from avsync.media import atomic_path
+
+CONFIDENCE_RELIABLE = 3.0
+"""Confidence above which the offset is reliable (see the README for how it was measured)."""
+CONFIDENCE_UNCERTAIN = 1.5
+"""Confidence below which the offset is unreliable; in between it is uncertain."""
+SHORT_LIST = re.compile(r"\[\s+([^\[\]{}]{0,100}?)\s+\]")
+"""An innermost JSON list short enough to print on one line."""
+REASON_NO_FACE = "no face"
+REASON_NO_MATCH = "lips do not follow the vocal"
+
+
+def confidence_level(confidence: float) -> str:
+    """``"reliable"``, ``"uncertain"`` or ``"unreliable"`` for a confidence value."""
+    if confidence > CONFIDENCE_RELIABLE:
+        return "reliable"
+    if confidence >= CONFIDENCE_UNCERTAIN:
+        return "uncertain"
+    return "unreliable"
+
+
+@dataclass
+class SyncReport:
+    """What `avsync align` found (the schema is the module docstring)."""
+
+    video: str
+    reference: str
+    fps: float
+    offset_s: float
+    offset_frames: int
+    confidence: float
+    confidence_level: str
+    time_map: list[list[float]]
+    retimed_fraction: float
+    dtw_cost: float
+    frames_without_face: int
+    unreliable_spans: list[list[float | str]]
+    warnings: list[str] = field(default_factory=list)
+    model: dict = field(default_factory=dict)
+    runtime_s: float = 0.0
+    video_duration_s: float = 0.0
+    reference_duration_s: float = 0.0
+    output: str | None = None
+    mode: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict with the fields in schema order."""
+        return asdict(self)
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Write the report as indented JSON, atomically.
+
+        Args:
+            path: the ``.json`` file.
+        """
+        with atomic_path(path) as temporary:
+            Path(temporary).write_text(to_json(self.to_dict()) + "\n")
+
+
+def to_json(data: dict) -> str:
+    """Indented JSON with short innermost lists (time-map knots, spans) kept on one line each."""
+    text = json.dumps(data, indent=2)
+    return SHORT_LIST.sub(lambda match: "[" + re.sub(r"\s*\n\s*", " ", match.group(1)) + "]", text)
+
+
+def describe_offset(offset_s: float, fps: float) -> str:
+    """One line: the offset in seconds and frames and what it means.
+
+    Args:
+        offset_s: ``t_video - t_ref`` in seconds.
+        fps: the video's frame rate.
+
+    Returns:
+        e.g. ``offset: +0.28 s (+7 frames): the video is 0.28 s late``.
+    """
+    frames = round(offset_s * fps)
+    head = f"offset: {offset_s:+.2f} s ({frames:+d} frames)"
+    if frames == 0:
+        return f"{head}: the video is in sync"
+    direction = "late" if offset_s > 0 else "early"
+    return f"{head}: the video is {abs(offset_s):.2f} s {direction}"
+
+
+def summarise(report: SyncReport) -> str:
+    """The short human summary `avsync align` prints.
+
+    Args:
+        report: the report.
+
+    Returns:
+        Several lines (no trailing newline): offset, confidence, re-timed share, unreliable
+        spans, warnings, outputs.
+    """
+    lines = [
+        describe_offset(report.offset_s, report.fps),
+        f"confidence: {report.confidence:.1f} ({report.confidence_level}; reliable > {CONFIDENCE_RELIABLE:g}, "
+        f"unreliable < {CONFIDENCE_UNCERTAIN:g})",
+        f"re-timed: {math.floor(100 * report.retimed_fraction + 0.5):.0f}% of frames moved off the constant offset",
+    ]
+    if report.frames_without_face:
+        lines.append(f"frames without a face: {report.frames_without_face}")
+    for start, end, reason in report.unreliable_spans:
+        lines.append(f"unreliable: video {start:.2f}-{end:.2f} s ({reason}), bridged")
+    lines += [f"warning: {warning}" for warning in report.warnings]
+    if report.output:
+        lines.append(f"wrote {report.output}")
+    return "\n".join(lines)

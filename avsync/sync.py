@@ -1,0 +1,428 @@
+"""Sync a video to a music track: features, cost matrix, robust DTW, time map, report.
+
+`analyse` is the library form of `avsync align` without the outputs:
+
+1. the reference's log-mel and the video's mouth crops (`avsync.features`, through the feature
+   cache when one is given); a silent reference or a video without any face is a user error;
+2. the model's normalised cost matrix (`avsync.align.cost`), rows = video frames, columns =
+   reference frames, 25 fps; rows whose 16-frame window is mostly faceless are uninformative (0);
+3. robust alignment (`robust_alignment`): a first DTW path, then rows where the lips do not
+   follow the vocal (the matched cost along the path, averaged over one second, is much weaker
+   than the clip's typical match) are made uninformative too and the DTW runs again, so such
+   stretches are bridged instead of dragging the path;
+4. the time map (`avsync.align.timemap.path_to_time_map`), the best constant offset (the median
+   offset of the path over the reliable frames) and its SyncNet-style confidence;
+5. a `avsync.report.SyncReport`, with the unreliable spans and warnings.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from avsync import media
+from avsync.align.cost import cost_matrix
+from avsync.align.dtw import Alignment, DTWConfig, align_video
+from avsync.align.timemap import OffsetEstimate, TimeMap, estimate_offset, path_to_time_map
+from avsync.audio import MelConfig
+from avsync.checkpoints import LoadedModel
+from avsync.errors import AvsyncError, MediaError
+from avsync.features import AudioFeatures, VisualFeatures, VisualParams, extract_audio, extract_visual
+from avsync.metrics import alignment_cost
+from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
+from avsync.report import REASON_NO_FACE, REASON_NO_MATCH, SyncReport, confidence_level
+from datamodules.sampling import ShiftConfig, voiced_frames
+
+MIN_VIDEO_S = 1.0
+"""Shortest video (and reference) that can be aligned."""
+SILENCE_POWER = 1e-3
+"""Summed mel power of the loudest reference frame below which the reference is silent (a
+full-scale sine gives about 1e4, so this is about -70 dB)."""
+MIN_WINDOW_FACE_SHARE = 0.75
+"""A video frame is scored only if this share of its 16-frame window has a usable face."""
+MATCH_WINDOW = 25
+"""Frames (1 s) over which the matched cost along the path is averaged."""
+CONTRAST_RADIUS = 25
+"""Reference frames either side of the path cell whose median is the row's local baseline."""
+WEAK_MATCH_FRACTION = 0.35
+"""Rows whose averaged match is weaker than this fraction of the clip's typical match do not
+follow the vocal."""
+MIN_TYPICAL_MATCH = 0.5
+"""The clip's typical match (z-units below the local baseline) needed before weak stretches are
+looked for at all; below it the whole clip is uncertain and nothing is singled out."""
+MAX_UNRELIABLE_SHARE = 0.5
+"""At most this share of the video is singled out as not following the vocal."""
+SPAN_MERGE_GAP = 8
+"""Unreliable stretches closer than this many frames are reported as one span."""
+MIN_SPAN_FRAMES = 3
+"""Shorter unreliable stretches are not reported (they are still bridged)."""
+RETIMED_TOLERANCE = 1.0
+"""Frames (25 fps) a time map may depart from the constant offset before a frame counts as re-timed."""
+LOW_FACE_SHARE = 0.2
+"""Warn when more than this share of the video has no usable face."""
+
+
+@dataclass
+class SyncAnalysis:
+    """Everything `analyse` found.
+
+    Attributes:
+        report: the report (outputs and runtime not yet filled in).
+        cost: float64 [N, M] normalised cost with the unreliable rows made uninformative (0).
+        alignment: the DTW path over `cost`.
+        time_map: the smoothed map, 25 fps.
+        offset: the offset curve (SyncNet style) over `cost`.
+        unreliable: bool [N] rows bridged by the path (no face or lips not following the vocal).
+        reasons: per row ``""`` or the reason it is unreliable.
+    """
+
+    report: SyncReport
+    cost: np.ndarray
+    alignment: Alignment
+    time_map: TimeMap
+    offset: OffsetEstimate
+    unreliable: np.ndarray
+    reasons: list[str] = field(default_factory=list)
+
+
+def check_inputs(video: str | os.PathLike[str], reference: str | os.PathLike[str]) -> tuple[media.MediaInfo, media.MediaInfo]:
+    """Cheap checks of the inputs from their headers.
+
+    Args:
+        video: the video file.
+        reference: the music (or any file with an audio stream).
+
+    Returns:
+        The `MediaInfo` of the video and of the reference.
+
+    Raises:
+        MediaError: a missing or unreadable file, no video stream in the video, no audio stream
+            in the reference, or a file shorter than `MIN_VIDEO_S`.
+    """
+    video_info = media.probe(video)
+    if not video_info.has_video:
+        raise MediaError("has no video stream", video)
+    if video_info.duration < MIN_VIDEO_S:
+        raise MediaError(f"is too short to align ({video_info.duration:.2f} s; at least {MIN_VIDEO_S:g} s needed)", video)
+    reference_info = media.probe(reference)
+    if not reference_info.has_audio:
+        raise MediaError("has no audio stream (the reference must carry the music)", reference)
+    if reference_info.duration < MIN_VIDEO_S:
+        raise MediaError(f"is too short to align against ({reference_info.duration:.2f} s)", reference)
+    return video_info, reference_info
+
+
+def check_not_silent(log_mel: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Raise unless some reference frame is louder than `SILENCE_POWER`.
+
+    Args:
+        log_mel: float [80, 4M], natural-log mel power.
+        path: the reference (for the message).
+
+    Raises:
+        MediaError: the reference is silent.
+    """
+    peak = float(np.exp(log_mel.astype(np.float64)).sum(axis=0).max()) if log_mel.size else 0.0
+    if peak < SILENCE_POWER:
+        raise MediaError("is silent (its audio has no sound to align to)", path)
+
+
+def scored_rows(valid: np.ndarray) -> np.ndarray:
+    """Video frames whose centred 16-frame window mostly shows a usable face.
+
+    Args:
+        valid: bool [N] usable-face mask.
+
+    Returns:
+        bool [N].
+    """
+    share = uniform_filter1d(valid.astype(np.float64), WINDOW_FRAMES, mode="nearest")  # window i-8 .. i+7
+    return valid & (share >= MIN_WINDOW_FACE_SHARE - 1e-9)
+
+
+def mask_runs(mask: np.ndarray, merge_gap: int = 0, min_length: int = 1) -> list[tuple[int, int]]:
+    """Runs of True as ``(start, end)`` (end exclusive), runs closer than `merge_gap` merged.
+
+    Args:
+        mask: bool [N].
+        merge_gap: runs separated by fewer False frames than this become one run.
+        min_length: shorter runs (after merging) are dropped.
+
+    Returns:
+        The runs, in order.
+    """
+    padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    runs: list[tuple[int, int]] = []
+    for start, end in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+        if runs and start - runs[-1][1] < merge_gap:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return [(start, end) for start, end in runs if end - start >= min_length]
+
+
+def path_contrast(cost: np.ndarray, ref_index: np.ndarray, radius: int = CONTRAST_RADIUS) -> np.ndarray:
+    """How much better each path cell is than its row's neighbourhood.
+
+    Args:
+        cost: float [N, M] normalised cost (low = match).
+        ref_index: int [N] path column of each row.
+        radius: the neighbourhood is columns ``ref - radius .. ref + radius``.
+
+    Returns:
+        float64 [N]: ``cost[i, ref_i] - median(cost[i, ref_i - radius : ref_i + radius + 1])``,
+        negative where the path follows a distinct match.
+    """
+    n, m = cost.shape
+    offsets = np.arange(-radius, radius + 1)
+    columns = np.clip(ref_index[:, None] + offsets[None, :], 0, m - 1)
+    neighbourhood = np.take_along_axis(cost, columns, axis=1)
+    return cost[np.arange(n), ref_index] - np.median(neighbourhood, axis=1)
+
+
+def weak_match_rows(cost: np.ndarray, ref_index: np.ndarray, informative: np.ndarray) -> np.ndarray:
+    """Rows where the path's match is much weaker than the clip's typical match.
+
+    The path contrast (`path_contrast`) is averaged over `MATCH_WINDOW` frames of informative
+    rows; the clip's typical match is its median over those rows. Rows whose averaged contrast
+    is weaker than `WEAK_MATCH_FRACTION` of the typical one are flagged, unless the clip has no
+    clear match at all (`MIN_TYPICAL_MATCH`) or more than `MAX_UNRELIABLE_SHARE` of it would be
+    flagged (then the whole clip is uncertain, which the confidence says).
+
+    Args:
+        cost: float [N, M] normalised cost.
+        ref_index: int [N] path columns.
+        informative: bool [N] rows that carry information (others are ignored).
+
+    Returns:
+        bool [N] (always False where not informative).
+    """
+    if informative.sum() < MATCH_WINDOW:
+        return np.zeros(len(informative), bool)
+    contrast = np.where(informative, path_contrast(cost, ref_index), 0.0)
+    weight = uniform_filter1d(informative.astype(np.float64), MATCH_WINDOW, mode="constant")
+    averaged = uniform_filter1d(contrast, MATCH_WINDOW, mode="constant") / np.maximum(weight, 1e-9)
+    typical = float(np.median(averaged[informative]))
+    if typical > -MIN_TYPICAL_MATCH:
+        return np.zeros(len(informative), bool)
+    weak = informative & (averaged > WEAK_MATCH_FRACTION * typical)
+    if weak.sum() > MAX_UNRELIABLE_SHARE * informative.sum():
+        return np.zeros(len(informative), bool)
+    return weak
+
+
+def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfig | None = None, passes: int = 2) -> tuple[np.ndarray, Alignment, np.ndarray]:
+    """DTW that bridges the stretches where the lips do not follow the vocal.
+
+    Each pass aligns, flags the rows `weak_match_rows` finds along the path, makes them
+    uninformative (0) and aligns again; flags accumulate over the passes.
+
+    Args:
+        cost: float [N, M] normalised cost, 0 on uninformative rows.
+        informative: bool [N] rows that carry information.
+        config: DTW constraints.
+        passes: detection passes.
+
+    Returns:
+        The cleaned cost (float64 [N, M]), its alignment, and bool [N] the rows flagged as not
+        following the vocal.
+    """
+    cleaned = np.array(cost, dtype=np.float64, copy=True)
+    alignment = align_video(cleaned, config)
+    flagged = np.zeros(len(cleaned), bool)
+    for _ in range(passes):
+        weak = weak_match_rows(cleaned, alignment.ref_index, informative & ~flagged)
+        if not weak.any():
+            break
+        flagged |= weak
+        cleaned[weak] = 0.0
+        alignment = align_video(cleaned, config)
+    return cleaned, alignment, flagged
+
+
+def path_offset_frames(alignment: Alignment, reliable: np.ndarray) -> float:
+    """Best constant offset of a path in frames: the median of ``i - ref_index[i]`` over reliable rows.
+
+    Args:
+        alignment: the path.
+        reliable: bool [N]; all rows are used when none is reliable.
+    """
+    offsets = np.arange(len(alignment.ref_index)) - alignment.ref_index
+    return float(np.median(offsets[reliable] if reliable.any() else offsets))
+
+
+def offset_confidence(estimate: OffsetEstimate, offset_frames: float) -> float:
+    """SyncNet-style confidence of an offset: median of the offset curve minus its value there.
+
+    Args:
+        estimate: the curve from `avsync.align.timemap.estimate_offset`.
+        offset_frames: the chosen offset (frames); the curve's nearest candidate is used.
+    """
+    nearest = int(np.argmin(np.abs(estimate.offsets - offset_frames)))
+    return float(np.median(estimate.curve) - estimate.curve[nearest])
+
+
+def retimed_fraction(time_map: TimeMap, n_frames: int, offset_frames: float) -> float:
+    """Share of video frames the map puts more than `RETIMED_TOLERANCE` frames off the constant offset.
+
+    Args:
+        time_map: the map (25 fps).
+        n_frames: video frames N.
+        offset_frames: the constant offset in frames.
+    """
+    constant = np.arange(n_frames) - offset_frames
+    return float((np.abs(time_map.ref_frames(n_frames) - constant) > RETIMED_TOLERANCE + 1e-9).mean())
+
+
+def unreliable_spans(reasons: list[str], fps: float) -> list[list[float | str]]:
+    """``[[t_video_start, t_video_end, reason], ...]`` from per-frame reasons.
+
+    Args:
+        reasons: per video frame ``""`` or a reason.
+        fps: frame rate of the frames.
+    """
+    spans: list[list[float | str]] = []
+    labels = np.array(reasons, dtype=object)
+    for reason in sorted({r for r in reasons if r}):
+        for start, end in mask_runs(labels == reason, SPAN_MERGE_GAP, MIN_SPAN_FRAMES):
+            spans.append([round(start / fps, 3), round(end / fps, 3), reason])
+    return sorted(spans, key=lambda span: span[0])
+
+
+def load_features(
+    video: str | os.PathLike[str], reference: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None
+) -> tuple[VisualFeatures, AudioFeatures]:
+    """The reference's log-mel (checked for silence first, it is cheap) and the video's mouth crops.
+
+    Args:
+        video: the video.
+        reference: the music.
+        cache_dir: feature cache folder, or None to compute without caching.
+
+    Raises:
+        MediaError: unreadable media, a silent reference, or a video without any face.
+    """
+    if cache_dir is None:
+        audio = extract_audio(reference, MelConfig())
+    else:
+        from avsync.cache import FeatureCache
+
+        cache = FeatureCache(cache_dir)
+        audio = cache.audio(reference, MelConfig())
+    check_not_silent(audio.log_mel, reference)
+    visual = extract_visual(video, VisualParams()) if cache_dir is None else cache.visual(video, VisualParams())
+    if len(visual) < MIN_VIDEO_S * visual.fps:
+        raise MediaError(f"is too short to align ({len(visual)} frames at {visual.fps:g} fps)", video)
+    if not visual.valid.any():
+        raise MediaError("shows no face in any frame (nothing to read the lips from)", video)
+    return visual, audio
+
+
+def analyse(
+    video: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    model: LoadedModel,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    dtw_config: DTWConfig | None = None,
+    progress: bool = True,
+) -> SyncAnalysis:
+    """Align a video to a reference track (see the module docstring).
+
+    Args:
+        video: the video (its own audio is ignored).
+        reference: the music.
+        model: the network (`avsync.checkpoints.load_model`).
+        cache_dir: feature cache folder, or None.
+        dtw_config: DTW constraints (default `DTWConfig()`: subsequence, tempo 0.9-1.1, cuts and
+            freezes allowed).
+        progress: show progress bars.
+
+    Returns:
+        The `SyncAnalysis`.
+
+    Raises:
+        MediaError: unreadable or unusable inputs (see `check_inputs`, `load_features`).
+        AvsyncError: a pair model asked to score too many pairs.
+    """
+    started = time.perf_counter()
+    video_info, reference_info = check_inputs(video, reference)
+    visual, audio = load_features(video, reference, cache_dir)
+    fps = visual.fps
+    n_frames = len(visual)
+    n_ref = audio.log_mel.shape[1] // MELS_PER_FRAME
+    rows = scored_rows(visual.valid)
+    try:
+        raw_cost = cost_matrix(
+            model.network, visual.mouth_crops, audio.log_mel,
+            video_valid=rows, ref_active=voiced_frames(audio.log_mel, ShiftConfig().silence_db), progress=progress,
+        )  # fmt: skip
+    except ValueError as exc:  # a pair model without a band on long inputs
+        raise AvsyncError(f"{model.describe()['network']} cannot align {n_frames}x{n_ref} frames ({exc}); use a TwoTower checkpoint") from exc
+    cost, alignment, weak = robust_alignment(raw_cost, rows, dtw_config)
+    time_map = path_to_time_map(alignment, fps)
+    reliable = rows & ~weak
+    offset_frames = path_offset_frames(alignment, reliable)
+    estimate = estimate_offset(cost, fps)
+    confidence = offset_confidence(estimate, offset_frames)
+    reasons = ["" for _ in range(n_frames)]
+    for index in np.flatnonzero(~rows):
+        reasons[index] = REASON_NO_FACE
+    for index in np.flatnonzero(weak):
+        reasons[index] = REASON_NO_MATCH
+    offset_s = offset_frames / fps
+    video_fps = float(video_info.fps or fps)
+    report = SyncReport(
+        video=os.fspath(video),
+        reference=os.fspath(reference),
+        fps=round(video_fps, 6),
+        offset_s=round(offset_s, 4),
+        offset_frames=round(offset_s * video_fps),
+        confidence=round(confidence, 3),
+        confidence_level=confidence_level(confidence),
+        time_map=time_map.to_list(),
+        retimed_fraction=round(retimed_fraction(time_map, n_frames, offset_frames), 4),
+        dtw_cost=round(alignment_cost(cost, alignment.path), 4),
+        frames_without_face=int((~visual.valid).sum()),
+        unreliable_spans=unreliable_spans(reasons, fps),
+        warnings=_warnings(visual, rows, weak, confidence, n_frames, n_ref, time_map, fps),
+        model=model.describe(),
+        runtime_s=round(time.perf_counter() - started, 3),
+        video_duration_s=round(n_frames / fps, 3),
+        reference_duration_s=round(n_ref / fps, 3),
+    )
+    return SyncAnalysis(report, cost, alignment, time_map, estimate, ~reliable, reasons)
+
+
+def _warnings(visual: VisualFeatures, rows: np.ndarray, weak: np.ndarray, confidence: float, n_frames: int, n_ref: int,
+              time_map: TimeMap, fps: float) -> list[str]:  # fmt: skip
+    """Sentences about what makes the result less trustworthy."""
+    warnings = []
+    level = confidence_level(confidence)
+    if level != "reliable":
+        warnings.append(f"confidence is {level} ({confidence:.1f}): check the result by eye")
+    no_face = 1.0 - float(visual.valid.mean())
+    if no_face > LOW_FACE_SHARE:
+        warnings.append(f"{100 * no_face:.0f}% of the video shows no usable face; those stretches follow their neighbours")
+    if weak.sum() > 0.25 * max(1, rows.sum()):
+        warnings.append(f"the lips do not follow the vocal in {100 * weak.sum() / n_frames:.0f}% of the video")
+    if n_frames > n_ref:
+        warnings.append(f"the video ({n_frames / fps:.1f} s) is longer than the music ({n_ref / fps:.1f} s)")
+    start, end = float(time_map.knots[0, 0]), float(time_map.knots[-1, 0]) + 1.0 / fps
+    if start > 1.0 or end < n_ref / fps - 1.0:
+        warnings.append(f"the video covers music {max(0.0, start):.1f}-{end:.1f} s of {n_ref / fps:.1f} s; "
+                        "the first/last frame is held outside it")  # fmt: skip
+    return warnings
+
+
+def default_plot_title(analysis: SyncAnalysis) -> str:
+    """A one-line title for the alignment plot."""
+    report = analysis.report
+    return (f"{Path(report.video).name} vs {Path(report.reference).name}: offset {report.offset_s:+.2f} s, "
+            f"confidence {report.confidence:.1f} ({report.confidence_level})")  # fmt: skip
