@@ -14,7 +14,6 @@ from avsync.align.cost import (
     model_logits,
     normalise_cost,
     video_windows,
-    vocal_activity,
 )
 from avsync.models import PosterCNN, TwoTower
 
@@ -113,11 +112,3 @@ def test_normalise_cost_and_uninformative_cells() -> None:
     assert 1.4826 * np.median(np.abs(informative)) == pytest.approx(1.0, rel=1e-6)
     # Higher logit = lower cost.
     assert np.corrcoef(cost[np.ix_(valid, active)][:, :33].ravel(), logits[np.ix_(valid, active)][:, :33].ravel())[0, 1] < -0.9
-
-
-def test_vocal_activity() -> None:
-    log_mel = np.full((80, 4 * 50), -2.0)
-    log_mel[:, 4 * 20 : 4 * 30] = -20.0  # 10 silent frames (about 78 dB down)
-    active = vocal_activity(log_mel)
-    assert active.shape == (50,)
-    assert not active[20:30].any() and active[:20].all() and active[30:].all()

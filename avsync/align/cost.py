@@ -60,26 +60,6 @@ def audio_windows(log_mel: np.ndarray, cols: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(log_mel[:, index].transpose(1, 0, 2))).float()
 
 
-def vocal_activity(log_mel: np.ndarray, threshold_db: float = 30.0) -> np.ndarray:
-    """Reference frames with voice: frame energy within ``threshold_db`` of the loud frames.
-
-    The energy of a frame is the mean over its four mel columns of the summed mel power; "loud"
-    is the 95th percentile over the track. Meant for a vocal stem; on a full mix almost every
-    frame is active, which is safe (active frames are simply scored).
-
-    Args:
-        log_mel: float [80, 4M] (natural-log mel power).
-        threshold_db: how far below the loud frames a frame may be and still count.
-
-    Returns:
-        bool [M].
-    """
-    power = np.exp(log_mel.astype(np.float64)).sum(axis=0)
-    frames = power[: (len(power) // MELS_PER_FRAME) * MELS_PER_FRAME].reshape(-1, MELS_PER_FRAME).mean(axis=1)
-    level_db = 10.0 * np.log10(frames + 1e-12)
-    return level_db >= np.percentile(level_db, 95) - threshold_db
-
-
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -228,7 +208,7 @@ def cost_matrix(
         mouth_crops: uint8 [N, 64, 64].
         log_mel: float [80, 4M].
         video_valid: bool [N] usable-face mask (``VisualFeatures.valid``).
-        ref_active: bool [M] voiced reference frames (e.g. :func:`vocal_activity`).
+        ref_active: bool [M] voiced reference frames (``datamodules.sampling.voiced_frames``).
         band: ``(offset, slope, radius)`` for pair networks.
         batch_size: windows or pairs per forward pass.
         progress: show a tqdm bar.

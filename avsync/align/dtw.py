@@ -210,9 +210,11 @@ def _rate_forward(cost, lo, hi, k_fast, k_slow, tempo_pen, freeze_pen, cut_pen, 
                 jump = v
                 cut_left_src[i] = x
         li = lo[i]
+        crow = cost[i]
+        prow = ptr[i]
         for j in range(li, hi[i] + 1):
             jp = j + pad
-            c = cost[i, j]
+            c = crow[j]
             s = s_prev[jp - 1] + c
             s_cur[jp] = s
             # A: diagonal from A or from a freeze, a finished tempo run, or a cut.
@@ -259,7 +261,7 @@ def _rate_forward(cost, lo, hi, k_fast, k_slow, tempo_pen, freeze_pen, cut_pen, 
                 jump = from_above
             else:
                 bits |= _J_LEFT
-            ptr[i, j - li] = bits
+            prow[j - li] = bits
     last = (n - 1) % 2
     return ptr, a_rows[last], f_rows[last], fast, slow, diag_sum, cut_left_src, pad
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
@@ -189,6 +190,17 @@ class OffsetEstimate:
     curve: np.ndarray
 
 
+@numba.njit(cache=True, nogil=True)
+def _diagonal_sums(cost: np.ndarray) -> np.ndarray:
+    """Sum of ``cost[i, i - d]`` for every ``d`` in ``[-(M-1), N-1]`` (stored at ``d + M - 1``)."""
+    n, m = cost.shape
+    sums = np.zeros(n + m - 1)
+    for i in range(n):
+        for j in range(m):
+            sums[i - j + m - 1] += cost[i, j]
+    return sums
+
+
 def estimate_offset(cost: np.ndarray, fps: float = 25.0, *, max_offset: int | None = None, min_overlap: int | None = None) -> OffsetEstimate:
     """Average the cost along each diagonal ``j = i - d`` and take the best ``d``.
 
@@ -206,15 +218,13 @@ def estimate_offset(cost: np.ndarray, fps: float = 25.0, *, max_offset: int | No
     low, high = -(m - 1), n - 1
     if max_offset is not None:
         low, high = max(low, -max_offset), min(high, max_offset)
-    offsets, curve = [], []
-    for d in range(low, high + 1):
-        diagonal = np.diagonal(cost, offset=-d)
-        if len(diagonal) >= min_overlap:
-            offsets.append(d)
-            curve.append(float(diagonal.mean()))
-    if not offsets:
+    sums = _diagonal_sums(np.ascontiguousarray(cost, dtype=np.float64))  # index d + m - 1
+    all_offsets = np.arange(-(m - 1), n)
+    lengths = np.minimum(n, all_offsets + m) - np.maximum(0, all_offsets)
+    keep = (all_offsets >= low) & (all_offsets <= high) & (lengths >= min_overlap)
+    if not keep.any():
         raise ValueError(f"no offset overlaps {min_overlap} frames for a {n}x{m} cost matrix")
-    offsets_arr, curve_arr = np.array(offsets, np.int64), np.array(curve)
+    offsets_arr, curve_arr = all_offsets[keep].astype(np.int64), sums[keep] / lengths[keep]
     best = int(np.argmin(curve_arr))
     return OffsetEstimate(
         offset_frames=int(offsets_arr[best]),
