@@ -36,7 +36,7 @@ from avsync.errors import AvsyncError
 from avsync.manifest import MANIFEST_NAME, URSING_SPLIT_NAME, ClipRecord, write_manifest
 from avsync.media import atomic_path, write_audio, write_video
 from avsync.synth.articulation import FPS, MOUTH_LEAD_S, active_frames, mouth_track
-from avsync.synth.face import level_shape, quantize_mouth
+from avsync.synth.face import level_shape, load_source_face, quantize_mouth
 from avsync.synth.scene import FrameRenderer, make_identity, scene_tracks
 from avsync.synth.singing import SAMPLE_RATE, VOWELS, Stems, compose_score, mouthed_syllables, render_stems
 from avsync.synth.truth import SongTruth
@@ -240,8 +240,9 @@ def synthesize_song(spec: SongSpec, sample_rate: int = SAMPLE_RATE, fps: float =
         vowel=[phone if phone in VOWELS else "" for phone in track.phone],
         phone=track.phone,
         vocal_active=active_frames(list(score.syllables), n_frames, fps),
-        face_visible=tracks.face_visible,
+        face_visible=np.array([renderer.mouth_visible(tracks, k) for k in range(n_frames)]),
         lips_follow_vocal=~_in_spans(frame_times, spec.fake_talk),
+        mouth_box=np.array([renderer.mouth_box(tracks, k) for k in range(n_frames)], dtype=np.float32),
         meta={
             "speaker": spec.speaker,
             "seconds": spec.seconds,
@@ -375,7 +376,9 @@ def write_dataset(
                 results[spec.song_id] = render_song(spec, out_path)
                 bar.update(n_frames)
         else:
-            context = multiprocessing.get_context("spawn")
+            # Fork (where there is one) shares the loaded source face and needs no __main__ guard.
+            load_source_face()
+            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
             with ProcessPoolExecutor(max_workers=min(workers, songs), mp_context=context) as pool:
                 futures = {pool.submit(_render_worker, spec, str(out_path), SAMPLE_RATE, FPS): spec for spec in specs}
                 for future in as_completed(futures):

@@ -123,7 +123,6 @@ class SceneTracks:
         light_gain: RGB gain of the whole frame ``[T, 3]``.
         light_slope: strength of a left-right lighting gradient.
         card: how far the occluding card has moved over the face (0 away .. 1 covering).
-        face_visible: bool, the mouth is in the picture and not covered.
     """
 
     shift_x: np.ndarray
@@ -133,7 +132,6 @@ class SceneTracks:
     light_gain: np.ndarray
     light_slope: np.ndarray
     card: np.ndarray
-    face_visible: np.ndarray
 
 
 def _move_profile(n_frames: int, fps: float, start: float, end: float) -> np.ndarray:
@@ -157,8 +155,8 @@ def scene_tracks(
         n_frames: number of frames T.
         fps: frame rate.
         occlusions: (start, end, kind) spans in seconds; kind ``card`` (a card covers the face)
-            or ``offscreen`` (the head leaves the picture). The face is hidden on the frames in
-            [start, end) and moves in/out over `MOVE_FRAMES` frames around them.
+            or ``offscreen`` (the head leaves the picture). The face is fully hidden on the frames
+            in [start, end) and moves in/out over `MOVE_FRAMES` frames around them.
 
     Returns:
         The tracks.
@@ -172,8 +170,6 @@ def scene_tracks(
                            for _ in range(3)], axis=1)  # fmt: skip
     light_slope = 0.15 * _smooth_curve(rng, n_frames, fps, 0.08)
     card = np.zeros(n_frames)
-    visible = np.ones(n_frames, dtype=bool)
-    frame_time = np.arange(n_frames) / fps
     for start, end, kind in occlusions or []:
         if kind not in OCCLUSION_KINDS:
             raise ValueError(f"unknown occlusion kind {kind!r}; expected one of {OCCLUSION_KINDS}")
@@ -182,10 +178,9 @@ def scene_tracks(
             card = np.maximum(card, profile)
         else:
             shift_x += profile * FRAME_SIZE * (1 if rng.random() < 0.5 else -1)
-        visible &= ~((frame_time >= start) & (frame_time < end))
     as32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
     return SceneTracks(as32(shift_x), as32(shift_y), as32(angle), as32(zoom), as32(light_gain), as32(light_slope),
-                       as32(card), visible)  # fmt: skip
+                       as32(card))  # fmt: skip
 
 
 class FrameRenderer:
@@ -264,17 +259,34 @@ class FrameRenderer:
         pixels += 0.5
         return np.clip(pixels, 0, 255, out=pixels).astype(np.uint8)
 
-    def _draw_card(self, pixels: np.ndarray, forward: np.ndarray, progress: float) -> np.ndarray:
-        """Draw a card that slides in from the side and covers the face from the eyes to the chin."""
-        frame = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    def mouth_visible(self, tracks: SceneTracks, k: int) -> bool:
+        """Whether the whole mouth box is in the picture and the card does not touch it at frame k."""
+        x0, y0, x1, y1 = self.mouth_box(tracks, k)
+        if x0 < 0 or y0 < 0 or x1 > self.size or y1 > self.size:
+            return False
+        if tracks.card[k] <= 0:
+            return True
+        c0, d0, c1, d1 = self._card_box(self.to_frame(tracks, k), float(tracks.card[k]))
+        return c1 < x0 or c0 > x1 or d1 < y0 or d0 > y1
+
+    def _card_box(self, forward: np.ndarray, progress: float) -> tuple[float, float, float, float]:
+        """The card's box (x0, y0, x1, y1): over the face from the eyes to the chin at progress 1,
+        off to one side of the picture at progress 0."""
         face_width = self.source.face_width * self.identity.scale
         center = forward @ np.array([*self.mouth_center, 1.0])
         center[1] -= 0.3 * face_width
-        half_w, half_h = 0.75 * face_width, 0.75 * face_width
-        center[0] += self.card_side * (1 - progress) * (self.size / 2 + 2 * half_w)
-        box = [center[0] - half_w, center[1] - half_h, center[0] + half_w, center[1] + half_h]
+        half = 0.75 * face_width
+        center[0] += self.card_side * (1 - progress) * (self.size / 2 + 2 * half)
+        return center[0] - half, center[1] - half, center[0] + half, center[1] + half
+
+    def _draw_card(self, pixels: np.ndarray, forward: np.ndarray, progress: float) -> np.ndarray:
+        """Draw the card (see `_card_box`) on float ``[size, size, 3]`` pixels."""
+        frame = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        box = self._card_box(forward, progress)
+        face_width = self.source.face_width * self.identity.scale
         draw = ImageDraw.Draw(frame)
         draw.rounded_rectangle(box, radius=int(0.2 * face_width), fill=self.card_colour)
         shade = tuple(int(0.8 * c) for c in self.card_colour)
-        draw.rounded_rectangle([box[0] + 6, box[1] + 6, box[2] - 6, box[3] - 6], radius=int(0.15 * face_width), outline=shade, width=3)
+        inner = [box[0] + 6, box[1] + 6, box[2] - 6, box[3] - 6]
+        draw.rounded_rectangle(inner, radius=int(0.15 * face_width), outline=shade, width=3)
         return np.asarray(frame, dtype=np.float32)

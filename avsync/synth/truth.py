@@ -10,11 +10,12 @@ File format (JSON object)::
      "mouthed_syllables": [...same, silent syllables of fake-talk spans...],
      "frames": {"mouth_open": [T floats 0..1], "mouth_width": [T], "vowel": [T str, "" if none],
                 "phone": [T str], "vocal_active": [T bool], "face_visible": [T bool],
-                "lips_follow_vocal": [T bool]}}
+                "lips_follow_vocal": [T bool], "mouth_box": [T [x0, y0, x1, y1]]}}
 
 Frame k shows time ``k / fps``. Span kinds: ``card`` and ``offscreen`` (face hidden:
 ``face_visible`` false), ``fake_talk`` (the mouth talks, the voice is silent:
-``lips_follow_vocal`` false), ``break`` (instrumental: no voice, mouth closed).
+``lips_follow_vocal`` false), ``break`` (instrumental: no voice, mouth closed). ``mouth_box`` is
+the frame-pixel box outside which no pixel depends on the mouth shape (lips, teeth and jaw).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 from avsync.errors import AvsyncError
 from avsync.media import atomic_path
 
-FRAME_FIELDS = ("mouth_open", "mouth_width", "vowel", "phone", "vocal_active", "face_visible", "lips_follow_vocal")
+FRAME_FIELDS = ("mouth_open", "mouth_width", "vowel", "phone", "vocal_active", "face_visible", "lips_follow_vocal", "mouth_box")
 
 
 @dataclass
@@ -46,6 +47,7 @@ class SongTruth:
         vocal_active: bool ``[T]`` the vocal stem sounds during the frame.
         face_visible: bool ``[T]`` the mouth is in the picture and uncovered.
         lips_follow_vocal: bool ``[T]`` false where the lips move to syllables that are not sung.
+        mouth_box: float32 ``[T, 4]`` (x0, y0, x1, y1) frame pixels that the mouth shape can change.
         meta: everything else in the file (speaker, spans, syllables, params, ...).
     """
 
@@ -58,6 +60,7 @@ class SongTruth:
     vocal_active: np.ndarray
     face_visible: np.ndarray
     lips_follow_vocal: np.ndarray
+    mouth_box: np.ndarray
     meta: dict = field(default_factory=dict)
 
     @property
@@ -75,6 +78,7 @@ class SongTruth:
             "vocal_active": [bool(v) for v in self.vocal_active],
             "face_visible": [bool(v) for v in self.face_visible],
             "lips_follow_vocal": [bool(v) for v in self.lips_follow_vocal],
+            "mouth_box": [[round(float(v), 1) for v in box] for box in self.mouth_box],
         }
         return {"id": self.id, "fps": self.fps, "n_frames": self.n_frames, **self.meta, "frames": frames}
 
@@ -109,6 +113,7 @@ def load_truth(path: str | os.PathLike[str]) -> SongTruth:
             vocal_active=np.asarray(frames["vocal_active"], dtype=bool),
             face_visible=np.asarray(frames["face_visible"], dtype=bool),
             lips_follow_vocal=np.asarray(frames["lips_follow_vocal"], dtype=bool),
+            mouth_box=np.asarray(frames["mouth_box"], dtype=np.float32).reshape(-1, 4),
         )
         n_frames = data.pop("n_frames")
         truth.meta = data
