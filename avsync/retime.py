@@ -19,7 +19,7 @@ Offset mode (`write_offset`): only the constant offset is applied. The video pac
 with their timestamps shifted by ``-offset_s`` (no re-encode; an MP4 edit list hides frames
 that fall before music time 0) and the reference audio is muxed as AAC from time 0. Streams the
 output container cannot hold (e.g. MPEG-1 video from a ``.mpg``) fall back to re-encoding with a
-constant time map, and say so.
+constant time map, and say so (only H.264, HEVC, MPEG-4 part 2, AV1 and VP9 are copied).
 
 Audio is the reference's audio at its own sample rate, mixed down to mono, encoded as AAC.
 """
@@ -44,6 +44,9 @@ SPANS = ("music", "video")
 TIME_EPSILON_S = 1e-6
 # Fallback audio rate when the reference's header does not declare one.
 DEFAULT_AUDIO_RATE = 48000
+REMUX_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9"})
+"""Video codecs `write_offset` copies into MP4/MOV/MKV; others are re-encoded (MPEG-1/2 video in
+MP4, for one, came out a frame off in tests)."""
 
 
 def constant_time_map(offset_s: float, video_duration: float, fps: float = 25.0) -> TimeMap:
@@ -210,8 +213,10 @@ def write_offset(
         return []
     except (av.FFmpegError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    info = media.probe(video)
-    time_map = constant_time_map(offset_s, info.duration)
+    # Long enough to cover the music whatever the header says (MPEG-PS durations are estimates);
+    # frames past the video's real end are held by `pick_frames` anyway.
+    extent = max(media.probe(video).duration, len(samples) / rate + abs(offset_s))
+    time_map = constant_time_map(offset_s, extent)
     write_retimed(video, reference, out_path, time_map, progress=progress)
     return [f"--mode offset: the video could not be copied into {Path(out_path).suffix or 'the output'} ({reason}); re-encoded it instead"]
 
@@ -222,6 +227,8 @@ def _remux(video: str | os.PathLike[str], out_path: str | os.PathLike[str], offs
         if not source.streams.video:
             raise MediaError("has no video stream", video)
         stream = source.streams.video[0]
+        if stream.codec_context.name not in REMUX_CODECS:
+            raise ValueError(f"{stream.codec_context.name} video cannot be copied, only {', '.join(sorted(REMUX_CODECS))}")
         time_base = stream.time_base
         origin = stream.start_time if stream.start_time is not None else 0
         shift = origin + round(Fraction(offset_s).limit_denominator(1_000_000) / time_base)
