@@ -37,12 +37,12 @@ from avsync.manifest import MANIFEST_NAME, URSING_SPLIT_NAME, ClipRecord, write_
 from avsync.media import atomic_path, write_audio, write_video
 from avsync.synth.articulation import FPS, MOUTH_LEAD_S, active_frames, mouth_track
 from avsync.synth.face import level_shape, load_source_face, quantize_mouth
-from avsync.synth.scene import FrameRenderer, make_identity, scene_tracks
+from avsync.synth.scene import OCCLUSION_KINDS, FrameRenderer, make_identity, scene_tracks
 from avsync.synth.singing import SAMPLE_RATE, VOWELS, Stems, compose_score, mouthed_syllables, render_stems
 from avsync.synth.truth import SongTruth
 
 # Bump when the generator changes what it writes for the same settings.
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 DEFAULT_SONGS = 26
 DEFAULT_SECONDS = 30.0
 DEFAULT_DISTRACTORS = 0.05
@@ -50,7 +50,7 @@ VIDEO_CRF = 28
 VIDEO_PRESET = "veryfast"
 # URSing's excerpt subset: 13 train / 3 val / 10 test of 26.
 SPLIT_FRACTIONS = {"train": 13 / 26, "val": 3 / 26, "test": 10 / 26}
-SPAN_KINDS = ("card", "offscreen", "fake_talk", "break")
+SPAN_KINDS = (*OCCLUSION_KINDS, "fake_talk", "break")
 SPAN_SECONDS = (1.0, 3.0)
 STEM_FILES = {"vocal": "Vocal.wav", "vocal_reverb": "Vocal_reverb.wav", "accompaniment": "Accompaniment.wav", "mix": "Mix.wav"}
 VIDEO_FILE = "Video.mp4"
@@ -150,7 +150,7 @@ def plan_spans(rng: np.random.Generator, seconds: float, fraction: float) -> tup
         if any(start < b + 0.5 and end > a - 0.5 for a, b in taken):
             continue
         taken.append((start, end))
-        if kind in ("card", "offscreen"):
+        if kind in OCCLUSION_KINDS:
             occlusions.append((start, end, kind))
         else:
             (fake_talk if kind == "fake_talk" else breaks).append((start, end))
@@ -211,8 +211,8 @@ def synthesize_song(spec: SongSpec, sample_rate: int = SAMPLE_RATE, fps: float =
     for start, end, *kind in [*spec.occlusions, *spec.fake_talk, *spec.breaks]:
         if not 0 <= start < end <= spec.seconds:
             raise AvsyncError(f"{spec.song_id}: span ({start}, {end}) is not inside 0..{spec.seconds} s")
-        if kind and kind[0] not in ("card", "offscreen"):
-            raise AvsyncError(f"{spec.song_id}: occlusion kind must be card or offscreen, got {kind[0]!r}")
+        if kind and kind[0] not in OCCLUSION_KINDS:
+            raise AvsyncError(f"{spec.song_id}: occlusion kind must be one of {OCCLUSION_KINDS}, got {kind[0]!r}")
     score_seed, audio_seed, identity_seed, scene_seed, pixel_seed = np.random.SeedSequence([spec.seed, spec.index, 0]).spawn(5)
     score_rng = np.random.default_rng(score_seed)
     score = compose_score(score_rng, spec.seconds, [*spec.fake_talk, *spec.breaks])

@@ -62,8 +62,10 @@ def _person_mask(rgb: np.ndarray) -> np.ndarray:
     labels, _ = ndimage.label((brightness > 140) & (saturation < 45))
     border = np.unique(np.concatenate([labels[0], labels[:, 0], labels[:, -1]]))
     backdrop = np.isin(labels, border[border > 0])
-    backdrop = ndimage.binary_closing(ndimage.binary_opening(backdrop, iterations=2), iterations=3)
-    return ndimage.gaussian_filter((~backdrop).astype(np.float32), 1.0)
+    # Pad by edge values so the morphology does not eat the backdrop along the image border.
+    padded = np.pad(backdrop, 4, mode="edge")
+    backdrop = ndimage.binary_closing(ndimage.binary_opening(padded, iterations=2), iterations=3)[4:-4, 4:-4]
+    return ndimage.gaussian_filter((~backdrop).astype(np.float32), 1.0, mode="nearest")
 
 
 @lru_cache(maxsize=1)
