@@ -1,0 +1,230 @@
+"""`avsync align` through the CLI: bad input ends with one line and exit 2, outputs are atomic.
+
+The checkpoint here is an untrained TwoTower saved the way training saves it: these tests check
+the command's plumbing and validation, not alignment quality (tests/test_robustness.py does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import write_test_clip
+
+from avsync import media
+from avsync.checkpoints import find_latest_checkpoint, load_model
+from avsync.cli import main
+from avsync.errors import AvsyncError
+from avsync.lit_module import LitAVSync
+from avsync.models import TwoTower
+from avsync.synth.dataset import SongSpec, render_song
+
+TONE_SECONDS = 4.0
+
+
+def save_checkpoint(path: Path, network: torch.nn.Module) -> Path:
+    """Save `network` as a Lightning checkpoint with the hyperparameters training stores."""
+    module = LitAVSync(network)
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "pytorch-lightning_version": pl.__version__}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def untrained_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    network = TwoTower(embed_dim=16, frame_dim=8, temporal_dim=8, audio_channels=8)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", network)
+
+
+@pytest.fixture
+def tone(tmp_path: Path) -> Path:
+    """A 4 s 440 Hz tone (a reference that is not silent)."""
+    t = np.arange(int(TONE_SECONDS * 16000)) / 16000
+    path = tmp_path / "tone.wav"
+    media.write_audio(path, 0.3 * np.sin(2 * np.pi * 440 * t).astype(np.float32), 16000)
+    return path
+
+
+@pytest.fixture
+def faceless(tmp_path: Path) -> Path:
+    """2 s of numbered gray frames: a video without any face."""
+    return write_test_clip(tmp_path / "faceless.mp4", seconds=2.0, size=(64, 48), audio=False)
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3 s synthetic singer (320x320 face, 25 fps) with its stems."""
+    spec = SongSpec("song", "singer", seed=0, index=3, seconds=3.0)
+    return render_song(spec, tmp_path_factory.mktemp("synth")).folder
+
+
+def digest(path: Path) -> str:
+    return hashlib.blake2b(path.read_bytes()).hexdigest()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    status = main(["align", *map(str, args), "--quiet"])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_one_line_error(status: int, err: str, *needles: str) -> None:
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("avsync: error: ")
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_missing_video(capsys, tmp_path: Path, tone: Path, untrained_ckpt: Path) -> None:
+    status, _, err = run_cli(capsys, tmp_path / "nope.mp4", tone, "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "nope.mp4", "file not found")
+
+
+def test_reference_without_audio(capsys, faceless: Path, untrained_ckpt: Path) -> None:
+    status, _, err = run_cli(capsys, faceless, faceless, "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "faceless.mp4", "no audio stream")
+
+
+def test_silent_reference(capsys, tmp_path: Path, faceless: Path, untrained_ckpt: Path) -> None:
+    silent = write_test_clip(tmp_path / "silent.wav", seconds=3.0, video=False)
+    status, _, err = run_cli(capsys, faceless, silent, "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "silent.wav", "is silent")
+
+
+def test_video_without_any_face(capsys, faceless: Path, tone: Path, untrained_ckpt: Path) -> None:
+    status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "faceless.mp4", "no face")
+
+
+def test_video_shorter_than_one_second(capsys, tmp_path: Path, tone: Path, untrained_ckpt: Path) -> None:
+    short = write_test_clip(tmp_path / "short.mp4", seconds=0.6, size=(64, 48), audio=False)
+    status, _, err = run_cli(capsys, short, tone, "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "short.mp4", "too short")
+
+
+@pytest.mark.parametrize("option", ["-o", "--report", "--plot"])
+def test_output_equal_to_an_input(capsys, faceless: Path, tone: Path, untrained_ckpt: Path, option: str) -> None:
+    target = faceless if option == "-o" else tone.with_suffix(".png") if option == "--plot" else tone
+    if option == "--plot":  # an input reached through another name
+        target.symlink_to(tone)
+    before = digest(tone), digest(faceless)
+    status, _, err = run_cli(capsys, faceless, tone, option, target, "--checkpoint", untrained_ckpt, "--force")
+    assert_one_line_error(status, err, "would overwrite the input")
+    assert (digest(tone), digest(faceless)) == before
+
+
+def test_existing_output_needs_force(capsys, tmp_path: Path, faceless: Path, tone: Path, untrained_ckpt: Path) -> None:
+    existing = tmp_path / "report.json"
+    existing.write_text("keep me")
+    status, _, err = run_cli(capsys, faceless, tone, "--report", existing, "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "report.json", "--force")
+    assert existing.read_text() == "keep me"
+
+
+def test_two_outputs_with_one_name(capsys, tmp_path: Path, faceless: Path, tone: Path, untrained_ckpt: Path) -> None:
+    status, _, err = run_cli(capsys, faceless, tone, "--report", tmp_path / "x.png", "--plot", tmp_path / "x.png",
+                             "--checkpoint", untrained_ckpt)  # fmt: skip
+    assert_one_line_error(status, err, "name the same file")
+
+
+def test_output_folder_that_is_a_file(capsys, tmp_path: Path, faceless: Path, tone: Path, untrained_ckpt: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    status, _, err = run_cli(capsys, faceless, tone, "-o", blocker / "sub" / "out.mp4", "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "out.mp4", "not a folder")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_unwritable_output_folder(capsys, tmp_path: Path, faceless: Path, tone: Path, untrained_ckpt: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        status, _, err = run_cli(capsys, faceless, tone, "-o", locked / "out.mp4", "--checkpoint", untrained_ckpt)
+    finally:
+        locked.chmod(0o755)
+    assert_one_line_error(status, err, "not writable")
+
+
+def test_output_suffixes(capsys, tmp_path: Path, faceless: Path, tone: Path, untrained_ckpt: Path) -> None:
+    status, _, err = run_cli(capsys, faceless, tone, "-o", tmp_path / "out.gif", "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "out.gif", ".mp4")
+    status, _, err = run_cli(capsys, faceless, tone, "--plot", tmp_path / "plot.jpg", "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "plot.jpg", ".png")
+
+
+def test_checkpoint_that_is_not_one(capsys, tmp_path: Path, faceless: Path, tone: Path) -> None:
+    bogus = tmp_path / "bogus.ckpt"
+    bogus.write_bytes(b"\x80\x04 this is not a checkpoint")
+    status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", bogus)
+    assert_one_line_error(status, err, "bogus.ckpt", "not an avsync model checkpoint")
+    other = tmp_path / "other.ckpt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", other)
+    assert_one_line_error(status, err, "other.ckpt", "not an avsync model checkpoint")
+    status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", tmp_path / "missing.ckpt")
+    assert_one_line_error(status, err, "missing.ckpt", "checkpoint not found")
+
+
+def test_without_any_checkpoint_it_says_what_to_run(capsys, monkeypatch, tmp_path: Path, faceless: Path, tone: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run_cli(capsys, faceless, tone)
+    assert_one_line_error(status, err, "no model checkpoint found under runs/", "make train")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_asked_for_without_cuda(capsys, faceless: Path, tone: Path, untrained_ckpt: Path) -> None:
+    status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", untrained_ckpt, "--device", "cuda")
+    assert_one_line_error(status, err, "CUDA is not available")
+    status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", untrained_ckpt, "--device", "tpu")
+    assert_one_line_error(status, err, "--device must be auto, cpu or cuda")
+
+
+def test_newest_checkpoint_is_the_default(tmp_path: Path, untrained_ckpt: Path) -> None:
+    older = save_checkpoint(tmp_path / "runs" / "exp" / "version_0" / "checkpoints" / "a.ckpt", TwoTower(embed_dim=8))
+    newer = save_checkpoint(tmp_path / "runs" / "exp" / "version_1" / "checkpoints" / "b.ckpt", TwoTower(embed_dim=12))
+    os.utime(older, (1_000_000, 1_000_000))
+    assert find_latest_checkpoint(tmp_path / "runs") == newer
+    loaded = load_model(find_latest_checkpoint(tmp_path / "runs"), "cpu")
+    assert loaded.network.config["embed_dim"] == 12 and not loaded.network.training
+    with pytest.raises(AvsyncError, match="make train"):
+        find_latest_checkpoint(tmp_path / "elsewhere")
+
+
+@pytest.mark.slow
+def test_full_run_writes_report_plot_and_video(capsys, tmp_path: Path, song: Path, untrained_ckpt: Path) -> None:
+    video, music = song / "Video.mp4", song / "Mix.wav"
+    before = digest(video), digest(music)
+    out, report, plot = tmp_path / "out" / "synced.mp4", tmp_path / "report.json", tmp_path / "plot.png"
+    status, stdout, err = run_cli(capsys, video, music, "-o", out, "--report", report, "--plot", plot,
+                                  "--checkpoint", untrained_ckpt, "--device", "cpu")  # fmt: skip
+    assert status == 0, err
+    assert stdout.startswith("offset: ") and "confidence: " in stdout and f"wrote {out}" in stdout
+    data = json.loads(report.read_text())
+    assert data["video"] == str(video) and data["reference"] == str(music) and data["fps"] == 25.0
+    knots = np.array(data["time_map"])
+    assert (np.diff(knots, axis=0) >= 0).all()
+    assert knots[0, 1] == 0.0 and knots[-1, 1] == pytest.approx(74 / 25)
+    assert data["model"]["checkpoint"] == str(untrained_ckpt) and data["mode"] == "warp"
+    assert data["runtime_s"] > 0
+    info = media.probe(out)
+    assert (info.width, info.height, info.fps) == (320, 320, 25.0)
+    assert info.duration == pytest.approx(media.probe(music).duration, abs=0.05)
+    assert plot.stat().st_size > 1000
+    assert (digest(video), digest(music)) == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["synced.mp4"]
+    # A second run without --force refuses, with --force replaces.
+    status, _, err = run_cli(capsys, video, music, "--report", report, "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "--force")
+    status, _, _ = run_cli(capsys, video, music, "-o", out, "--mode", "offset", "--force", "--checkpoint", untrained_ckpt)
+    assert status == 0
