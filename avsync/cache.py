@@ -11,6 +11,9 @@ and BLAKE2b checksum of every array).
   arrays do not match their recorded checksums is treated as missing and rebuilt.
 - Safe with several processes: computing an entry holds an exclusive ``fcntl.flock`` on
   ``<entry>.lock``; a second process asking for the same entry waits, then loads it.
+
+`prepare_manifest` fills the cache for a whole manifest (``avsync prepare``), over a process
+pool, optionally for one shard of the clips so several machines can share a large dataset.
 """
 
 from __future__ import annotations
@@ -19,19 +22,25 @@ import fcntl
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+from tqdm import tqdm
 
 from avsync.audio import MelConfig
-from avsync.errors import MediaError
+from avsync.errors import AvsyncError, MediaError
 from avsync.features import AudioFeatures, VisualFeatures, VisualParams, audio_params, extract_audio, extract_visual
+from avsync.landmarks import check_fan_weights
+from avsync.manifest import ClipRecord
 from avsync.media import atomic_path
 
 CACHE_FORMAT = 1
@@ -230,3 +239,165 @@ class FeatureCache:
             return rebuild(arrays)
         except (KeyError, ValueError, TypeError) as exc:
             raise CorruptEntry(f"incomplete: {exc.__class__.__name__}: {exc}") from exc
+
+
+@dataclass
+class ClipOutcome:
+    """What preparing one clip did.
+
+    Attributes:
+        id: the clip.
+        status: ``"computed"`` (some feature extracted), ``"cached"`` (all loaded) or ``"failed"``.
+        error: the one-line error of a failed clip.
+        frames: video frames (25 fps).
+        invalid: reason -> number of frames without a usable face.
+    """
+
+    id: str
+    status: str
+    error: str = ""
+    frames: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class PrepareReport:
+    """Outcome of `prepare_manifest`.
+
+    Attributes:
+        outcomes: one per prepared clip, in manifest order.
+    """
+
+    outcomes: list[ClipOutcome]
+
+    def count(self, status: str) -> int:
+        """Clips with this status."""
+        return sum(outcome.status == status for outcome in self.outcomes)
+
+    @property
+    def failures(self) -> list[ClipOutcome]:
+        """The failed clips."""
+        return [outcome for outcome in self.outcomes if outcome.status == "failed"]
+
+    def summary(self) -> str:
+        """One line: clips computed/cached/failed, frames, and frames without a usable face by reason."""
+        frames = sum(outcome.frames for outcome in self.outcomes)
+        invalid: Counter[str] = sum((outcome.invalid for outcome in self.outcomes), Counter())
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in invalid.most_common())
+        return (
+            f"{len(self.outcomes)} clips: {self.count('computed')} computed, {self.count('cached')} cached, "
+            f"{self.count('failed')} failed; {frames} frames, {sum(invalid.values())} without a usable face"
+            + (f" ({reasons})" if reasons else "")
+        )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``"I/N"`` (0 <= I < N): this machine prepares shard I of N.
+
+    Raises:
+        AvsyncError: malformed or out of range.
+    """
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError as exc:
+        raise AvsyncError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from exc
+    if count < 1 or not 0 <= index < count:
+        raise AvsyncError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return index, count
+
+
+def select_shard(records: list[ClipRecord], shard: tuple[int, int]) -> list[ClipRecord]:
+    """The records of shard ``(index, count)``: those whose id hashes to `index` modulo `count`.
+
+    Hashing ids (not positions) keeps every clip in the same shard when the manifest grows.
+    """
+    index, count = shard
+    return [record for record in records if int(_digest(record.id.encode(), size=8), 16) % count == index]
+
+
+def prepare_clip(record: ClipRecord, cache: FeatureCache, params: VisualParams, mel_cfg: MelConfig) -> ClipOutcome:
+    """Put one clip's features in the cache: its video, reference audio and accompaniment.
+
+    A user-side problem (missing or unreadable media) makes the clip ``failed``; other errors
+    are bugs and propagate.
+    """
+    before = Counter(cache.stats)
+    try:
+        visual = cache.visual(record.video, params)
+        cache.audio(record.reference_audio, mel_cfg)
+        if record.accompaniment is not None:
+            cache.audio(record.accompaniment, mel_cfg)
+    except AvsyncError as exc:
+        return ClipOutcome(record.id, "failed", error=str(exc))
+    work = cache.stats - before
+    status = "computed" if work["computed"] or work["rebuilt"] else "cached"
+    invalid = Counter(reason for reason in visual.invalid_reason if reason)
+    return ClipOutcome(record.id, status, frames=len(visual), invalid=invalid)
+
+
+def _prepare_in_worker(record: ClipRecord, root: str, params: VisualParams, mel_cfg: MelConfig) -> ClipOutcome:
+    return prepare_clip(record, FeatureCache(root), params, mel_cfg)
+
+
+def _init_worker() -> None:
+    """One compute thread per worker process: the processes are the parallelism."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def prepare_manifest(
+    records: list[ClipRecord],
+    cache: FeatureCache,
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    params: VisualParams = VisualParams(),
+    mel_cfg: MelConfig = MelConfig(),
+    progress: bool = True,
+) -> PrepareReport:
+    """Fill the cache with the features of every clip of a manifest (or of one shard of it).
+
+    Clips already cached are only loaded and checked; several processes or machines may prepare
+    the same cache at once (entries are locked while computed).
+
+    Args:
+        records: the manifest's clips.
+        cache: the feature cache.
+        workers: parallel processes (clips are spread over them).
+        shard: ``(index, count)``: prepare only this shard (`select_shard`).
+        params: visual extraction parameters.
+        mel_cfg: log-mel parameters.
+        progress: show a progress bar (stderr).
+
+    Returns:
+        The `PrepareReport` (failed clips included, not raised).
+
+    Raises:
+        AvsyncError: bad `workers`, or the FAN backend's weights are missing.
+    """
+    if workers < 1:
+        raise AvsyncError(f"workers must be at least 1, got {workers}")
+    if params.backend == "fan":
+        check_fan_weights(params.fan_detector)
+    chosen = select_shard(records, shard)
+    outcomes: dict[str, ClipOutcome] = {}
+    bar = tqdm(total=len(chosen), unit="clip", desc="prepare", disable=not progress, dynamic_ncols=True)
+
+    def done(outcome: ClipOutcome) -> None:
+        outcomes[outcome.id] = outcome
+        bar.update()
+        bar.set_postfix(failed=sum(o.status == "failed" for o in outcomes.values()), refresh=False)
+
+    with bar:
+        if workers == 1 or len(chosen) <= 1:
+            for record in chosen:
+                done(prepare_clip(record, cache, params, mel_cfg))
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(chosen)), mp_context=context, initializer=_init_worker) as pool:
+                futures = [pool.submit(_prepare_in_worker, r, os.fspath(cache.root), params, mel_cfg) for r in chosen]
+                for future in as_completed(futures):
+                    done(future.result())
+    return PrepareReport([outcomes[record.id] for record in chosen])

@@ -15,7 +15,7 @@ by both backends.
 from __future__ import annotations
 
 import functools
-import importlib.resources
+import importlib.util
 import os
 from pathlib import Path
 from typing import Protocol
@@ -67,8 +67,14 @@ class LandmarkBackend(Protocol):
 
 
 def dlib_predictor_path() -> Path:
-    """Path of the 68-point dlib shape predictor shipped by ``face_recognition_models``."""
-    return Path(str(importlib.resources.files("face_recognition_models") / "models" / "shape_predictor_68_face_landmarks.dat"))
+    """Path of the 68-point dlib shape predictor shipped by ``face_recognition_models``.
+
+    Found without importing the package (its ``__init__`` imports the deprecated ``pkg_resources``).
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise AvsyncError("the dlib landmark model is missing: install face_recognition_models")
+    return Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
 
 
 def _to_gray(image: np.ndarray) -> np.ndarray:
@@ -219,7 +225,6 @@ class FanLandmarks:
         return np.asarray(found[0], dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=4)
 def make_backend(name: str, *, device: str | None = None, fan_detector: str = "dlib", upsample: int = 0) -> LandmarkBackend:
     """The landmark backend called ``name``, built once per process (loading models takes seconds).
 
@@ -233,10 +238,17 @@ def make_backend(name: str, *, device: str | None = None, fan_detector: str = "d
         AvsyncError: for an unknown backend name.
     """
     if name == "dlib":
-        return DlibLandmarks(upsample)
+        return _built_backend(name, None, "dlib", upsample)
     if name == "fan":
-        return FanLandmarks(device, fan_detector, upsample)
+        return _built_backend(name, device, fan_detector, upsample)
     raise AvsyncError(f"unknown landmark backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+@functools.lru_cache(maxsize=4)
+def _built_backend(name: str, device: str | None, fan_detector: str, upsample: int) -> LandmarkBackend:
+    if name == "dlib":
+        return DlibLandmarks(upsample)
+    return FanLandmarks(device, fan_detector, upsample)
 
 
 def interocular(landmarks: np.ndarray) -> np.ndarray:

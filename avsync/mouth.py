@@ -57,6 +57,19 @@ def mouth_geometry(landmarks: np.ndarray, scale: float) -> np.ndarray:
     return np.column_stack([mouth_centre(points), scale * face_size(points), roll_angle(points)])
 
 
+def window_mean(rows: np.ndarray) -> np.ndarray:
+    """Mean of the valid (all-finite) rows of a window of crop geometry.
+
+    Args:
+        rows: float ``[N, 4]`` geometry of the frames in a window.
+
+    Returns:
+        float ``[4]``; NaN when no row is valid.
+    """
+    valid = rows[np.isfinite(rows).all(axis=1)]
+    return valid.mean(axis=0) if len(valid) else np.full(rows.shape[1], np.nan)
+
+
 def smooth_geometry(geometry: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average of crop geometry over the valid frames of each window.
 
@@ -65,18 +78,12 @@ def smooth_geometry(geometry: np.ndarray, window: int) -> np.ndarray:
         window: frames in the window (odd; an even number is treated as the next odd one).
 
     Returns:
-        float64 ``[T, 4]``; NaN rows stay NaN.
+        float64 ``[T, 4]``; rows that are NaN in `geometry` stay NaN.
     """
     half = window // 2
-    valid = np.isfinite(geometry).all(axis=1)
-    filled = np.where(valid[:, None], geometry, 0.0)
-    sums = np.cumsum(np.pad(filled, ((1, 0), (0, 0))), axis=0)
-    counts = np.cumsum(np.pad(valid.astype(np.float64), (1, 0)))
-    index = np.arange(len(geometry))
-    low, high = np.clip(index - half, 0, len(geometry)), np.clip(index + half + 1, 0, len(geometry))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        smoothed = (sums[high] - sums[low]) / (counts[high] - counts[low])[:, None]
-    smoothed[~valid] = np.nan
+    smoothed = np.full(geometry.shape, np.nan)
+    for index in np.flatnonzero(np.isfinite(geometry).all(axis=1)):
+        smoothed[index] = window_mean(geometry[max(0, index - half) : index + half + 1])
     return smoothed
 
 
@@ -142,10 +149,8 @@ class MouthCropper:
     def _crop(self, index: int, frame: np.ndarray) -> np.ndarray:
         if not np.isfinite(self._geometry[index]).all():
             return self._empty()
-        start = max(0, index - self._half)
-        window = np.array(self._geometry[start : index + self._half + 1])
-        smoothed = smooth_geometry(window, self.config.smooth_window)[index - start]
-        return crop_mouth(frame, smoothed, self.config.size)
+        window = np.array(self._geometry[max(0, index - self._half) : index + self._half + 1])
+        return crop_mouth(frame, window_mean(window), self.config.size)
 
     def push(self, frame: np.ndarray, landmarks: np.ndarray | None) -> list[np.ndarray]:
         """Add the next frame.

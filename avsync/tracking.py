@@ -6,7 +6,11 @@ frame's landmarks). The detector runs
 - on the whole (downscaled) frame while no face is tracked, every ``detect_every`` frames, at
   ``detect_width`` pixels and, when nothing is found there, at twice that width (small faces);
 - every ``detect_every`` frames on a small region around the tracked face, to confirm it and to
-  re-anchor the box (no drift); a track left unconfirmed for ``max_unconfirmed`` frames is dropped;
+  re-anchor the box (no drift). When the face is not confirmed, the frame is invalid (the
+  predictor would place a plausible face on anything, even a flat wall) and the region is
+  searched again every frame; after ``max_unconfirmed`` frames without confirmation the track is
+  dropped and the whole frame searched. (Up to ``detect_every - 1`` frames after the face leaves,
+  before the next confirmation, can still get landmarks.)
 - at once when the landmarks look wrong (the box jumps, or the landmark spread collapses or
   explodes); if they still look wrong after re-detection the frame is invalid.
 
@@ -55,7 +59,7 @@ class TrackerConfig:
         max_jump: largest movement of the face box between frames, as a fraction of its side,
             before the landmarks count as unstable.
         min_iou: overlap (intersection over union) for a detection to be the tracked face.
-        max_unconfirmed: frames a track may run without a confirming detection.
+        max_unconfirmed: frames after the last confirming detection before a track is dropped.
     """
 
     detect_every: int = 5
@@ -63,7 +67,7 @@ class TrackerConfig:
     min_face_size: float = 20.0
     max_jump: float = 0.3
     min_iou: float = 0.3
-    max_unconfirmed: int = 25
+    max_unconfirmed: int = 10
 
 
 @dataclass
@@ -142,6 +146,7 @@ class FaceTracker:
         self._next_search = 0
         self._last_check = 0
         self._confirmed = 0
+        self._unconfirmed = False
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray | None, str]:
         """Landmarks of the singer in the next frame of the video.
@@ -161,13 +166,16 @@ class FaceTracker:
             self._next_search = index + self.config.detect_every
             if not self._acquire(frame):
                 return None, NO_FACE
-        elif index - self._last_check >= self.config.detect_every:
+        elif self._unconfirmed or index - self._last_check >= self.config.detect_every:
             self._last_check = index
-            if self._confirm(frame):
-                self._confirmed = index
-            elif index - self._confirmed > self.config.max_unconfirmed:
-                self._lose()
+            self._unconfirmed = not self._confirm(frame)
+            if self._unconfirmed:
+                # The detector no longer sees the face: no landmarks (the predictor would place a
+                # plausible face on anything); retry every frame, give the track up after a while.
+                if index - self._confirmed > self.config.max_unconfirmed:
+                    self._lose()
                 return None, NO_FACE
+            self._confirmed = index
         landmarks = self.backend.predict(frame, self._box)
         if not self._plausible(landmarks):
             # Re-detect at once: around the face if it is still there, else in the whole frame.
@@ -186,6 +194,7 @@ class FaceTracker:
 
     def _lose(self) -> None:
         self._box = None
+        self._unconfirmed = False
         self._next_search = self._index + self.config.detect_every
 
     def _detect(self, image: np.ndarray, scale: float, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
