@@ -1,0 +1,205 @@
+"""LightningModule: trains a match / no-match network with binary cross-entropy and validates it.
+
+Logged metrics (names fixed by docs/design.md): `train/loss`, `train/acc`, `val/loss`, `val/acc`,
+`val/auc`, `val/offset_acc` (and the same under `test/`). Offset accuracy: for each validation
+mouth window, the audio is scored at every shift in `-max_offset..max_offset` frames; the window
+counts as right when the best-scoring shift is within `offset_tolerance` frames of the truth (0).
+Each validation epoch also appends its metrics to `<run folder>/metrics.jsonl` and plots the mean
+logit per shift to `<run folder>/plots/` (run folder: `avsync.wandb_setup.run_directory`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_info
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
+
+from avsync.models import describe
+from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
+from avsync.wandb_setup import run_directory
+
+CLI_INSTANTIATOR = "pytorch_lightning.cli.instantiate_module"
+METRICS_FILE = "metrics.jsonl"
+
+
+def candidate_windows(mel_context: Tensor, max_offset: int) -> Tensor:
+    """Every audio window of a context, one per shift.
+
+    Args:
+        mel_context: float `[B, 80, 4 * (16 + 2 * max_offset)]`, centred on the true position.
+        max_offset: shifts run from `-max_offset` to `max_offset` frames.
+
+    Returns:
+        float `[B, 2 * max_offset + 1, 80, 64]`; index `max_offset + s` is shift `s`.
+    """
+    windows = mel_context.unfold(-1, WINDOW_FRAMES * MELS_PER_FRAME, MELS_PER_FRAME)  # [B, 80, K, 64]
+    if windows.shape[2] != 2 * max_offset + 1:
+        raise ValueError(f"mel_context of {mel_context.shape[-1]} columns does not hold +-{max_offset} frame shifts")
+    return windows.permute(0, 2, 1, 3)
+
+
+class LitAVSync(pl.LightningModule):
+    """Binary cross-entropy training of `PosterCNN` or `TwoTower` on window pairs.
+
+    Batches (from `datamodules.AVPairsDataModule`) hold `mouth` float `[B, 16, 64, 64]` in 0..1,
+    `log_mel` float `[B, 80, 64]`, `label` float `[B]`, and in validation/test also `mel_context`
+    float `[B, 80, 4 * (16 + 2 * max_offset)]`.
+
+    Args:
+        model: the network (LightningCLI: `class_path` + `init_args`).
+        lr: peak learning rate of the one-cycle schedule (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_fraction: share of the steps spent warming up to `lr`.
+        max_offset: offset accuracy scores shifts `-max_offset..max_offset` frames.
+        offset_tolerance: a best shift within this many frames of the truth counts as right.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        warmup_fraction: float = 0.1,
+        max_offset: int = 15,
+        offset_tolerance: int = 1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        # The checkpoint alone rebuilds the network: store it the way LightningCLI does.
+        self.hparams["model"] = describe(model)
+        self.hparams["_instantiator"] = CLI_INSTANTIATOR
+        self.model = model
+        self.train_acc = BinaryAccuracy()
+        self.eval_metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict(
+                    {
+                        "acc": BinaryAccuracy(),
+                        "auc": BinaryAUROC(),
+                        "offset_acc": MeanMetric(),
+                        "loss": MeanMetric(),
+                    }
+                )
+                for stage in ("val", "test")
+            }
+        )
+        shifts = 2 * max_offset + 1
+        self.register_buffer("shift_logit_sum", torch.zeros(shifts), persistent=False)
+        self.register_buffer("shift_count", torch.zeros(()), persistent=False)
+
+    def forward(self, mouth_clips: Tensor, log_mel: Tensor) -> Tensor:
+        """Match logits `[B]` of mouth clips `[B, 16, 64, 64]` and mel windows `[B, 80, 64]`."""
+        return self.model(mouth_clips, log_mel)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits = self(batch["mouth"], batch["log_mel"])
+        loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
+        self.train_acc(logits.detach(), batch["label"].long())
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
+        metrics = self.eval_metrics[stage]
+        logits = self(batch["mouth"], batch["log_mel"])
+        labels = batch["label"]
+        metrics["loss"].update(F.binary_cross_entropy_with_logits(logits, labels), weight=labels.numel())
+        metrics["acc"].update(logits, labels.long())
+        metrics["auc"].update(logits, labels.long())
+
+        max_offset = self.hparams.max_offset
+        shift_logits = self.model.score_candidates(batch["mouth"], candidate_windows(batch["mel_context"], max_offset))
+        best_shift = shift_logits.argmax(dim=1) - max_offset
+        metrics["offset_acc"].update((best_shift.abs() <= self.hparams.offset_tolerance).float())
+        self.shift_logit_sum += shift_logits.sum(dim=0)
+        self.shift_count += shift_logits.shape[0]
+
+        for name in ("loss", "acc", "auc", "offset_acc"):
+            self.log(f"{stage}/{name}", metrics[name], on_step=False, on_epoch=True, prog_bar=name != "auc")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self.shift_logit_sum.zero_()
+        self.shift_count.zero_()
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _summarise(self, stage: str) -> None:
+        """Print the epoch's metrics on one line; on rank 0 append them to `metrics.jsonl` in the
+        run folder and plot the mean logit per audio shift."""
+        if self.trainer.sanity_checking:
+            return
+        values = {f"{stage}/{name}": float(metric.compute()) for name, metric in self.eval_metrics[stage].items()}
+        train_loss = self.trainer.callback_metrics.get("train/loss")
+        if stage == "val" and train_loss is not None:
+            values["train/loss"] = float(train_loss)
+        rank_zero_info(
+            f"epoch {self.current_epoch} step {self.global_step}: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(values.items()))
+        )
+        curve = self.all_gather(self.shift_logit_sum).reshape(-1, self.shift_logit_sum.numel()).sum(0)
+        count = float(self.all_gather(self.shift_count).sum())
+        folder = run_directory(self.trainer)
+        if not self.trainer.is_global_zero or folder is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / METRICS_FILE, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"epoch": self.current_epoch, "step": self.global_step, **values}) + "\n")
+        if count > 0:
+            self._plot_offset_curve((curve / count).cpu(), stage, folder / "plots")
+
+    def on_validation_epoch_end(self) -> None:
+        self._summarise("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._summarise("test")
+
+    def _plot_offset_curve(self, mean_logits: Tensor, stage: str, folder: Path) -> None:
+        """Save the mean logit against the audio shift as a PNG (and log it as an image)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        out_png = folder / f"{stage}_offset_curve_epoch{self.current_epoch:03d}.png"
+        max_offset = self.hparams.max_offset
+        figure, axes = plt.subplots(figsize=(5, 3))
+        axes.plot(range(-max_offset, max_offset + 1), mean_logits.numpy(), marker="o")
+        axes.set_xlabel("audio shift (frames)")
+        axes.set_ylabel("mean logit")
+        axes.set_title(f"{stage}: mean score by shift, epoch {self.current_epoch}")
+        axes.grid(alpha=0.3)
+        figure.tight_layout()
+        temporary = folder / f".{out_png.name}.tmp"
+        figure.savefig(temporary, dpi=80, format="png")
+        plt.close(figure)
+        os.replace(temporary, out_png)
+        log_image = getattr(self.trainer.logger, "log_image", None)
+        if callable(log_image):
+            log_image(key=f"{stage}/offset_curve", images=[str(out_png)], step=self.global_step)
+
+    def configure_optimizers(self) -> dict:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=self.hparams.lr,
+            total_steps=max(int(self.trainer.estimated_stepping_batches), 1),
+            pct_start=self.hparams.warmup_fraction,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def teardown(self, stage: str) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
