@@ -250,6 +250,7 @@ def test_dlib_finds_the_face_and_the_lips_follow_the_truth(tmp_path: Path) -> No
     assert pearson(openings, truths) > 0.8
 
 
+@pytest.mark.slow
 def test_cli_writes_dataset_and_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cli"
     assert main(["synth", str(out), "--songs", "1", "--seconds", "2", "--workers", "1"]) == 0
