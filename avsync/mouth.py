@@ -70,23 +70,6 @@ def window_mean(rows: np.ndarray) -> np.ndarray:
     return valid.mean(axis=0) if len(valid) else np.full(rows.shape[1], np.nan)
 
 
-def smooth_geometry(geometry: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average of crop geometry over the valid frames of each window.
-
-    Args:
-        geometry: float ``[T, 4]`` from `mouth_geometry` (NaN rows are skipped).
-        window: frames in the window (odd; an even number is treated as the next odd one).
-
-    Returns:
-        float64 ``[T, 4]``; rows that are NaN in `geometry` stay NaN.
-    """
-    half = window // 2
-    smoothed = np.full(geometry.shape, np.nan)
-    for index in np.flatnonzero(np.isfinite(geometry).all(axis=1)):
-        smoothed[index] = window_mean(geometry[max(0, index - half) : index + half + 1])
-    return smoothed
-
-
 def crop_mouth(frame: np.ndarray, geometry: np.ndarray, size: int = 64) -> np.ndarray:
     """Resample one square, rotated crop of a frame.
 
