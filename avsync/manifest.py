@@ -131,8 +131,10 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[ClipRecord]:
     manifest = Path(path)
     try:
         lines = manifest.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AvsyncError(f"cannot read manifest ({exc.__class__.__name__}: {exc.strerror or exc})", manifest) from exc
+    except OSError as exc:
+        raise AvsyncError(f"cannot read manifest ({exc.strerror or exc})", manifest) from exc
+    except UnicodeDecodeError as exc:
+        raise AvsyncError("cannot read manifest (not UTF-8 text)", manifest) from exc
     folder = manifest.resolve().parent
     records: list[ClipRecord] = []
     seen: set[str] = set()
