@@ -7,9 +7,10 @@
 2. the model's normalised cost matrix (`avsync.align.cost`), rows = video frames, columns =
    reference frames, 25 fps; rows whose 16-frame window is mostly faceless are uninformative (0);
 3. robust alignment (`robust_alignment`): a first DTW path, then rows where the lips do not
-   follow the vocal (the matched cost along the path, averaged over one second, is much weaker
-   than the clip's typical match) are made uninformative too and the DTW runs again, so such
-   stretches are bridged instead of dragging the path;
+   follow the vocal (over one second, the path's match stands out from the best shifted
+   alternative much less than it typically does in the clip: `match_margin`) are made
+   uninformative too and the DTW runs again, so such stretches are bridged instead of dragging
+   the path;
 4. the time map (`avsync.align.timemap.path_to_time_map`), the best constant offset (the median
    offset of the path over the reliable frames) and its SyncNet-style confidence;
 5. a `avsync.report.SyncReport`, with the unreliable spans and warnings.
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import binary_dilation, uniform_filter1d
 
 from avsync import media
 from avsync.align.cost import cost_matrix
@@ -47,14 +48,17 @@ MIN_WINDOW_FACE_SHARE = 0.75
 """A video frame is scored only if this share of its 16-frame window has a usable face."""
 MATCH_WINDOW = 25
 """Frames (1 s) over which the matched cost along the path is averaged."""
-CONTRAST_RADIUS = 25
-"""Reference frames either side of the path cell whose median is the row's local baseline."""
+COMPETITOR_RADIUS = 50
+"""Shifts (reference frames, 2 s) of the path whose matches compete with the path's own."""
+COMPETITOR_EXCLUSION = 5
+"""Shifts up to this many frames are the path's own valley (a window model's match is a few
+frames wide), not competitors."""
 WEAK_MATCH_FRACTION = 0.35
-"""Rows whose averaged match is weaker than this fraction of the clip's typical match do not
-follow the vocal."""
+"""Rows whose match margin is below this fraction of the clip's typical margin do not follow
+the vocal."""
 MIN_TYPICAL_MATCH = 0.5
-"""The clip's typical match (z-units below the local baseline) needed before weak stretches are
-looked for at all; below it the whole clip is uncertain and nothing is singled out."""
+"""The clip's typical match margin (z-units) needed before weak stretches are looked for at all;
+below it the whole clip is uncertain and nothing is singled out."""
 MAX_UNRELIABLE_SHARE = 0.5
 """At most this share of the video is singled out as not following the vocal."""
 SPAN_MERGE_GAP = 8
@@ -167,33 +171,64 @@ def mask_runs(mask: np.ndarray, merge_gap: int = 0, min_length: int = 1) -> list
     return [(start, end) for start, end in runs if end - start >= min_length]
 
 
-def path_contrast(cost: np.ndarray, ref_index: np.ndarray, radius: int = CONTRAST_RADIUS) -> np.ndarray:
-    """How much better each path cell is than its row's neighbourhood.
+def window_mean(values: np.ndarray, weights: np.ndarray, window: int = MATCH_WINDOW) -> np.ndarray:
+    """Weighted moving mean over `window` rows (rows of weight 0 are left out).
+
+    Args:
+        values: float [N].
+        weights: float or bool [N].
+        window: rows averaged, centred.
+
+    Returns:
+        float64 [N]; 0 where the window holds no weight.
+    """
+    weights = np.asarray(weights, np.float64)
+    total = uniform_filter1d(weights, window, mode="constant")
+    summed = uniform_filter1d(weights * values, window, mode="constant")
+    return np.where(total > 1e-9, summed / np.maximum(total, 1e-9), 0.0)
+
+
+def match_margin(cost: np.ndarray, ref_index: np.ndarray, informative: np.ndarray) -> np.ndarray:
+    """How clearly the path's match beats the best alternative match of the same video frames.
+
+    The path's cost is averaged over `MATCH_WINDOW` rows; so are copies of the path shifted by
+    ``COMPETITOR_EXCLUSION < |d| <= COMPETITOR_RADIUS`` reference frames (cells outside the matrix
+    count 0, uninformative). The margin is the best (lowest) shifted mean minus the path's mean.
+    Where the lips follow the vocal, the path sits in a valley the shifted copies miss (margin
+    about the match strength); where they do not (fake talk, a static mouth), the path only found
+    the luckiest noise and its shifted copies find noise about as lucky (margin near 0). A window
+    model's cost is correlated along diagonals, so such noise has long spurious valleys that a
+    cell-wise contrast would take for matches.
 
     Args:
         cost: float [N, M] normalised cost (low = match).
         ref_index: int [N] path column of each row.
-        radius: the neighbourhood is columns ``ref - radius .. ref + radius``.
+        informative: bool [N] rows that carry information (others get weight 0).
 
     Returns:
-        float64 [N]: ``cost[i, ref_i] - median(cost[i, ref_i - radius : ref_i + radius + 1])``,
-        negative where the path follows a distinct match.
+        float64 [N], in the cost's z-units; 0 where the window has no informative row.
     """
     n, m = cost.shape
-    offsets = np.arange(-radius, radius + 1)
-    columns = np.clip(ref_index[:, None] + offsets[None, :], 0, m - 1)
-    neighbourhood = np.take_along_axis(cost, columns, axis=1)
-    return cost[np.arange(n), ref_index] - np.median(neighbourhood, axis=1)
+    rows = np.arange(n)
+    path_mean = window_mean(cost[rows, ref_index], informative)
+    best_shifted = np.full(n, np.inf)
+    for shift in range(-COMPETITOR_RADIUS, COMPETITOR_RADIUS + 1):
+        if abs(shift) <= COMPETITOR_EXCLUSION:
+            continue
+        columns = ref_index + shift
+        inside = (columns >= 0) & (columns < m)
+        shifted = np.where(inside, cost[rows, np.clip(columns, 0, m - 1)], 0.0)
+        best_shifted = np.minimum(best_shifted, window_mean(shifted, informative))
+    return np.where(window_mean(np.ones(n), informative) > 0, best_shifted - path_mean, 0.0)
 
 
 def weak_match_rows(cost: np.ndarray, ref_index: np.ndarray, informative: np.ndarray) -> np.ndarray:
-    """Rows where the path's match is much weaker than the clip's typical match.
+    """Rows where the path's match is much less distinct than the clip's typical match.
 
-    The path contrast (`path_contrast`) is averaged over `MATCH_WINDOW` frames of informative
-    rows; the clip's typical match is its median over those rows. Rows whose averaged contrast
-    is weaker than `WEAK_MATCH_FRACTION` of the typical one are flagged, unless the clip has no
-    clear match at all (`MIN_TYPICAL_MATCH`) or more than `MAX_UNRELIABLE_SHARE` of it would be
-    flagged (then the whole clip is uncertain, which the confidence says).
+    The clip's typical margin is the median `match_margin` over informative rows. Rows whose
+    margin is below `WEAK_MATCH_FRACTION` of it are flagged, unless the clip has no clear match
+    at all (typical margin under `MIN_TYPICAL_MATCH`) or more than `MAX_UNRELIABLE_SHARE` of it
+    would be flagged (then the whole clip is uncertain, which the confidence says).
 
     Args:
         cost: float [N, M] normalised cost.
@@ -205,13 +240,11 @@ def weak_match_rows(cost: np.ndarray, ref_index: np.ndarray, informative: np.nda
     """
     if informative.sum() < MATCH_WINDOW:
         return np.zeros(len(informative), bool)
-    contrast = np.where(informative, path_contrast(cost, ref_index), 0.0)
-    weight = uniform_filter1d(informative.astype(np.float64), MATCH_WINDOW, mode="constant")
-    averaged = uniform_filter1d(contrast, MATCH_WINDOW, mode="constant") / np.maximum(weight, 1e-9)
-    typical = float(np.median(averaged[informative]))
-    if typical > -MIN_TYPICAL_MATCH:
+    margin = match_margin(cost, ref_index, informative)
+    typical = float(np.median(margin[informative]))
+    if typical < MIN_TYPICAL_MATCH:
         return np.zeros(len(informative), bool)
-    weak = informative & (averaged > WEAK_MATCH_FRACTION * typical)
+    weak = informative & (margin < WEAK_MATCH_FRACTION * typical)
     if weak.sum() > MAX_UNRELIABLE_SHARE * informative.sum():
         return np.zeros(len(informative), bool)
     return weak
@@ -220,8 +253,10 @@ def weak_match_rows(cost: np.ndarray, ref_index: np.ndarray, informative: np.nda
 def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfig | None = None, passes: int = 2) -> tuple[np.ndarray, Alignment, np.ndarray]:
     """DTW that bridges the stretches where the lips do not follow the vocal.
 
-    Each pass aligns, flags the rows `weak_match_rows` finds along the path, makes them
-    uninformative (0) and aligns again; flags accumulate over the passes.
+    Each pass aligns, flags the rows `weak_match_rows` finds along the path, widened by half a
+    `MATCH_WINDOW` on each side (the one-second average blurs a stretch's edges, and unflagged
+    fringe rows of false lip motion would still lure the path off through the free bridge), makes
+    them uninformative (0) and aligns again; flags accumulate over the passes.
 
     Args:
         cost: float [N, M] normalised cost, 0 on uninformative rows.
@@ -240,6 +275,7 @@ def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfi
         weak = weak_match_rows(cleaned, alignment.ref_index, informative & ~flagged)
         if not weak.any():
             break
+        weak = binary_dilation(weak, iterations=MATCH_WINDOW // 2) & informative & ~flagged
         flagged |= weak
         cleaned[weak] = 0.0
         alignment = align_video(cleaned, config)

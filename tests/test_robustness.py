@@ -1,0 +1,122 @@
+"""Stretches without a visible face or with lips that do not follow the vocal must not drag the path.
+
+The logic is tested on constructed cost matrices: a matching diagonal in noise, with stretches
+of rows that carry no match. Those rows hold noise correlated along diagonals, as a window
+model's cost is (overlapping windows score alike), which is what drags a plain DTW path: i.i.d.
+noise barely does. The end-to-end behaviour on synthetic videos with a trained model is measured
+by the calibration in the README (a model that aligns takes minutes of CPU training, too slow for
+a test).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avsync.align.dtw import align_video
+from avsync.sync import mask_runs, robust_alignment, scored_rows, unreliable_spans, weak_match_rows
+
+N_ROWS, N_COLS, TRUE_OFFSET = 400, 900, 200
+SPAN = (150, 210)
+
+
+def diagonal_cost(seed: int, ref_index: np.ndarray | None = None, strength: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Noise N(0, 1) with a match valley along ``ref_index`` (default ``i + TRUE_OFFSET``)."""
+    rng = np.random.default_rng(seed)
+    rows = np.arange(N_ROWS)
+    ref_index = rows + TRUE_OFFSET if ref_index is None else ref_index
+    cost = rng.normal(0.0, 1.0, (N_ROWS, N_COLS))
+    cost[rows, ref_index] -= strength
+    cost[rows, np.minimum(ref_index + 1, N_COLS - 1)] -= strength / 2
+    cost[rows, np.maximum(ref_index - 1, 0)] -= strength / 2
+    return cost, ref_index
+
+
+def diagonal_noise(rng: np.random.Generator, n_rows: int, n_cols: int, length: int = 16) -> np.ndarray:
+    """N(0, 1) noise correlated along diagonals over `length` cells, like a window model's cost.
+
+    Windows ``i`` and ``j`` share 15 of 16 frames with windows ``i+1`` and ``j+1``, so the score
+    of mouth movements that match nothing still forms short diagonal valleys (spurious matches).
+    """
+    raw = rng.normal(0.0, 1.0, (n_rows + length, n_cols + length))
+    summed = sum(raw[k : k + n_rows, k : k + n_cols] for k in range(length))
+    return summed / np.sqrt(length)
+
+
+def with_unmatched_span(cost: np.ndarray, seed: int) -> np.ndarray:
+    """Rows of SPAN replaced by diagonal noise: lips that move but match nothing."""
+    cost = cost.copy()
+    cost[SPAN[0] : SPAN[1]] = diagonal_noise(np.random.default_rng(seed + 1000), SPAN[1] - SPAN[0], N_COLS)
+    return cost
+
+
+def test_mask_runs_merges_close_runs_and_drops_short_ones() -> None:
+    mask = np.zeros(40, bool)
+    mask[[2, 3, 4, 10, 11, 20, 30, 31, 32, 33]] = True
+    assert mask_runs(mask) == [(2, 5), (10, 12), (20, 21), (30, 34)]
+    assert mask_runs(mask, merge_gap=6) == [(2, 12), (20, 21), (30, 34)]
+    assert mask_runs(mask, merge_gap=6, min_length=3) == [(2, 12), (30, 34)]
+    assert mask_runs(np.zeros(5, bool)) == []
+
+
+def test_rows_whose_window_is_mostly_faceless_are_not_scored() -> None:
+    valid = np.ones(120, bool)
+    valid[50:70] = False
+    rows = scored_rows(valid)
+    # Window of frame i is i-8 .. i+7; more than 4 faceless frames of 16 -> not scored.
+    assert np.flatnonzero(~rows).tolist() == list(range(47, 74))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unmatched_stretch_drags_a_plain_path_but_is_bridged(seed: int) -> None:
+    clean, truth = diagonal_cost(seed)
+    cost = with_unmatched_span(clean, seed)
+    inside = slice(*SPAN)
+    plain = align_video(cost)
+    robust_cost, robust, flagged = robust_alignment(cost, np.ones(N_ROWS, bool))
+    plain_error = np.abs(plain.ref_index - truth)
+    robust_error = np.abs(robust.ref_index - truth)
+    assert plain_error[inside].max() > 3  # the stretch drags an unguarded path
+    assert robust_error.max() <= 1
+    runs = mask_runs(flagged)
+    assert len(runs) == 1
+    start, end = runs[0]
+    # The flags cover the stretch, widened by at most half the one-second match window per side.
+    assert SPAN[0] - 15 <= start <= SPAN[0] + 3 and SPAN[1] - 3 <= end <= SPAN[1] + 15
+    assert (robust_cost[flagged] == 0).all() and (robust_cost[~flagged] == cost[~flagged]).all()
+
+
+def test_faceless_rows_are_bridged_straight() -> None:
+    cost, truth = diagonal_cost(3)
+    informative = np.ones(N_ROWS, bool)
+    informative[SPAN[0] : SPAN[1]] = False
+    cost[~informative] = 0.0  # what the cost matrix holds for rows without a usable face
+    _, alignment, flagged = robust_alignment(cost, informative)
+    assert np.abs(alignment.ref_index - truth).max() <= 1
+    assert not flagged.any()
+
+
+def test_a_real_cut_in_the_video_is_followed_not_flagged() -> None:
+    rows = np.arange(N_ROWS)
+    truth = rows + TRUE_OFFSET + np.where(rows >= 200, 30, 0)  # 30 reference frames cut out of the video
+    cost, _ = diagonal_cost(4, truth)
+    _, alignment, flagged = robust_alignment(cost, np.ones(N_ROWS, bool))
+    assert not flagged.any()
+    assert (np.abs(alignment.ref_index - truth) <= 1).mean() >= 0.99
+
+
+def test_a_clip_without_any_match_singles_nothing_out() -> None:
+    rng = np.random.default_rng(5)
+    cost = rng.normal(0.0, 1.0, (N_ROWS, N_COLS))
+    alignment = align_video(cost)
+    assert not weak_match_rows(cost, alignment.ref_index, np.ones(N_ROWS, bool)).any()
+
+
+def test_unreliable_spans_are_reported_in_video_seconds() -> None:
+    reasons = [""] * 100
+    for index in [*range(10, 20), 23, 24, *range(60, 62), *range(80, 90)]:
+        reasons[index] = "no face"
+    for index in range(40, 50):
+        reasons[index] = "lips do not follow the vocal"
+    spans = unreliable_spans(reasons, 25.0)
+    assert spans == [[0.4, 1.0, "no face"], [1.6, 2.0, "lips do not follow the vocal"], [3.2, 3.6, "no face"]]
