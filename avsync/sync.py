@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.ndimage import binary_dilation, uniform_filter1d
 
 from avsync import media
@@ -72,26 +73,46 @@ LOW_FACE_SHARE = 0.2
 
 
 @dataclass
-class SyncAnalysis:
-    """Everything `analyse` found.
+class FeatureSync:
+    """The alignment of a video's mouth crops to a reference's log-mel (`sync_features`).
 
     Attributes:
-        report: the report (outputs and runtime not yet filled in).
         cost: float64 [N, M] normalised cost with the unreliable rows made uninformative (0).
         alignment: the DTW path over `cost`.
         time_map: the smoothed map, 25 fps.
-        offset: the offset curve (SyncNet style) over `cost`.
-        unreliable: bool [N] rows bridged by the path (no face or lips not following the vocal).
-        reasons: per row ``""`` or the reason it is unreliable.
+        estimate: the offset curve (SyncNet style) over `cost`.
+        offset_frames: the best constant offset in 25 fps frames (positive: video late).
+        confidence: `offset_confidence` of that offset.
+        scored: bool [N] rows whose window mostly shows a face (`scored_rows`).
+        weak: bool [N] rows where the lips do not follow the vocal (`robust_alignment`).
     """
 
-    report: SyncReport
     cost: np.ndarray
     alignment: Alignment
     time_map: TimeMap
-    offset: OffsetEstimate
-    unreliable: np.ndarray
-    reasons: list[str] = field(default_factory=list)
+    estimate: OffsetEstimate
+    offset_frames: float
+    confidence: float
+    scored: np.ndarray
+    weak: np.ndarray
+
+    @property
+    def unreliable(self) -> np.ndarray:
+        """bool [N] rows the path bridges (no face, or lips not following the vocal)."""
+        return ~self.scored | self.weak
+
+    def reasons(self) -> list[str]:
+        """Per row ``""`` or why it is unreliable (`REASON_NO_FACE`, `REASON_NO_MATCH`)."""
+        return [REASON_NO_FACE if not scored else REASON_NO_MATCH if weak else ""
+                for scored, weak in zip(self.scored.tolist(), self.weak.tolist(), strict=True)]  # fmt: skip
+
+
+@dataclass
+class SyncAnalysis:
+    """Everything `analyse` found: the report and the alignment behind it."""
+
+    report: SyncReport
+    sync: FeatureSync
 
 
 def check_inputs(video: str | os.PathLike[str], reference: str | os.PathLike[str]) -> tuple[media.MediaInfo, media.MediaInfo]:
@@ -360,6 +381,49 @@ def load_features(
     return visual, audio
 
 
+def sync_features(
+    mouth_crops: np.ndarray,
+    valid: np.ndarray,
+    log_mel: np.ndarray,
+    network: torch.nn.Module,
+    *,
+    fps: float = 25.0,
+    dtw_config: DTWConfig | None = None,
+    progress: bool = False,
+) -> FeatureSync:
+    """Align a video's features to a reference's (steps 2-4 of the module docstring).
+
+    Args:
+        mouth_crops: uint8 [N, 64, 64] at `fps`.
+        valid: bool [N] usable-face mask.
+        log_mel: float32 [80, 4M] of the reference.
+        network: the model (`avsync.checkpoints.LoadedModel.network`).
+        fps: frame rate of both (the model's 25 fps).
+        dtw_config: DTW constraints (default `DTWConfig()`: subsequence, tempo 0.9-1.1, cuts and
+            freezes allowed).
+        progress: show a progress bar while scoring.
+
+    Raises:
+        AvsyncError: a pair model asked to score too many pairs.
+    """
+    rows = scored_rows(valid)
+    try:
+        raw_cost = cost_matrix(
+            network, mouth_crops, log_mel,
+            video_valid=rows, ref_active=voiced_frames(log_mel, ShiftConfig().silence_db), progress=progress,
+        )  # fmt: skip
+    except ValueError as exc:  # a pair model without a band on long inputs
+        shape = f"{len(valid)}x{log_mel.shape[1] // MELS_PER_FRAME}"
+        raise AvsyncError(f"{type(network).__name__} cannot align {shape} frames ({exc}); use a TwoTower checkpoint") from exc
+    cost, alignment, weak = robust_alignment(raw_cost, rows, dtw_config)
+    offset_frames = path_offset_frames(alignment, rows & ~weak)
+    estimate = estimate_offset(cost, fps)
+    return FeatureSync(
+        cost=cost, alignment=alignment, time_map=path_to_time_map(alignment, fps), estimate=estimate,
+        offset_frames=offset_frames, confidence=offset_confidence(estimate, offset_frames), scored=rows, weak=weak,
+    )  # fmt: skip
+
+
 def analyse(
     video: str | os.PathLike[str],
     reference: str | os.PathLike[str],
@@ -376,8 +440,7 @@ def analyse(
         reference: the music.
         model: the network (`avsync.checkpoints.load_model`).
         cache_dir: feature cache folder, or None.
-        dtw_config: DTW constraints (default `DTWConfig()`: subsequence, tempo 0.9-1.1, cuts and
-            freezes allowed).
+        dtw_config: DTW constraints (see `sync_features`).
         progress: show progress bars.
 
     Returns:
@@ -388,31 +451,13 @@ def analyse(
         AvsyncError: a pair model asked to score too many pairs.
     """
     started = time.perf_counter()
-    video_info, reference_info = check_inputs(video, reference)
+    video_info, _ = check_inputs(video, reference)
     visual, audio = load_features(video, reference, cache_dir)
     fps = visual.fps
     n_frames = len(visual)
     n_ref = audio.log_mel.shape[1] // MELS_PER_FRAME
-    rows = scored_rows(visual.valid)
-    try:
-        raw_cost = cost_matrix(
-            model.network, visual.mouth_crops, audio.log_mel,
-            video_valid=rows, ref_active=voiced_frames(audio.log_mel, ShiftConfig().silence_db), progress=progress,
-        )  # fmt: skip
-    except ValueError as exc:  # a pair model without a band on long inputs
-        raise AvsyncError(f"{model.describe()['network']} cannot align {n_frames}x{n_ref} frames ({exc}); use a TwoTower checkpoint") from exc
-    cost, alignment, weak = robust_alignment(raw_cost, rows, dtw_config)
-    time_map = path_to_time_map(alignment, fps)
-    reliable = rows & ~weak
-    offset_frames = path_offset_frames(alignment, reliable)
-    estimate = estimate_offset(cost, fps)
-    confidence = offset_confidence(estimate, offset_frames)
-    reasons = ["" for _ in range(n_frames)]
-    for index in np.flatnonzero(~rows):
-        reasons[index] = REASON_NO_FACE
-    for index in np.flatnonzero(weak):
-        reasons[index] = REASON_NO_MATCH
-    offset_s = offset_frames / fps
+    sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, fps=fps, dtw_config=dtw_config, progress=progress)
+    offset_s = sync.offset_frames / fps
     video_fps = float(video_info.fps or fps)
     report = SyncReport(
         video=os.fspath(video),
@@ -420,37 +465,38 @@ def analyse(
         fps=round(video_fps, 6),
         offset_s=round(offset_s, 4),
         offset_frames=round(offset_s * video_fps),
-        confidence=round(confidence, 3),
-        confidence_level=confidence_level(confidence),
-        time_map=time_map.to_list(),
-        retimed_fraction=round(retimed_fraction(time_map, n_frames, offset_frames), 4),
-        dtw_cost=round(alignment_cost(cost, alignment.path), 4),
+        confidence=round(sync.confidence, 3),
+        confidence_level=confidence_level(sync.confidence),
+        time_map=sync.time_map.to_list(),
+        retimed_fraction=round(retimed_fraction(sync.time_map, n_frames, sync.offset_frames), 4),
+        dtw_cost=round(alignment_cost(sync.cost, sync.alignment.path), 4),
         frames_without_face=int((~visual.valid).sum()),
-        unreliable_spans=unreliable_spans(reasons, fps),
-        warnings=_warnings(visual, rows, weak, confidence, n_frames, n_ref, time_map, fps),
+        unreliable_spans=unreliable_spans(sync.reasons(), fps),
+        warnings=_warnings(visual.valid, sync, n_ref, fps),
         model=model.describe(),
         runtime_s=round(time.perf_counter() - started, 3),
         video_duration_s=round(n_frames / fps, 3),
         reference_duration_s=round(n_ref / fps, 3),
     )
-    return SyncAnalysis(report, cost, alignment, time_map, estimate, ~reliable, reasons)
+    return SyncAnalysis(report, sync)
 
 
-def _warnings(visual: VisualFeatures, rows: np.ndarray, weak: np.ndarray, confidence: float, n_frames: int, n_ref: int,
-              time_map: TimeMap, fps: float) -> list[str]:  # fmt: skip
+def _warnings(valid: np.ndarray, sync: FeatureSync, n_ref: int, fps: float) -> list[str]:
     """Sentences about what makes the result less trustworthy."""
     warnings = []
-    level = confidence_level(confidence)
+    n_frames = len(valid)
+    level = confidence_level(sync.confidence)
     if level != "reliable":
-        warnings.append(f"confidence is {level} ({confidence:.1f}): check the result by eye")
-    no_face = 1.0 - float(visual.valid.mean())
+        warnings.append(f"confidence is {level} ({sync.confidence:.1f}): check the result by eye")
+    no_face = 1.0 - float(valid.mean())
     if no_face > LOW_FACE_SHARE:
         warnings.append(f"{100 * no_face:.0f}% of the video shows no usable face; those stretches follow their neighbours")
-    if weak.sum() > 0.25 * max(1, rows.sum()):
-        warnings.append(f"the lips do not follow the vocal in {100 * weak.sum() / n_frames:.0f}% of the video")
+    if sync.weak.sum() > 0.25 * max(1, sync.scored.sum()):
+        warnings.append(f"the lips do not follow the vocal in {100 * sync.weak.sum() / n_frames:.0f}% of the video")
     if n_frames > n_ref:
         warnings.append(f"the video ({n_frames / fps:.1f} s) is longer than the music ({n_ref / fps:.1f} s)")
-    start, end = float(time_map.knots[0, 0]), float(time_map.knots[-1, 0]) + 1.0 / fps
+    knots = sync.time_map.knots
+    start, end = float(knots[0, 0]), float(knots[-1, 0]) + 1.0 / fps
     if start > 1.0 or end < n_ref / fps - 1.0:
         warnings.append(f"the video covers music {max(0.0, start):.1f}-{end:.1f} s of {n_ref / fps:.1f} s; "
                         "the first/last frame is held outside it")  # fmt: skip

@@ -129,9 +129,10 @@ def run(args: argparse.Namespace) -> int:
         if args.mode == "offset":
             report.warnings += write_offset(args.video, args.music, args.output, report.offset_s, progress=not args.quiet)
         else:
-            write_retimed(args.video, args.music, args.output, analysis.time_map, span=args.span, progress=not args.quiet)
+            write_retimed(args.video, args.music, args.output, analysis.sync.time_map, span=args.span, progress=not args.quiet)
     if args.plot is not None:
-        plot_alignment(analysis.cost, analysis.alignment.path, None, args.plot, title=default_plot_title(analysis), fps=analysis.time_map.fps)
+        sync = analysis.sync
+        plot_alignment(sync.cost, sync.alignment.path, None, args.plot, title=default_plot_title(analysis), fps=sync.time_map.fps)
     report.runtime_s = round(time.perf_counter() - started, 3)
     if args.report is not None:
         report.write(args.report)
