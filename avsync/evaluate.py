@@ -37,7 +37,7 @@ from avsync.features import VisualParams, load_clip
 from avsync.manifest import read_manifest
 from avsync.metrics import alignment_cost, frame_errors
 from avsync.plots import plot_alignment
-from avsync.warp import MAX_SHIFT, WARP_KINDS, FrameMap, apply_frame_map, make_warp
+from avsync.warp import MAX_SHIFT, MIN_FRAMES, WARP_KINDS, FrameMap, apply_frame_map, make_warp
 from datamodules.sampling import ShiftConfig, voiced_frames
 
 METHODS = ("model", "baseline")
@@ -122,26 +122,32 @@ class CaseResult:
 
 
 def load_eval_clips(data: str | Path, cache: str | Path, *, split: str = "test", n_clips: int = 10,
-                    max_frames: int | None = None, visual: VisualParams = VisualParams()) -> list[EvalClip]:
-    """The first ``n_clips`` clips (by id) of a split, from the feature cache (computed on a miss).
+                    max_frames: int | None = None, visual: VisualParams = VisualParams(),
+                    progress: bool = False) -> list[EvalClip]:
+    """The first ``n_clips`` usable clips (by id) of a split, from the feature cache (computed on a miss).
 
     Args:
         data: manifest ``.jsonl`` or dataset folder (`avsync.manifest.read_manifest`).
         cache: feature cache folder.
         split: which split.
         n_clips: how many clips.
-        max_frames: keep only the first frames of each clip (None: all).
+        max_frames: keep only the first frames of each clip (None: all; else at least ``MIN_FRAMES``).
         visual: extraction parameters (must match training's to reuse its cache).
+        progress: tqdm bar over the clips (feature extraction on a cache miss is slow).
 
     Returns:
-        The clips; unreadable clips are left out.
+        The clips; unreadable clips and clips shorter than ``MIN_FRAMES`` (too short to warp) are
+        left out.
 
     Raises:
         AvsyncError: the split has no usable clip.
     """
+    if max_frames is not None and max_frames < MIN_FRAMES:
+        raise ValueError(f"max_frames must be at least {MIN_FRAMES} (the shortest clip a warp takes), got {max_frames}")
     records = sorted((r for r in read_manifest(data) if r.split == split), key=lambda r: r.id)
     feature_cache = FeatureCache(cache)
     clips: list[EvalClip] = []
+    bar = tqdm(total=min(n_clips, len(records)), desc="load clips", unit="clip", disable=not progress, leave=False)
     for record in records:
         if len(clips) == n_clips:
             break
@@ -150,11 +156,15 @@ def load_eval_clips(data: str | Path, cache: str | Path, *, split: str = "test",
             landmarks = feature_cache.visual(record.video, visual).landmarks
         except MediaError:
             continue
+        if len(features) < MIN_FRAMES:
+            continue
         frames = len(features) if max_frames is None else min(len(features), max_frames)
         clips.append(EvalClip(record.id, features.mouth_crops[:frames], features.valid[:frames], landmarks[:frames],
                               features.log_mel[:, : 4 * frames]))
+        bar.update()
+    bar.close()
     if not clips:
-        raise AvsyncError(f"no usable clips in the {split!r} split", data)
+        raise AvsyncError(f"no usable clips in the {split!r} split (readable, at least {MIN_FRAMES} frames)", data)
     return clips
 
 
@@ -247,12 +257,27 @@ class EvalReport:
         for method in METHODS:
             rows = [r for r in self.results if r.method == method]
             if rows:
-                out[method] = {name: float(np.mean([getattr(r, name) for r in rows])) for name in SUMMARY_FIELDS}
+                out[method] = _means(rows)
+        return out
+
+    def summary_by_kind(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Mean of each score per method and warp kind: ``{"model": {"shift": {...}, ...}, ...}``."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for method in METHODS:
+            for kind in WARP_KINDS:
+                rows = [r for r in self.results if r.method == method and r.kind == kind]
+                if rows:
+                    out.setdefault(method, {})[kind] = _means(rows)
         return out
 
     def to_dict(self) -> dict:
-        """JSON-ready: per-case results, the means per method and the plot paths."""
-        return {"cases": [r.to_dict() for r in self.results], "summary": self.summary(), "plots": [str(p) for p in self.plots]}
+        """JSON-ready: per-case results, the means per method (and per method and kind), the plot paths."""
+        return {"cases": [r.to_dict() for r in self.results], "summary": self.summary(),
+                "summary_by_kind": self.summary_by_kind(), "plots": [str(p) for p in self.plots]}
+
+
+def _means(rows: Sequence[CaseResult]) -> dict[str, float]:
+    return {name: float(np.mean([getattr(r, name) for r in rows])) for name in SUMMARY_FIELDS}
 
 
 def run_evaluation(model: nn.Module | None, cases: Sequence[EvalCase], *, config: DTWConfig = DTWConfig(),
@@ -289,16 +314,28 @@ def run_evaluation(model: nn.Module | None, cases: Sequence[EvalCase], *, config
     return report
 
 
-def format_table(report: EvalReport) -> str:
-    """A compact text table: one row per case and method, then the means per method."""
+def format_table(report: EvalReport, *, by_kind: bool = False) -> str:
+    """A compact text table: one row per case and method, then the means per method.
+
+    Args:
+        report: the results.
+        by_kind: also the means per method and warp kind.
+    """
     header = f"{'case':<22} {'method':<8} {'off.true':>8} {'off.err':>7} {'conf':>6} {'err.mean':>8} {'err.med':>7} {'within1':>7} {'dtw':>7}"
-    lines = [header, "-" * len(header)]
+    rule = "-" * len(header)
+    lines = [header, rule]
     for r in report.results:
         lines.append(f"{r.case:<22} {r.method:<8} {r.offset_true:8.1f} {r.offset_err:7.1f} {r.confidence:6.2f} "
                      f"{r.frame_err_mean:8.2f} {r.frame_err_median:7.2f} {r.within1:7.2f} {r.dtw_cost:7.2f}")
-    lines.append("-" * len(header))
-    for method, means in report.summary().items():
-        lines.append(f"{'MEAN':<22} {method:<8} {'':>8} {means['offset_err']:7.1f} {'':>6} {means['frame_err_mean']:8.2f} "
-                     f"{means['frame_err_median']:7.2f} {means['within1']:7.2f} {means['dtw_cost']:7.2f}"
-                     f"   offset acc {means['offset_acc']:.2f}")
+    lines.append(rule)
+    lines += [_mean_line("MEAN", method, means) for method, means in report.summary().items()]
+    if by_kind:
+        lines.append(rule)
+        lines += [_mean_line(f"MEAN {kind}", method, means)
+                  for method, kinds in report.summary_by_kind().items() for kind, means in kinds.items()]
     return "\n".join(lines)
+
+
+def _mean_line(label: str, method: str, means: dict[str, float]) -> str:
+    return (f"{label:<22} {method:<8} {'':>8} {means['offset_err']:7.1f} {'':>6} {means['frame_err_mean']:8.2f} "
+            f"{means['frame_err_median']:7.2f} {means['within1']:7.2f} {means['dtw_cost']:7.2f}   offset acc {means['offset_acc']:.2f}")

@@ -31,6 +31,8 @@ from avsync.errors import AvsyncError
 
 WARP_KINDS = ("shift", "tempo", "cut", "freeze", "combo")
 MAX_SHIFT = 15
+MIN_FRAMES = 150
+"""Shortest clip a warp accepts (6 s at 25 fps): room for a 50-frame cut in the middle third."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def make_warp(kind: str, n_frames: int, seed: int | np.random.Generator) -> Fram
 
     Args:
         kind: one of ``WARP_KINDS`` (see the module docstring).
-        n_frames: length of the original clip in frames (at least 150, i.e. 6 s).
+        n_frames: length of the original clip in frames (at least ``MIN_FRAMES``).
         seed: an int or a numpy Generator.
 
     Returns:
@@ -116,8 +118,8 @@ def make_warp(kind: str, n_frames: int, seed: int | np.random.Generator) -> Fram
     """
     if kind not in WARP_KINDS:
         raise ValueError(f"unknown warp kind {kind!r}; choose from {', '.join(WARP_KINDS)}")
-    if n_frames < 150:
-        raise ValueError(f"a warp needs a clip of at least 150 frames, got {n_frames}")
+    if n_frames < MIN_FRAMES:
+        raise ValueError(f"a warp needs a clip of at least {MIN_FRAMES} frames, got {n_frames}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     identity = np.arange(n_frames, dtype=np.int64)
     if kind == "shift":
