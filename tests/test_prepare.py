@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -10,18 +11,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 import pytest
 
 import avsync.cache
 from avsync import cli
 from avsync.cache import FeatureCache
-from avsync.features import load_clip
+from avsync.features import VisualParams, extract_visual, load_clip
 from avsync.landmarks import mouth_centre
 from avsync.manifest import ClipRecord, read_manifest, write_manifest
+from avsync.media import read_video, write_video
 from avsync.synth.dataset import write_dataset
 from avsync.tracking import NO_FACE
-from benchmarks.bench_prepare import write_face_video
+from benchmarks.bench_prepare import face_frames, write_face_video
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +179,44 @@ def test_two_concurrent_prepare_runs_share_the_work_and_leave_a_sound_cache(synt
         check.visual(record.video)
         check.audio(record.reference_audio)
     assert check.stats == {"hit": 4}
+
+
+def write_rotated(path: Path, upright: np.ndarray, rotation: int, fps: float = 25.0) -> Path:
+    """Store gray frames ``[T, H, W]`` turned so that a player applying `rotation` (ccw degrees) shows them upright."""
+    stored = np.rot90(upright, -(rotation // 90), axes=(1, 2))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=round(fps))
+        stream.width, stream.height, stream.pix_fmt = stored.shape[2], stored.shape[1], "yuv420p"
+        stream.set_display_rotation(rotation)
+        for index, frame in enumerate(stored):
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
+            video_frame.pts = index
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_phone_rotation_odd_frame_rates_and_large_frames_give_the_same_mouth(tmp_path: Path) -> None:
+    """Landmarks are found on upright frames and reported in the displayed source's pixels."""
+    upright = face_frames(20, (192, 256), 25.0, face_width=0.5)
+    plain = extract_visual(write_video_gray(tmp_path / "plain.mp4", upright, 25.0))
+    rotated = extract_visual(write_rotated(tmp_path / "portrait.mp4", upright, 90))
+    assert plain.valid.all() and rotated.valid.all()
+    plain_mouth = mouth_centre(plain.landmarks.astype(np.float64))
+    assert np.abs(mouth_centre(rotated.landmarks.astype(np.float64)) - plain_mouth).max() < 2.0
+    # 29.97 fps: resampled to 25 fps by timestamp (frame k shows time k/25).
+    ntsc_path = write_video_gray(tmp_path / "ntsc.mp4", face_frames(30, (192, 256), 29.97, face_width=0.5), 29.97)
+    ntsc = extract_visual(ntsc_path)
+    assert len(ntsc) == len(read_video(ntsc_path, fps=25.0).times) in (25, 26)  # 1.001 s
+    assert ntsc.valid.all()
+    # 4x larger than the work width: tracked at 640 px, landmarks mapped back to source pixels.
+    large = np.stack([cv2.resize(frame, (768, 1024), interpolation=cv2.INTER_LINEAR) for frame in upright])
+    big = extract_visual(write_video_gray(tmp_path / "large.mp4", large, 25.0), dataclasses.replace(VisualParams(), work_width=384))
+    assert big.valid.all()
+    assert np.abs(mouth_centre(big.landmarks.astype(np.float64)) / 4 - plain_mouth).max() < 2.0
+
+
+def write_video_gray(path: Path, frames: np.ndarray, fps: float) -> Path:
+    """Write gray frames ``[T, H, W]`` as an MP4 without audio."""
+    write_video(path, np.repeat(frames[..., None], 3, axis=3), fps=fps, preset="veryfast")
+    return path
