@@ -21,6 +21,7 @@ training runs stay reproducible.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -123,6 +124,7 @@ class DTWEvalCallback(pl.Callback):
         cases = self._load_cases(trainer)
         if not cases:
             return None
+        started = time.perf_counter()
         network: nn.Module = getattr(pl_module, "model", pl_module)
         folder = run_directory(trainer)
         plots_dir = folder / "plots" / "dtw" / f"{stage}_epoch{trainer.current_epoch:03d}" if self.plots and folder else None
@@ -131,10 +133,10 @@ class DTWEvalCallback(pl.Callback):
         means = report.summary()["model"]
         for name, field in LOGGED.items():
             pl_module.log(f"{stage}/{name}", means[field], rank_zero_only=True)
-        rank_zero_info(f"DTW alignment of {len(cases)} {self.split} clips ({stage}, epoch {trainer.current_epoch}):\n"
-                       + format_table(report))
         if folder is not None:
             self._write(folder, trainer, stage, report)
+        rank_zero_info(f"DTW alignment of {len(cases)} {self.split} clips ({stage}, epoch {trainer.current_epoch}, "
+                       f"{time.perf_counter() - started:.1f} s):\n" + format_table(report))
         return report
 
     @staticmethod

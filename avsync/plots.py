@@ -46,7 +46,7 @@ def plot_alignment(cost: np.ndarray, found_path: np.ndarray | None, true_path: n
         The written path.
     """
     n, m = cost.shape
-    fig = Figure(figsize=(6.4, 6.4 * min(2.0, max(0.5, n / m))))
+    fig = Figure(figsize=(6.4, 5.6))  # one size for every matrix: W&B shows an epoch's images side by side
     ax = fig.add_subplot()
     low, high = np.percentile(cost, [1, 99])
     image = ax.imshow(cost, origin="lower", aspect="auto", cmap="viridis_r", vmin=low, vmax=high,
