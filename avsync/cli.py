@@ -19,14 +19,19 @@ SUBCOMMAND_MODULES = ("synth", "prepare", "eval", "align", "sweep")
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every subcommand, or just ``only`` (its module alone is imported).
+
+    Importing a subcommand module can pull in heavy libraries (Lightning: seconds), so a run of
+    one subcommand imports only that one.
+    """
     parser = argparse.ArgumentParser(
         prog="avsync",
         description="Sync a singer's video to a music track by watching the lips.",
         epilog="Training: avsync {fit,validate,test} --config experiments/base.yaml ... (LightningCLI).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
+    for name in (only,) if only in SUBCOMMAND_MODULES else SUBCOMMAND_MODULES:
         try:
             module = importlib.import_module(f"avsync.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -45,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from avsync.commands import train
 
             return int(train.main(args) or 0)
-        parser = build_parser()
+        parser = build_parser(args[0] if args else None)
         namespace = parser.parse_args(args)
         if not getattr(namespace, "func", None):
             parser.print_help()
