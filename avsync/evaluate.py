@@ -8,7 +8,8 @@ then aligned against its unchanged reference:
   constant offset = the median offset ``i - j`` along the DTW path; confidence = SyncNet-style
   ``median - min`` of the offset-averaged cost (`estimate_offset`).
 * baseline (`avsync.baseline`): lip opening vs speech-band energy; the same DTW and time map on
-  ``1 - local correlation``; constant offset by normalised cross-correlation.
+  ``1 - local correlation``; constant offset by normalised cross-correlation over the lags a warp
+  can make (`pair_band`).
 
 Per case: offset error (frames), frame error of the time map (mean, median, share within +-1
 frame), offset within +-1 frame, DTW alignment cost (mean normalised cost along the path).
@@ -235,7 +236,7 @@ def evaluate_baseline(case: EvalCase, config: DTWConfig = DTWConfig()) -> tuple[
     envelope = speech_band_envelope(clip.log_mel)
     active = voiced_frames(clip.log_mel, ShiftConfig().silence_db)
     cost = baseline_cost(mouth, envelope, video_valid=apply_frame_map(clip.valid, frame_map), ref_active=active)
-    offset = xcorr_offset(mouth, envelope)
+    offset = xcorr_offset(mouth, envelope, max_offset=pair_band(len(clip))[2])  # the lags a warp can make
     return _score(case, "baseline", cost, config, offset_found=offset.offset_frames, confidence=offset.confidence), cost
 
 
