@@ -37,7 +37,7 @@ from avsync.errors import AvsyncError, MediaError
 from avsync.features import VisualParams, load_clip
 from avsync.manifest import read_manifest
 from avsync.metrics import alignment_cost, frame_errors
-from avsync.plots import plot_alignment
+from avsync.plots import plot_alignment, plot_time_map
 from avsync.warp import MAX_SHIFT, MIN_FRAMES, WARP_KINDS, FrameMap, apply_frame_map, make_warp
 from datamodules.sampling import ShiftConfig, voiced_frames
 
@@ -282,8 +282,8 @@ def _means(rows: Sequence[CaseResult]) -> dict[str, float]:
 
 
 def run_evaluation(model: nn.Module | None, cases: Sequence[EvalCase], *, config: DTWConfig = DTWConfig(),
-                   baseline: bool = True, plots_dir: str | Path | None = None, batch_size: int = 256,
-                   progress: bool = True) -> EvalReport:
+                   baseline: bool = True, plots_dir: str | Path | None = None, time_map_plots: bool = False,
+                   batch_size: int = 256, progress: bool = True) -> EvalReport:
     """Evaluate the model (if given) and the baseline (if asked) on every case.
 
     Args:
@@ -292,6 +292,8 @@ def run_evaluation(model: nn.Module | None, cases: Sequence[EvalCase], *, config
         config: DTW constraints and penalties.
         baseline: also score the classical baseline.
         plots_dir: write ``<case>_<method>.png`` there (cost matrix, found and true path).
+        time_map_plots: also write ``<case>_<method>_timemap.png`` there (offset along the video,
+            found and true).
         batch_size: windows or pairs per forward pass.
         progress: tqdm bar over the cases.
 
@@ -310,8 +312,11 @@ def run_evaluation(model: nn.Module | None, cases: Sequence[EvalCase], *, config
             if plots_dir is not None:
                 title = (f"{case.name} {result.method}: frame err {result.frame_err_mean:.2f}, "
                          f"within1 {result.within1:.2f}, offset err {result.offset_err:.1f}")
-                out_png = Path(plots_dir) / f"{case.name.replace(':', '_')}_{result.method}.png"
-                report.plots.append(plot_alignment(cost, result.alignment.path, case.true_path, out_png, title=title))
+                stem = Path(plots_dir) / f"{case.name.replace(':', '_')}_{result.method}"
+                report.plots.append(plot_alignment(cost, result.alignment.path, case.true_path, f"{stem}.png", title=title))
+                if time_map_plots:
+                    report.plots.append(plot_time_map(result.time_map, f"{stem}_timemap.png",
+                                                      true_ref_index=case.frame_map.src_index, title=title))
     return report
 
 

@@ -120,3 +120,10 @@ def test_pair_model_is_scored_inside_the_band() -> None:
         assert (np.abs(path[:, 1] - path[:, 0]) <= radius).all()
     assert report.summary()["model"]["within1"] > 0.8
 
+
+
+def test_time_map_plots_come_beside_the_cost_matrix_plots(tmp_path) -> None:
+    case = make_cases([synthetic_clip("clip", 200, 4)])[0]
+    report = run_evaluation(None, [case], plots_dir=tmp_path, time_map_plots=True, progress=False)
+    assert [p.name for p in report.plots] == ["clip_shift_baseline.png", "clip_shift_baseline_timemap.png"]
+    assert all(p.stat().st_size > 1000 for p in report.plots)

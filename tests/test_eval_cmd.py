@@ -63,8 +63,8 @@ def test_eval_with_the_newest_checkpoint_writes_table_json_and_plots(tiny_eval_d
     mean_model_within1 = (cases[0]["within1"] + cases[2]["within1"]) / 2
     assert results["summary"]["model"]["within1"] == pytest.approx(mean_model_within1)
     plots = [Path(p) for p in results["plots"]]
-    assert [p.name for p in plots] == ["song000_shift_model.png", "song000_shift_baseline.png",
-                                       "song001_tempo_model.png", "song001_tempo_baseline.png"]
+    assert [p.name for p in plots] == [f"song00{k}_{kind}_{method}{plot}.png" for k, kind in enumerate(("shift", "tempo"))
+                                       for method in ("model", "baseline") for plot in ("", "_timemap")]
     assert all(p.parent == root / "results" / "eval_plots" and p.stat().st_size > 1000 for p in plots)
     assert "song001:tempo" in stdout and "MEAN tempo" in stdout and "model vs baseline: within +-1 frame" in stdout
     assert f"wrote {out}" in stdout
@@ -82,7 +82,7 @@ def test_eval_of_an_explicit_checkpoint_without_baseline_cut_short(tiny_eval_dat
     (case,) = results["cases"]
     assert case["method"] == "model" and case["case"] == "song000:shift" and results["max_frames"] == MIN_FRAMES
     assert set(results["summary"]) == {"model"} and "model vs baseline" not in capsys.readouterr().out
-    assert len(list((tmp_path / "png").glob("*.png"))) == 1
+    assert sorted(p.name for p in (tmp_path / "png").glob("*.png")) == ["song000_shift_model.png", "song000_shift_model_timemap.png"]
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ Each of the first ``--clips`` clips of the split (in sync with its reference) is
 feature level by a known frame map (`avsync.warp`; clip k gets kind shift/tempo/cut/freeze/combo
 in turn, deterministically from ``--seed``) and aligned against its unchanged reference by the
 model (`avsync.align`) and by the baseline (`avsync.baseline`). Prints one row per clip and method,
-the means per method and per warp kind; writes the same as JSON (atomically) and one PNG per clip
-and method (cost matrix, found path in red, true path in white). Everything cheap is checked
+the means per method and per warp kind; writes the same as JSON (atomically) and two PNGs per clip
+and method: the cost matrix with the found path (red) and the true path (white), and the time map
+as the offset along the video (found and true). Everything cheap is checked
 first, so a user mistake ends at once with one line and exit status 2.
 """
 
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                             progress=not args.quiet)
     config = DTWConfig()
     report = run_evaluation(loaded.network, make_cases(clips, seed=args.seed), config=config, baseline=not args.no_baseline,
-                            plots_dir=args.plots, batch_size=args.batch_size, progress=not args.quiet)
+                            plots_dir=args.plots, time_map_plots=True, batch_size=args.batch_size, progress=not args.quiet)
     results = {**loaded.describe(), "data": str(args.data), "split": args.split, "seed": args.seed,
                "max_frames": args.max_frames, "dtw": asdict(config), **report.to_dict()}
     with atomic_path(args.out) as tmp:
