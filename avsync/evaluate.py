@@ -36,7 +36,7 @@ from avsync.cache import FeatureCache
 from avsync.errors import AvsyncError, MediaError
 from avsync.features import VisualParams, load_clip
 from avsync.manifest import read_manifest
-from avsync.metrics import alignment_cost, frame_errors
+from avsync.metrics import alignment_cost, frame_errors, offset_accuracy
 from avsync.plots import plot_alignment, plot_time_map
 from avsync.warp import MAX_SHIFT, MIN_FRAMES, WARP_KINDS, FrameMap, apply_frame_map, make_warp
 from datamodules.sampling import ShiftConfig, voiced_frames
@@ -192,7 +192,7 @@ def _score(case: EvalCase, method: str, cost: np.ndarray, config: DTWConfig, *, 
     offset_err = abs(offset_found - offset_true)
     return CaseResult(
         case=case.name, kind=case.frame_map.kind, method=method, offset_true=offset_true, offset_found=float(offset_found),
-        offset_err=float(offset_err), offset_acc=float(offset_err <= 1.0), confidence=float(confidence),
+        offset_err=float(offset_err), offset_acc=offset_accuracy([offset_found], [offset_true]), confidence=float(confidence),
         frame_err_mean=errors.mean, frame_err_median=errors.median, within1=errors.within1,
         dtw_cost=alignment_cost(cost, alignment.path), alignment=alignment, time_map=time_map,
     )
