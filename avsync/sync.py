@@ -29,7 +29,7 @@ from scipy.ndimage import binary_dilation, uniform_filter1d
 
 from avsync import media
 from avsync.align.cost import cost_matrix
-from avsync.align.dtw import Alignment, DTWConfig, align_video
+from avsync.align.dtw import STEP_CUT, STEP_FREEZE, Alignment, DTWConfig, align_video
 from avsync.align.timemap import OffsetEstimate, TimeMap, estimate_offset, path_to_time_map
 from avsync.audio import MelConfig
 from avsync.checkpoints import LoadedModel
@@ -62,6 +62,10 @@ MIN_TYPICAL_MATCH = 0.5
 below it the whole clip is uncertain and nothing is singled out."""
 MAX_UNRELIABLE_SHARE = 0.5
 """At most this share of the video is singled out as not following the vocal."""
+MAX_DETOUR = 100
+"""Longest detour (frames, 4 s) of the path that `path_detours` looks for."""
+DETOUR_TOLERANCE = 2
+"""Frames within which a detour counts as back on the offset it left."""
 SPAN_MERGE_GAP = 8
 """Unreliable stretches closer than this many frames are reported as one span."""
 MIN_SPAN_FRAMES = 3
@@ -271,10 +275,47 @@ def weak_match_rows(cost: np.ndarray, ref_index: np.ndarray, informative: np.nda
     return weak
 
 
+def path_detours(alignment: Alignment) -> list[tuple[int, int]]:
+    """Stretches where the path leaves the offset it held and comes back to it.
+
+    A detour starts at a cut or freeze step and ends at the first row, within `MAX_DETOUR`
+    rows, whose offset ``ref_index[i] - i`` is back within `DETOUR_TOLERANCE` of the offset just
+    before it (after having left it by more). An edit of the video hardly ever does that (a cut
+    skips music for good, a freeze holds a frame for good; a cut and a freeze of the same length
+    within 4 s would), a path does when a stretch whose lips do not follow the vocal (fake talk,
+    a closed mouth between lines) matches some other part of the music by chance.
+
+    Args:
+        alignment: the path.
+
+    Returns:
+        ``(start, end)`` row ranges, end exclusive, in order.
+    """
+    steps = alignment.steps
+    offsets = alignment.ref_index - np.arange(len(steps))
+    event = np.isin(steps, (STEP_CUT, STEP_FREEZE))
+    starts = np.flatnonzero(event & ~np.concatenate([[False], event[:-1]]))
+    detours: list[tuple[int, int]] = []
+    for start in starts.tolist():
+        if start == 0 or (detours and start < detours[-1][1]):
+            continue
+        ahead = offsets[start : start + MAX_DETOUR + 1]
+        away = np.abs(ahead - offsets[start - 1]) > DETOUR_TOLERANCE
+        if not away.any():
+            continue
+        left = int(np.argmax(away))
+        back = np.flatnonzero(~away[left:])
+        if back.size:
+            detours.append((start, start + left + int(back[0])))
+    return detours
+
+
 def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfig | None = None, passes: int = 2) -> tuple[np.ndarray, Alignment, np.ndarray]:
     """DTW that bridges the stretches where the lips do not follow the vocal.
 
-    Each pass aligns, flags the rows `weak_match_rows` finds along the path, widened by half a
+    Each pass aligns, flags the rows `weak_match_rows` finds and the path's detours
+    (`path_detours`: a trained model's cost has spurious matches strong enough to lure the path
+    off through a cut and back through a freeze, measured on synthetic songs), widened by half a
     `MATCH_WINDOW` on each side (the one-second average blurs a stretch's edges, and unflagged
     fringe rows of false lip motion would still lure the path off through the free bridge), makes
     them uninformative (0) and aligns again; flags accumulate over the passes.
@@ -293,7 +334,10 @@ def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfi
     alignment = align_video(cleaned, config)
     flagged = np.zeros(len(cleaned), bool)
     for _ in range(passes):
-        weak = weak_match_rows(cleaned, alignment.ref_index, informative & ~flagged)
+        unflagged = informative & ~flagged
+        weak = weak_match_rows(cleaned, alignment.ref_index, unflagged)
+        for start, end in path_detours(alignment):
+            weak[start:end] |= unflagged[start:end]
         if not weak.any():
             break
         weak = binary_dilation(weak, iterations=MATCH_WINDOW // 2) & informative & ~flagged

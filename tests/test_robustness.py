@@ -120,3 +120,27 @@ def test_unreliable_spans_are_reported_in_video_seconds() -> None:
         reasons[index] = "lips do not follow the vocal"
     spans = unreliable_spans(reasons, 25.0)
     assert spans == [[0.4, 1.0, "no face"], [1.6, 2.0, "lips do not follow the vocal"], [3.2, 3.6, "no face"]]
+
+
+def test_a_detour_lured_by_a_spurious_match_is_bridged() -> None:
+    # Rows 150-210 match nothing, and also match well 40 frames later (a chance match of lips
+    # that do not follow the vocal); the plain path leaves its offset through a cut and comes
+    # back to it (a detour); the robust one goes straight.
+    clean, truth = diagonal_cost(6)
+    rows = np.arange(*SPAN)
+    lure = with_unmatched_span(clean, 6)  # no true valley here ...
+    lure[rows, rows + TRUE_OFFSET + 40] -= 3.0  # ... and a strong spurious one
+    plain = align_video(lure)
+    assert np.abs(plain.ref_index - truth)[slice(*SPAN)].max() > 3
+    _, robust, flagged = robust_alignment(lure, np.ones(N_ROWS, bool))
+    assert np.abs(robust.ref_index - truth).max() <= 1
+    assert flagged[slice(*SPAN)].all() and flagged.sum() <= SPAN[1] - SPAN[0] + 2 * 15
+
+
+def test_a_freeze_in_the_video_is_followed_not_flagged() -> None:
+    rows = np.arange(N_ROWS)
+    truth = rows + TRUE_OFFSET - np.clip(rows - 200, 0, 25)  # the video holds frame 200 for 25 frames
+    cost, _ = diagonal_cost(7, truth)
+    _, alignment, flagged = robust_alignment(cost, np.ones(N_ROWS, bool))
+    assert not flagged.any()
+    assert (np.abs(alignment.ref_index - truth) <= 1).mean() >= 0.99
