@@ -531,7 +531,7 @@ def _warnings(valid: np.ndarray, sync: FeatureSync, n_ref: int, fps: float) -> l
     n_frames = len(valid)
     level = confidence_level(sync.confidence)
     if level != "reliable":
-        warnings.append(f"confidence is {level} ({sync.confidence:.1f}): check the result by eye")
+        warnings.append(f"confidence is {level} ({sync.confidence:.2f}): check the result by eye")
     no_face = 1.0 - float(valid.mean())
     if no_face > LOW_FACE_SHARE:
         warnings.append(f"{100 * no_face:.0f}% of the video shows no usable face; those stretches follow their neighbours")
@@ -551,4 +551,4 @@ def default_plot_title(analysis: SyncAnalysis) -> str:
     """A one-line title for the alignment plot."""
     report = analysis.report
     return (f"{Path(report.video).name} vs {Path(report.reference).name}: offset {report.offset_s:+.2f} s, "
-            f"confidence {report.confidence:.1f} ({report.confidence_level})")  # fmt: skip
+            f"confidence {report.confidence:.2f} ({report.confidence_level})")  # fmt: skip

@@ -89,7 +89,7 @@ def test_json_keeps_knots_on_one_line_and_stays_valid() -> None:
 def test_summary_lines() -> None:
     lines = summarise(make_report(output="out.mp4")).splitlines()
     assert lines[0] == "offset: +0.28 s (+7 frames): the video is 0.28 s late"
-    assert lines[1].startswith("confidence: 8.1 (reliable; reliable > 3")
+    assert lines[1] == f"confidence: 8.10 (reliable; reliable > {CONFIDENCE_RELIABLE:g}, unreliable < {CONFIDENCE_UNCERTAIN:g})"
     assert lines[2] == "re-timed: 12% of frames moved off the constant offset"
     assert "frames without a face: 13" in lines
     assert "unreliable: video 5.00-6.50 s (lips do not follow the vocal), bridged" in lines
