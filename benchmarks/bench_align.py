@@ -1,0 +1,118 @@
+"""End-to-end `avsync align`: a 30 s 720p clip against a 3-minute track, wall time and peak memory.
+
+The clip is a synthetic singer (`avsync.synth`, 320x320) scaled up to fill the height of a
+1280x720 frame (25 fps, H.264); the track is 75 s of another synthetic song's mix, the clip's
+own 30 s mix, then 75 s more (3 minutes, 44.1 kHz WAV). Both are made once in a temporary folder.
+
+Each case runs the real command in a fresh process (imports, model loading, feature extraction
+without a cache, cost matrix, DTW, outputs) and reports its wall time and peak resident memory
+(``ru_maxrss`` of the child). The model is the newest checkpoint under ``runs/`` when there is
+one, else an untrained TwoTower of the default size (speed does not depend on the weights).
+Target: under 30 s (faster than the clip plays) with the MP4 written.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from avsync import media
+from avsync.synth.dataset import SongSpec, synthesize_song
+
+CLIP_SECONDS = 30.0
+PAD_SECONDS = 75.0
+WIDTH, HEIGHT = 1280, 720
+FPS = 25.0
+TARGET_S = 30.0
+
+
+def make_clip(path: Path) -> np.ndarray:
+    """Write the 720p clip; returns its own mix (mono float32, 44.1 kHz)."""
+    song = synthesize_song(SongSpec("bench", "bench_singer", seed=7, index=0, seconds=CLIP_SECONDS))
+    canvas = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    left = (WIDTH - HEIGHT) // 2
+
+    def frames():
+        for frame in song.frames:
+            canvas[:, left : left + HEIGHT] = cv2.resize(frame, (HEIGHT, HEIGHT), interpolation=cv2.INTER_LINEAR)
+            yield canvas
+
+    media.write_video(path, frames(), fps=FPS, audio=song.stems.mix, sample_rate=song.truth.meta["sample_rate"], crf=23, preset="veryfast")
+    return song.stems.mix
+
+
+def make_track(path: Path, clip_mix: np.ndarray, sample_rate: int) -> None:
+    """Write the 3-minute track: other music, the clip's mix, other music."""
+    other = synthesize_song(SongSpec("pad", "pad_singer", seed=8, index=0, seconds=2 * PAD_SECONDS)).stems.mix
+    half = round(PAD_SECONDS * sample_rate)
+    media.write_audio(path, np.concatenate([other[:half], clip_mix, other[half : 2 * half]]), sample_rate)
+
+
+def checkpoint(folder: Path) -> tuple[Path, str]:
+    """The newest trained checkpoint, else an untrained default TwoTower saved like training does."""
+    from avsync.checkpoints import find_latest_checkpoint
+    from avsync.errors import AvsyncError
+
+    try:
+        path = find_latest_checkpoint()
+        return path, f"trained checkpoint {path}"
+    except AvsyncError:
+        import pytorch_lightning as pl
+        import torch
+
+        from avsync.lit_module import LitAVSync
+        from avsync.models import TwoTower
+
+        module = LitAVSync(TwoTower())
+        path = folder / "untrained.ckpt"
+        torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                    "pytorch-lightning_version": pl.__version__}, path)  # fmt: skip
+        return path, "untrained default TwoTower (no checkpoint under runs/)"
+
+
+def main() -> None:
+    """Print wall time and peak memory of analysis only and with each kind of output."""
+    with tempfile.TemporaryDirectory(prefix="bench_align.") as tmp:
+        folder = Path(tmp)
+        clip, track = folder / "clip720p.mp4", folder / "track3min.wav"
+        start = time.perf_counter()
+        mix = make_clip(clip)
+        make_track(track, mix, 44100)
+        ckpt, model_note = checkpoint(folder)
+        print(f"inputs: {CLIP_SECONDS:.0f} s {WIDTH}x{HEIGHT} {FPS:g} fps clip, {2 * PAD_SECONDS + CLIP_SECONDS:.0f} s track "
+              f"(made in {time.perf_counter() - start:.1f} s); model: {model_note}")  # fmt: skip
+        cases = [
+            ("analysis only (report + plot)", ["--report", str(folder / "r.json"), "--plot", str(folder / "p.png")]),
+            ("-o, --span video (clip's part of the music)", ["-o", str(folder / "v.mp4"), "--span", "video"]),
+            ("-o, --mode offset (video copied)", ["-o", str(folder / "o.mp4"), "--mode", "offset"]),
+            ("-o, --span music (3 min, first/last frame held)", ["-o", str(folder / "m.mp4")]),
+        ]
+        print(f"{'case':<50} {'wall s':>7} {'peak RSS MiB':>13}  target < {TARGET_S:g} s")
+        for label, extra in cases:
+            seconds, peak_mib, first_line = _measured([str(clip), str(track), "--checkpoint", str(ckpt), "--device", "cpu", *extra])
+            print(f"{label:<50} {seconds:7.1f} {peak_mib:13.0f}  {first_line}", flush=True)
+
+
+def _measured(args: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and the summary's first line of one run."""
+    command = [sys.executable, "-m", "avsync", "align", *args, "--quiet", "--force"]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout = process.stdout.read()
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"avsync align failed: {stderr.strip()}")
+    return seconds, usage.ru_maxrss / 1024, stdout.strip().splitlines()[0]
+
+
+if __name__ == "__main__":
+    main()
