@@ -53,7 +53,7 @@ def reference_rate_dtw(cost: np.ndarray, cfg: DTWConfig) -> float:
                     if d == 2 and k_fast:
                         put((jn, "fast", 0), value + cfg.tempo_penalty + c)
                     if d == 0:
-                        put((jn, "frozen", 0), value + cfg.freeze_penalty + c)
+                        put((jn, "frozen", 0), value + cfg.freeze_penalty + max(c, 0.0))
                     if d >= 2:
                         put((jn, "free", 0), value + cfg.cut_penalty + c)
                 elif mode in ("fast", "slow") and d == 1:
@@ -61,7 +61,7 @@ def reference_rate_dtw(cost: np.ndarray, cfg: DTWConfig) -> float:
                     put((jn, "free", 0) if count + 1 == k else (jn, mode, count + 1), value + c)
                 elif mode == "frozen":
                     if d == 0:
-                        put((jn, "frozen", 0), value + c)
+                        put((jn, "frozen", 0), value + max(c, 0.0))
                     if d == 1:
                         put((jn, "free", 0), value + c)
         best = nxt
@@ -71,7 +71,8 @@ def reference_rate_dtw(cost: np.ndarray, cfg: DTWConfig) -> float:
 
 def path_total(cost: np.ndarray, ref: np.ndarray, steps: np.ndarray, cfg: DTWConfig) -> float:
     """Cost of a returned path recomputed from its cells and step labels."""
-    total = cost[np.arange(len(ref)), ref].sum()
+    cells = cost[np.arange(len(ref)), ref]
+    total = np.where(steps == STEP_FREEZE, np.maximum(cells, 0.0), cells).sum()
     total += cfg.tempo_penalty * np.isin(steps, (STEP_SLOW, STEP_FAST)).sum()
     total += cfg.cut_penalty * (steps == STEP_CUT).sum()
     freeze_starts = (steps == STEP_FREEZE) & np.r_[True, steps[:-1] != STEP_FREEZE]
@@ -111,7 +112,7 @@ def test_rate_kernel_matches_brute_force(cfg_index: int, seed: int) -> None:
     cfg = CONFIGS[cfg_index]
     rng = np.random.default_rng(seed)
     n, m = rng.integers(5, 11), rng.integers(6, 14)
-    cost = rng.random((n, m))
+    cost = rng.random((n, m)) - (0.5 if seed % 2 else 0.0)  # odd seeds: negative cells too (z-scale costs)
     expected = reference_rate_dtw(cost, cfg)
     if not np.isfinite(expected):
         with pytest.raises(ValueError):
@@ -241,3 +242,18 @@ def test_brute_force_reference_is_exhaustive_on_tiny_case() -> None:
         best = min(best, cost[np.arange(4), ref].sum() + 0.25 * len(off))
     assert reference_rate_dtw(cost, cfg) == pytest.approx(best)
     assert align_video(cost, cfg).total_cost == pytest.approx(best)
+
+
+def test_a_freeze_earns_nothing_from_a_partly_matching_column() -> None:
+    """Across a silent stretch (cost 0), a column that matches every frame a little must not pull
+    the path into a long freeze: freeze cells count max(cost, 0)."""
+    n, m = 80, 100
+    cost = np.zeros((n, m))
+    rows = np.arange(n)
+    cost[rows, rows + 5] = -2.0
+    cost[10:75, rows[10:75] + 5] = 0.0  # silent stretch: nothing informative on the true path
+    cost[10:75, 40] = -1.5  # the column of a vocal onset, a little like every closed mouth
+    # Freezing on that column from row 35 to 74 would gain 39 * 1.5 = 58.5 > freeze + cut penalties.
+    result = align_video(cost, DTWConfig())
+    assert np.abs(result.ref_index - (rows + 5)).max() <= 1  # tempo steps may pick up one more cell
+    assert not (result.steps == STEP_FREEZE).any()
