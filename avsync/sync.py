@@ -531,7 +531,8 @@ def _warnings(valid: np.ndarray, sync: FeatureSync, n_ref: int, fps: float) -> l
     n_frames = len(valid)
     level = confidence_level(sync.confidence)
     if level != "reliable":
-        warnings.append(f"confidence is {level} ({sync.confidence:.2f}): check the result by eye")
+        advice = "; --mode offset applies only the constant offset" if level == "unreliable" else ""
+        warnings.append(f"confidence is {level} ({sync.confidence:.2f}): check the result by eye{advice}")
     no_face = 1.0 - float(valid.mean())
     if no_face > LOW_FACE_SHARE:
         warnings.append(f"{100 * no_face:.0f}% of the video shows no usable face; those stretches follow their neighbours")

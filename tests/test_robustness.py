@@ -2,8 +2,8 @@
 
 The logic is tested on constructed cost matrices: a matching diagonal in noise, with stretches
 of rows that carry no match. Those rows hold noise correlated along diagonals, as a window
-model's cost is (overlapping windows score alike), which is what drags a plain DTW path: i.i.d.
-noise barely does. The end-to-end behaviour on synthetic videos with a trained model is measured
+model's cost is (overlapping windows score alike); with a strong chance match added elsewhere they
+lure a plain DTW path off and back (a detour). The end-to-end behaviour on synthetic videos with a trained model is measured
 by the calibration in the README (a model that aligns takes minutes of CPU training, too slow for
 a test).
 """
@@ -68,16 +68,11 @@ def test_rows_whose_window_is_mostly_faceless_are_not_scored() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_unmatched_stretch_drags_a_plain_path_but_is_bridged(seed: int) -> None:
+def test_unmatched_stretch_is_flagged_and_bridged(seed: int) -> None:
     clean, truth = diagonal_cost(seed)
     cost = with_unmatched_span(clean, seed)
-    inside = slice(*SPAN)
-    plain = align_video(cost)
     robust_cost, robust, flagged = robust_alignment(cost, np.ones(N_ROWS, bool))
-    plain_error = np.abs(plain.ref_index - truth)
-    robust_error = np.abs(robust.ref_index - truth)
-    assert plain_error[inside].max() > 3  # the stretch drags an unguarded path
-    assert robust_error.max() <= 1
+    assert np.abs(robust.ref_index - truth).max() <= 1
     runs = mask_runs(flagged)
     assert len(runs) == 1
     start, end = runs[0]
@@ -122,19 +117,22 @@ def test_unreliable_spans_are_reported_in_video_seconds() -> None:
     assert spans == [[0.4, 1.0, "no face"], [1.6, 2.0, "lips do not follow the vocal"], [3.2, 3.6, "no face"]]
 
 
-def test_a_detour_lured_by_a_spurious_match_is_bridged() -> None:
-    # Rows 150-210 match nothing, and also match well 40 frames later (a chance match of lips
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_detour_lured_by_a_spurious_match_is_bridged(seed: int) -> None:
+    # Rows 150-210 match nothing, and also match well 12 frames later (a chance match of lips
     # that do not follow the vocal); the plain path leaves its offset through a cut and comes
     # back to it (a detour); the robust one goes straight.
-    clean, truth = diagonal_cost(6)
+    clean, truth = diagonal_cost(seed)
     rows = np.arange(*SPAN)
-    lure = with_unmatched_span(clean, 6)  # no true valley here ...
-    lure[rows, rows + TRUE_OFFSET + 40] -= 3.0  # ... and a strong spurious one
+    lure = with_unmatched_span(clean, seed)  # no true valley here ...
+    lure[rows, rows + TRUE_OFFSET + 12] -= 3.0  # ... and a strong spurious one
     plain = align_video(lure)
     assert np.abs(plain.ref_index - truth)[slice(*SPAN)].max() > 3
     _, robust, flagged = robust_alignment(lure, np.ones(N_ROWS, bool))
     assert np.abs(robust.ref_index - truth).max() <= 1
-    assert flagged[slice(*SPAN)].all() and flagged.sum() <= SPAN[1] - SPAN[0] + 2 * 15
+    flagged_rows = np.flatnonzero(flagged)
+    # The whole stretch, and at most a second (the path's way back, the widening) either side.
+    assert flagged[slice(*SPAN)].all() and SPAN[0] - 25 <= flagged_rows[0] and flagged_rows[-1] < SPAN[1] + 25
 
 
 def test_a_freeze_in_the_video_is_followed_not_flagged() -> None:
