@@ -29,7 +29,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from avsync.errors import AvsyncError
-from avsync.evaluate import EvalCase, EvalReport, format_table, load_eval_clips, make_cases, run_evaluation
+from avsync.evaluate import EvalCase, EvalReport, format_table, is_pair_model, load_eval_clips, make_cases, run_evaluation
 from avsync.features import VisualParams
 from avsync.wandb_setup import run_directory
 from avsync.warp import MIN_FRAMES
@@ -58,11 +58,14 @@ class DTWEvalCallback(pl.Callback):
         seed: warp seed (`avsync.evaluate.make_cases`).
         plots: write and log the per-clip PNGs.
         batch_size: windows (TwoTower) or pairs (pair models) per forward pass.
+        pair_models: also evaluate networks that score pairs one by one (PosterCNN). Off by
+            default: on CPU that is ~24,000 forward passes per 6 s clip, tens of minutes per
+            epoch; the callback then warns once and does nothing (`avsync eval` still scores them).
     """
 
     def __init__(self, data: str | None = None, cache: str | None = None, split: str = "test", n_clips: int = 10,
                  max_frames: int | None = 150, every_n_epochs: int = 1, seed: int = 0, plots: bool = True,
-                 batch_size: int = 256) -> None:
+                 batch_size: int = 256, pair_models: bool = False) -> None:
         if n_clips < 1:
             raise ValueError(f"n_clips must be at least 1, got {n_clips}")
         if max_frames is not None and max_frames < MIN_FRAMES:
@@ -71,7 +74,7 @@ class DTWEvalCallback(pl.Callback):
             raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
         self.data, self.cache, self.split = data, cache, split
         self.n_clips, self.max_frames, self.every_n_epochs = n_clips, max_frames, every_n_epochs
-        self.seed, self.plots, self.batch_size = seed, plots, batch_size
+        self.seed, self.plots, self.batch_size, self.pair_models = seed, plots, batch_size, pair_models
         self._cases: list[EvalCase] | None = None
         self._disabled = False
 
@@ -119,13 +122,18 @@ class DTWEvalCallback(pl.Callback):
         Returns:
             The report on global rank 0 (None elsewhere or when there are no cases).
         """
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or self._disabled:
+            return None
+        network: nn.Module = getattr(pl_module, "model", pl_module)
+        if is_pair_model(network) and not self.pair_models:
+            rank_zero_warn(f"DTWEvalCallback: DTW evaluation off: {type(network).__name__} scores pairs one by one, too "
+                           "slow for every epoch (set pair_models=true, or run `avsync eval` on the checkpoint)")
+            self._disabled = True
             return None
         cases = self._load_cases(trainer)
         if not cases:
             return None
         started = time.perf_counter()
-        network: nn.Module = getattr(pl_module, "model", pl_module)
         folder = run_directory(trainer)
         plots_dir = folder / "plots" / "dtw" / f"{stage}_epoch{trainer.current_epoch:03d}" if self.plots and folder else None
         report = run_evaluation(network, cases, baseline=False, plots_dir=plots_dir, batch_size=self.batch_size,

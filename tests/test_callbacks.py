@@ -15,15 +15,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import avsync.callbacks
 from avsync.callbacks import LOGGED, RESULTS_FILE, DTWEvalCallback
-from tests.test_eval import BrightnessTwoTower, synthetic_clip
+from tests.test_eval import BrightnessPairModel, BrightnessTwoTower, synthetic_clip
 
 
 class TinyModule(pl.LightningModule):
     """Holds the network as ``model`` (like LitAVSync) and trains a throwaway parameter."""
 
-    def __init__(self) -> None:
+    def __init__(self, network: torch.nn.Module | None = None) -> None:
         super().__init__()
-        self.model = BrightnessTwoTower()
+        self.model = network if network is not None else BrightnessTwoTower()
         self.weight = torch.nn.Parameter(torch.zeros(1))
 
     def training_step(self, batch, batch_idx):
@@ -117,6 +117,18 @@ def test_without_usable_clips_it_warns_once_and_training_goes_on(tmp_path) -> No
         trainer.fit(TinyModule(), loader(), loader())
     assert sum("DTW evaluation off" in str(w.message) for w in warned) == 1
     assert trainer.current_epoch == 2 and "val/frame_err" not in trainer.callback_metrics
+
+
+def test_pair_models_are_skipped_unless_asked_for(tmp_path, clips_from_memory) -> None:
+    trainer = trainer_for(tmp_path, DTWEvalCallback(data="d", cache="c", n_clips=2, plots=False), max_epochs=2)
+    with pytest.warns(UserWarning, match="BrightnessPairModel scores pairs one by one") as warned:
+        trainer.fit(TinyModule(BrightnessPairModel()), loader(), loader())
+    assert sum("DTW evaluation off" in str(w.message) for w in warned) == 1
+    assert clips_from_memory == [] and "val/frame_err" not in trainer.callback_metrics
+
+    trainer = trainer_for(tmp_path, DTWEvalCallback(data="d", cache="c", n_clips=2, plots=False, pair_models=True), max_epochs=1)
+    trainer.fit(TinyModule(BrightnessPairModel()), loader(), loader())
+    assert float(trainer.callback_metrics["val/within1"]) > 0.8
 
 
 def test_only_global_rank_zero_evaluates(clips_from_memory) -> None:
