@@ -300,7 +300,7 @@ def run_evaluation(model: nn.Module | None, cases: Sequence[EvalCase], *, config
         time_map_plots: also write ``<case>_<method>_timemap.png`` there (offset along the video,
             found and true).
         batch_size: windows or pairs per forward pass.
-        progress: tqdm bar over the cases.
+        progress: tqdm bar over the cases (and over the pairs of a pair model, which are slow).
 
     Returns:
         The `EvalReport`.
@@ -309,7 +309,7 @@ def run_evaluation(model: nn.Module | None, cases: Sequence[EvalCase], *, config
     for case in tqdm(cases, desc="align", unit="case", disable=not progress, leave=False):
         runs = []
         if model is not None:
-            runs.append(evaluate_model(model, case, config, batch_size=batch_size))
+            runs.append(evaluate_model(model, case, config, batch_size=batch_size, progress=progress and is_pair_model(model)))
         if baseline:
             runs.append(evaluate_baseline(case, config))
         for result, cost in runs:

@@ -15,13 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from avsync.align.dtw import DTWConfig
 from avsync.checkpoints import load_model
 from avsync.errors import AvsyncError
-from avsync.evaluate import EvalReport, format_table, load_eval_clips, make_cases, run_evaluation
+from avsync.evaluate import (
+    EvalReport,
+    format_table,
+    is_pair_model,
+    load_eval_clips,
+    make_cases,
+    pair_band,
+    run_evaluation,
+)
 from avsync.manifest import read_manifest
 from avsync.media import atomic_path
 from avsync.warp import MIN_FRAMES
@@ -100,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.checkpoint, args.device)
     clips = load_eval_clips(args.data, args.cache, split=args.split, n_clips=args.clips, max_frames=args.max_frames,
                             progress=not args.quiet)
+    if is_pair_model(loaded.network):
+        passes = sum(len(clip) * (2 * pair_band(len(clip))[2] + 1) for clip in clips)
+        print(f"{type(loaded.network).__name__} scores (mouth, audio) pairs one by one: about {passes:,} forward passes, "
+              "slow on a CPU (--max-frames shortens the clips)", file=sys.stderr)
     config = DTWConfig()
     report = run_evaluation(loaded.network, make_cases(clips, seed=args.seed), config=config, baseline=not args.no_baseline,
                             plots_dir=args.plots, time_map_plots=True, batch_size=args.batch_size, progress=not args.quiet)
