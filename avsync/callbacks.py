@@ -15,7 +15,8 @@ plus one PNG per clip (cost matrix with the found and the true path) in
 ``<stage>/dtw_alignment``, the per-case scores appended to ``<run folder>/dtw_eval.jsonl``, and a
 compact table printed to the log. The clips' features are loaded once (from the training cache) and
 kept in memory; the warps are deterministic and draw nothing from the global random state, so
-training runs stay reproducible.
+training runs stay reproducible. Networks that score pairs one by one (PosterCNN) are skipped
+unless ``pair_models=True`` (too slow for every epoch on a CPU).
 """
 
 from __future__ import annotations
