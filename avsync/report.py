@@ -38,13 +38,14 @@ from pathlib import Path
 from avsync.media import atomic_path
 
 CONFIDENCE_RELIABLE = 0.5
-"""Confidence above which the offset is reliable. Measured with a TwoTower trained 7 epochs on the
-synthetic set (val offset_acc 0.87), 20 known warps of the 10 test songs against their mix: all 5
-cases above 0.5 had the offset within +-1 frame (median confidence of the shifted clips 0.68)."""
-CONFIDENCE_UNCERTAIN = 0.25
+"""Confidence above which the offset is reliable. Measured on 20 known warps of the 10 synthetic
+test songs against their mix, with two TwoTower checkpoints (7 and 10 epochs, val offset_acc 0.87
+and `make train`'s): all 10 cases above 0.5 had the offset within +-1 frame."""
+CONFIDENCE_UNCERTAIN = 0.3
 """Confidence below which the offset is unreliable; in between it is uncertain. Same measurement:
-all 10 videos aligned to another song's mix scored -0.10..0.20, and all 6 warped cases below 0.25
-had the offset off by 2-13 frames; between 0.25 and 0.5, 4 of 9 were within +-1 frame."""
+the 20 videos aligned to another song's mix scored -0.10..0.26; between 0.3 and 0.5, 7 of 14
+warped cases had the offset within +-1 frame; below 0.3, 6 of 16 (tempo changes and freezes
+flatten the constant-offset curve)."""
 SHORT_LIST = re.compile(r"\[\s+([^\[\]{}]{0,100}?)\s+\]")
 """An innermost JSON list short enough to print on one line."""
 REASON_NO_FACE = "no face"
