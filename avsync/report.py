@@ -39,8 +39,9 @@ from avsync.media import atomic_path
 
 CONFIDENCE_RELIABLE = 0.5
 """Confidence above which the offset is reliable. Measured on 20 known warps of the 10 synthetic
-test songs against their mix, with two TwoTower checkpoints (7 and 10 epochs, val offset_acc 0.87
-and `make train`'s): all 10 cases above 0.5 had the offset within +-1 frame."""
+test songs against their mix, with the best checkpoints (epoch 6) of two trainings of the default
+TwoTower (`make train`'s, and one in a temporary folder, val offset_acc 0.87): all 10 cases above
+0.5 had the offset within +-1 frame."""
 CONFIDENCE_UNCERTAIN = 0.3
 """Confidence below which the offset is unreliable; in between it is uncertain. Same measurement:
 the 20 videos aligned to another song's mix scored -0.10..0.26; between 0.3 and 0.5, 7 of 14
