@@ -1,0 +1,75 @@
+"""The model shipped inside avsync, the default of `avsync align` and `avsync eval`.
+
+``twotower_realsynth.ckpt`` is a `avsync.lit_module.LitAVSync` checkpoint (weights and the
+hyperparameters that rebuild the network; no optimizer state), loadable by
+`avsync.checkpoints.load_model`. ``twotower_realsynth.json`` says what it was trained on, how, and
+how it scored on held-out speakers (docs/real_faces.md has the whole table).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from avsync.errors import AvsyncError
+
+PRETRAINED_NAME = "twotower_realsynth"
+PRETRAINED_DIR = Path(__file__).resolve().parent
+
+
+def pretrained_checkpoint() -> Path:
+    """Path of the shipped checkpoint.
+
+    Raises:
+        AvsyncError: the file is missing (a broken installation).
+    """
+    path = PRETRAINED_DIR / f"{PRETRAINED_NAME}.ckpt"
+    if not path.is_file():
+        raise AvsyncError("the shipped model is missing from the installation (reinstall avsync, or pass --checkpoint)", path)
+    return path
+
+
+def pretrained_metadata() -> dict:
+    """What the shipped model was trained on and how it scored (the JSON beside it).
+
+    Raises:
+        AvsyncError: the file is missing or not valid JSON.
+    """
+    path = PRETRAINED_DIR / f"{PRETRAINED_NAME}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AvsyncError(f"cannot read the shipped model's metadata ({exc})", path) from exc
+
+
+SHIPPED_KEYS = ("epoch", "global_step", "pytorch-lightning_version", "state_dict", "hparams_name", "hyper_parameters")
+"""What a shipped checkpoint keeps of a training checkpoint (no optimizer, loop or datamodule state)."""
+
+
+def strip_checkpoint(source: str | Path, target: str | Path) -> Path:
+    """Copy a training checkpoint keeping only what inference needs (`SHIPPED_KEYS`); atomic.
+
+    Args:
+        source: a ``.ckpt`` written by `avsync fit`.
+        target: the file to write (must differ from `source`).
+
+    Returns:
+        The target path.
+
+    Raises:
+        AvsyncError: `target` is `source`, or `source` is not a Lightning checkpoint.
+    """
+    import torch
+
+    from avsync.media import atomic_path
+
+    source, target = Path(source), Path(target)
+    if target.resolve() == source.resolve():
+        raise AvsyncError("refusing to overwrite the input checkpoint", target)
+    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise AvsyncError("not a Lightning checkpoint with state_dict and hyper_parameters", source)
+    with atomic_path(target) as temporary:
+        torch.save({key: checkpoint[key] for key in SHIPPED_KEYS if key in checkpoint}, temporary)
+        temporary.chmod(0o644)  # a package file: readable by everyone
+    return target
