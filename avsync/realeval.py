@@ -349,15 +349,17 @@ def plot_summary(table: dict[str, dict[str, float]], out_png: str | os.PathLike[
     import matplotlib.pyplot as plt
 
     keys = [f"within1_{kind}" for kind in KINDS] + ["within1_all"]
-    figure, axes = plt.subplots(figsize=(7, 3.5))
+    figure, axes = plt.subplots(figsize=(9, 3.5))
     width = 0.8 / max(1, len(table))
+    colours = plt.get_cmap("tab20").colors
     for index, (method, entry) in enumerate(table.items()):
-        axes.bar(np.arange(len(keys)) + index * width, [100 * entry[key] for key in keys], width, label=method)
+        axes.bar(np.arange(len(keys)) + index * width, [100 * entry[key] for key in keys], width, label=method,
+                 color=colours[index % len(colours)])
     axes.axhline(85, color="k", lw=0.8, ls="--")
     axes.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, [key.removeprefix("within1_") for key in keys])
     axes.set_ylabel("frames within +-1 frame (%)")
     axes.set_ylim(0, 100)
-    axes.legend(fontsize=7, loc="lower right")
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     axes.set_title("held-out speakers, warped real clips")
     figure.tight_layout()
     out = Path(out_png)
