@@ -399,7 +399,7 @@ def run(cases: Sequence[RealCase], models: dict[str, LoadedModel], cache_dir: st
 def _named_path(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=CHECKPOINT, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
     return name, Path(path)
 
 
@@ -426,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args(argv)
     try:
+        if args.seeds < 1:
+            raise AvsyncError(f"--seeds must be at least 1, got {args.seeds}")
         records = [record for record in read_manifest(args.data) if record.split == args.split]
         if not records:
             raise AvsyncError(f"no clips in the {args.split!r} split", args.data)
@@ -439,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"avsync realeval: {exc}", file=sys.stderr)
         return 2
     table = summarise(scores)
+    args.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out / "scores.json") as temporary:
         temporary.write_text(json.dumps({"cases": [asdict(s) for s in scores], "summary": table}, indent=1))
     markdown = format_markdown(table)

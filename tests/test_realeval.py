@@ -90,9 +90,14 @@ def test_summary_per_kind_and_markdown() -> None:
     assert ">= 95%" in markdown and ">= 85%" in markdown
 
 
-def test_main_reports_a_bad_manifest_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_reports_user_mistakes_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main([str(tmp_path), "--seeds", "0"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--model", "no-equals-sign"])
+    assert "NAME=PATH" in capsys.readouterr().err
 
 
 @pytest.mark.slow
