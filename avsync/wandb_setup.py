@@ -88,7 +88,6 @@ class AvsyncWandbLogger(WandbLogger):
                 rank_zero_info(f"W&B: online, run {getattr(run, 'url', None) or run.id}; local copy in {run_folder}")
         return run
 
-
     def finalize(self, status: str) -> None:
         """Log checkpoints as Lightning does, then finish the W&B run, so that the next training
         run in this process (a test, a sweep trial) starts its own."""
