@@ -41,7 +41,7 @@ train: synth ## train experiment EXP (experiments/EXP.yaml) on GPUS GPUs (0 = CP
 	$(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
 	    $(if $(filter-out 0,$(GPUS)),--trainer.accelerator=gpu --trainer.devices=$(GPUS) --trainer.strategy=ddp,)
 
-eval: synth ## DTW alignment cost and frame error of CKPT (default: newest from make train)
+eval: synth ## DTW alignment cost and frame error of CKPT (default: the shipped model; CKPT=latest: newest from make train)
 	$(VENV)/bin/avsync eval $(if $(CKPT),--checkpoint $(CKPT),) --data $(DATA) --cache $(CACHE)
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)

@@ -2,8 +2,9 @@
 
 Training (`make train`, `avsync fit`) saves Lightning checkpoints under ``runs/`` (pattern
 ``runs/<experiment>/<version>/checkpoints/*.ckpt``); the hyperparameters stored in a checkpoint
-rebuild the network, so the file alone is enough. The default checkpoint is the newest ``*.ckpt``
-anywhere under ``runs/`` (by modification time).
+rebuild the network, so the file alone is enough. The default checkpoint is the model shipped with
+avsync (`avsync.pretrained`); ``latest`` names the newest ``*.ckpt`` anywhere under ``runs/`` (by
+modification time).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from torch import nn
 from avsync.errors import AvsyncError
 
 DEFAULT_RUNS_DIR = Path("runs")
-TRAIN_HINT = "train one with `make train` (or pass --checkpoint PATH)"
+LATEST = "latest"
+TRAIN_HINT = "train one with `make train` (or pass --checkpoint PATH; without --checkpoint the shipped model is used)"
 
 
 @dataclass
@@ -61,6 +63,25 @@ def find_latest_checkpoint(runs_dir: str | os.PathLike[str] = DEFAULT_RUNS_DIR) 
     return max(candidates, key=lambda path: (path.stat().st_mtime, str(path)))
 
 
+def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
+    """The checkpoint file a user's choice names.
+
+    Args:
+        checkpoint: None for the model shipped with avsync, ``latest`` for the newest checkpoint
+            under ``runs/`` (`find_latest_checkpoint`), else a path.
+
+    Raises:
+        AvsyncError: ``latest`` with no checkpoint under ``runs/``, or a broken installation.
+    """
+    if checkpoint is None:
+        from avsync.pretrained import pretrained_checkpoint
+
+        return pretrained_checkpoint()
+    if str(checkpoint) == LATEST:
+        return find_latest_checkpoint()
+    return Path(checkpoint)
+
+
 def resolve_device(device: str) -> torch.device:
     """Turn ``auto``/``cpu``/``cuda`` (or ``cuda:N``) into a torch device.
 
@@ -85,7 +106,7 @@ def load_model(checkpoint: str | os.PathLike[str] | None, device: str = "auto") 
     """Load the network of a training checkpoint for inference.
 
     Args:
-        checkpoint: a ``.ckpt`` file from `avsync fit`; None takes `find_latest_checkpoint`.
+        checkpoint: a ``.ckpt`` file from `avsync fit`, ``latest`` or None (see `resolve_checkpoint`).
         device: ``auto``, ``cpu`` or ``cuda`` (see `resolve_device`).
 
     Returns:
@@ -97,7 +118,7 @@ def load_model(checkpoint: str | os.PathLike[str] | None, device: str = "auto") 
     """
     from avsync.lit_module import LitAVSync
 
-    path = find_latest_checkpoint() if checkpoint is None else Path(checkpoint)
+    path = resolve_checkpoint(checkpoint)
     if not path.exists():
         raise AvsyncError("checkpoint not found", path)
     if path.is_dir():

@@ -18,7 +18,8 @@ import torch
 from conftest import write_test_clip
 
 from avsync import media
-from avsync.checkpoints import find_latest_checkpoint, load_model
+from avsync.checkpoints import find_latest_checkpoint, load_model, resolve_checkpoint
+from avsync.pretrained import pretrained_checkpoint
 from avsync.cli import main
 from avsync.errors import AvsyncError
 from avsync.lit_module import LitAVSync
@@ -176,10 +177,19 @@ def test_checkpoint_that_is_not_one(capsys, tmp_path: Path, faceless: Path, tone
     assert_one_line_error(status, err, "missing.ckpt", "checkpoint not found")
 
 
-def test_without_any_checkpoint_it_says_what_to_run(capsys, monkeypatch, tmp_path: Path, faceless: Path, tone: Path) -> None:
+def test_latest_without_any_run_says_what_to_run(capsys, monkeypatch, tmp_path: Path, faceless: Path, tone: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    status, _, err = run_cli(capsys, faceless, tone)
+    status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", "latest")
     assert_one_line_error(status, err, "no model checkpoint found under runs/", "make train")
+
+
+def test_default_is_the_shipped_model_and_latest_the_newest_run(monkeypatch, tmp_path: Path) -> None:
+    assert resolve_checkpoint(None) == pretrained_checkpoint()
+    assert load_model(None, "cpu").path == pretrained_checkpoint()
+    newest = save_checkpoint(tmp_path / "runs" / "exp" / "version_0" / "checkpoints" / "a.ckpt", TwoTower(embed_dim=8))
+    monkeypatch.chdir(tmp_path)
+    assert resolve_checkpoint("latest").resolve() == newest.resolve()
+    assert resolve_checkpoint(tmp_path / "x.ckpt") == tmp_path / "x.ckpt"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
