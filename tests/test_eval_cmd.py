@@ -45,9 +45,10 @@ def tiny_eval_data(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.slow
 def test_eval_with_the_newest_checkpoint_writes_table_json_and_plots(tiny_eval_data, monkeypatch, capsys) -> None:
     root = tiny_eval_data["root"]
-    monkeypatch.chdir(root)  # the default checkpoint is the newest under ./runs
+    monkeypatch.chdir(root)  # `latest` is the newest checkpoint under ./runs
     out = root / "results" / "eval.json"
-    args = ["eval", "--data", str(tiny_eval_data["synth"]), "--cache", str(tiny_eval_data["cache"]), "--out", str(out), "--quiet"]
+    args = ["eval", "--checkpoint", "latest", "--data", str(tiny_eval_data["synth"]), "--cache", str(tiny_eval_data["cache"]),
+            "--out", str(out), "--quiet"]
     assert avsync_main(args) == 0
     stdout = capsys.readouterr().out
     results = json.loads(out.read_text())
@@ -105,7 +106,7 @@ def manifest(tmp_path) -> Path:
         (["--data", "{tmp}/missing"], "manifest or dataset folder not found"),
         (["--checkpoint", "{tmp}/missing.ckpt"], "checkpoint not found"),
         (["--checkpoint", "{tmp}/not_a.ckpt"], "not an avsync model checkpoint"),
-        ([], "no model checkpoint found under runs/: train one with `make train`"),
+        (["--checkpoint", "latest"], "no model checkpoint found under runs/: train one with `make train`"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(extra, message, manifest, tmp_path, monkeypatch, capsys) -> None:
@@ -123,3 +124,13 @@ def test_output_under_a_file_is_one_line_and_exit_2(manifest, tmp_path, capsys) 
     assert avsync_main(["eval", "--data", str(manifest), "--out", str(manifest / "sub" / "r.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a writable folder" in err
+
+
+@pytest.mark.slow
+def test_eval_defaults_to_the_shipped_model(tiny_eval_data, tmp_path) -> None:
+    out = tmp_path / "shipped.json"
+    args = ["eval", "--data", str(tiny_eval_data["synth"]), "--cache", str(tiny_eval_data["cache"]), "--out", str(out),
+            "--no-baseline", "--clips", "1", "--max-frames", str(MIN_FRAMES), "--quiet"]
+    assert avsync_main(args) == 0
+    results = json.loads(out.read_text())
+    assert Path(results["checkpoint"]).parent.name == "pretrained" and len(results["cases"]) == 1

@@ -48,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "energy), and report per clip and per warp kind: offset error, frame error of the time map (mean, "
         "median, share within +-1 frame), offset accuracy and DTW alignment cost.",
     )
-    parser.add_argument("--checkpoint", metavar="CKPT", type=Path, help="model checkpoint (default: the newest under runs/)")
+    parser.add_argument("--checkpoint", metavar="CKPT", type=Path,
+                        help="model checkpoint: a .ckpt path, or 'latest' for the newest under runs/ (default: the model "
+                        "shipped with avsync)")
     parser.add_argument("--data", metavar="DATA", type=Path, default=Path("data/synth"),
                         help="manifest.jsonl or dataset folder (default data/synth)")
     parser.add_argument("--cache", metavar="DIR", type=Path, default=Path("cache"), help="feature cache folder (default cache)")
