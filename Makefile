@@ -41,8 +41,9 @@ train: synth ## train experiment EXP (experiments/EXP.yaml) on GPUS GPUs (0 = CP
 	$(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
 	    $(if $(filter-out 0,$(GPUS)),--trainer.accelerator=gpu --trainer.devices=$(GPUS) --trainer.strategy=ddp,)
 
-eval: synth ## DTW alignment cost and frame error of CKPT (default: the shipped model; CKPT=latest: newest from make train)
-	$(VENV)/bin/avsync eval $(if $(CKPT),--checkpoint $(CKPT),) --data $(DATA) --cache $(CACHE)
+eval: synth ## DTW alignment cost and frame error of CKPT (default: newest from make train, else the shipped model)
+	$(VENV)/bin/avsync eval --checkpoint $(or $(CKPT),$(if $(shell find runs -name '*.ckpt' 2>/dev/null | head -1),latest,shipped)) \
+	    --data $(DATA) --cache $(CACHE)
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
 	$(PY) -m benchmarks

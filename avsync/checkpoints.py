@@ -3,8 +3,8 @@
 Training (`make train`, `avsync fit`) saves Lightning checkpoints under ``runs/`` (pattern
 ``runs/<experiment>/<version>/checkpoints/*.ckpt``); the hyperparameters stored in a checkpoint
 rebuild the network, so the file alone is enough. The default checkpoint is the model shipped with
-avsync (`avsync.pretrained`); ``latest`` names the newest ``*.ckpt`` anywhere under ``runs/`` (by
-modification time).
+avsync (`avsync.pretrained`, also named ``shipped``); ``latest`` names the newest ``*.ckpt`` anywhere
+under ``runs/`` (by modification time).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from avsync.errors import AvsyncError
 
 DEFAULT_RUNS_DIR = Path("runs")
 LATEST = "latest"
+SHIPPED = "shipped"
 TRAIN_HINT = "train one with `make train` (or pass --checkpoint PATH; without --checkpoint the shipped model is used)"
 
 
@@ -67,13 +68,13 @@ def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
     """The checkpoint file a user's choice names.
 
     Args:
-        checkpoint: None for the model shipped with avsync, ``latest`` for the newest checkpoint
-            under ``runs/`` (`find_latest_checkpoint`), else a path.
+        checkpoint: None or ``shipped`` for the model shipped with avsync, ``latest`` for the newest
+            checkpoint under ``runs/`` (`find_latest_checkpoint`), else a path.
 
     Raises:
         AvsyncError: ``latest`` with no checkpoint under ``runs/``, or a broken installation.
     """
-    if checkpoint is None:
+    if checkpoint is None or str(checkpoint) == SHIPPED:
         from avsync.pretrained import pretrained_checkpoint
 
         return pretrained_checkpoint()

@@ -184,7 +184,7 @@ def test_latest_without_any_run_says_what_to_run(capsys, monkeypatch, tmp_path: 
 
 
 def test_default_is_the_shipped_model_and_latest_the_newest_run(monkeypatch, tmp_path: Path) -> None:
-    assert resolve_checkpoint(None) == pretrained_checkpoint()
+    assert resolve_checkpoint(None) == resolve_checkpoint("shipped") == pretrained_checkpoint()
     assert load_model(None, "cpu").path == pretrained_checkpoint()
     newest = save_checkpoint(tmp_path / "runs" / "exp" / "version_0" / "checkpoints" / "a.ckpt", TwoTower(embed_dim=8))
     monkeypatch.chdir(tmp_path)

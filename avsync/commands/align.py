@@ -50,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="what the synced video covers (warp mode): the whole music, holding the first/last frame where "
         "the video does not reach (default), or only the part of the music the video covers (faster)",
     )  # fmt: skip
-    parser.add_argument("--checkpoint", metavar="CKPT", type=Path, help="model checkpoint (default: the model shipped with avsync; 'latest': the newest under runs/)")
+    parser.add_argument("--checkpoint", metavar="CKPT", type=Path,
+                        help="model checkpoint: a .ckpt path, 'latest' (the newest under runs/) or 'shipped' "
+                        "(default: the model shipped with avsync)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--cache", metavar="DIR", type=Path, help="feature cache folder (reuse features between runs)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")

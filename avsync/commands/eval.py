@@ -49,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "median, share within +-1 frame), offset accuracy and DTW alignment cost.",
     )
     parser.add_argument("--checkpoint", metavar="CKPT", type=Path,
-                        help="model checkpoint: a .ckpt path, or 'latest' for the newest under runs/ (default: the model "
-                        "shipped with avsync)")
+                        help="model checkpoint: a .ckpt path, 'latest' (the newest under runs/) or 'shipped' "
+                        "(default: the model shipped with avsync)")
     parser.add_argument("--data", metavar="DATA", type=Path, default=Path("data/synth"),
                         help="manifest.jsonl or dataset folder (default data/synth)")
     parser.add_argument("--cache", metavar="DIR", type=Path, default=Path("cache"), help="feature cache folder (default cache)")
