@@ -39,10 +39,12 @@ synth: $(STAMP) ## generate the built-in synthetic dataset into DATA (skipped if
 
 train: synth ## train experiment EXP (experiments/EXP.yaml) on GPUS GPUs (0 = CPU)
 	$(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
+	    $(if $(filter command line,$(origin DATA)),--data.data=$(DATA),) \
+	    $(if $(filter command line,$(origin CACHE)),--data.cache=$(CACHE),) \
 	    $(if $(filter-out 0,$(GPUS)),--trainer.accelerator=gpu --trainer.devices=$(GPUS) --trainer.strategy=ddp,)
 
 eval: synth ## DTW alignment cost and frame error of CKPT (default: newest from make train, else the shipped model)
-	$(VENV)/bin/avsync eval --checkpoint $(or $(CKPT),$(if $(shell find runs -name '*.ckpt' 2>/dev/null | head -1),latest,shipped)) \
+	$(VENV)/bin/avsync eval --checkpoint $(or $(CKPT),$(if $(wildcard runs/*/*/checkpoints/*.ckpt),latest,shipped)) \
 	    --data $(DATA) --cache $(CACHE)
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)

@@ -46,7 +46,7 @@ class LoadedModel:
 
 
 def find_latest_checkpoint(runs_dir: str | os.PathLike[str] = DEFAULT_RUNS_DIR) -> Path:
-    """The newest ``*.ckpt`` under `runs_dir` (any depth).
+    """The newest ``*.ckpt`` of a training run under `runs_dir` (sweep trials under ``sweeps/`` left out).
 
     Args:
         runs_dir: where training writes its runs.
@@ -58,7 +58,8 @@ def find_latest_checkpoint(runs_dir: str | os.PathLike[str] = DEFAULT_RUNS_DIR) 
         AvsyncError: no checkpoint there; the message says what to run.
     """
     folder = Path(runs_dir)
-    candidates = [path for path in folder.rglob("*.ckpt") if path.is_file()] if folder.is_dir() else []
+    pattern = "*/*/checkpoints/*.ckpt"  # runs/<experiment>/<run>/checkpoints/; sweep trials live deeper
+    candidates = [path for path in folder.glob(pattern) if path.is_file() and path.parts[-4] != "sweeps"] if folder.is_dir() else []
     if not candidates:
         raise AvsyncError(f"no model checkpoint found under {folder}/: {TRAIN_HINT}")
     return max(candidates, key=lambda path: (path.stat().st_mtime, str(path)))

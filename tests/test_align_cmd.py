@@ -203,8 +203,10 @@ def test_cuda_asked_for_without_cuda(capsys, faceless: Path, tone: Path, untrain
 def test_newest_checkpoint_is_the_default(tmp_path: Path, untrained_ckpt: Path) -> None:
     older = save_checkpoint(tmp_path / "runs" / "exp" / "version_0" / "checkpoints" / "a.ckpt", TwoTower(embed_dim=8))
     newer = save_checkpoint(tmp_path / "runs" / "exp" / "version_1" / "checkpoints" / "b.ckpt", TwoTower(embed_dim=12))
+    save_checkpoint(tmp_path / "runs" / "sweeps" / "demo" / "trial-00" / "exp" / "v" / "checkpoints" / "c.ckpt", TwoTower(embed_dim=4))
     os.utime(older, (1_000_000, 1_000_000))
-    assert find_latest_checkpoint(tmp_path / "runs") == newer
+    os.utime(newer, (2_000_000, 2_000_000))
+    assert find_latest_checkpoint(tmp_path / "runs") == newer  # sweep trials are not make train's runs
     loaded = load_model(find_latest_checkpoint(tmp_path / "runs"), "cpu")
     assert loaded.network.config["embed_dim"] == 12 and not loaded.network.training
     with pytest.raises(AvsyncError, match="make train"):
