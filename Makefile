@@ -53,5 +53,5 @@ bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
 sweep: $(STAMP) ## run the W&B sweep SWEEP (local grid/random search when no W&B server)
 	$(VENV)/bin/avsync sweep $(SWEEP)
 
-clean: ## remove caches, logs and generated data (keeps .venv)
-	rm -rf $(CACHE) runs lightning_logs wandb .pytest_cache
+clean: ## remove the feature cache, runs, eval results and logs (keeps .venv and data/)
+	rm -rf $(CACHE) runs results lightning_logs wandb .pytest_cache
