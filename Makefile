@@ -12,6 +12,8 @@ CACHE   ?= cache
 CKPT    ?=
 SWEEP   ?= experiments/sweeps/twotower_lr.yaml
 PYTEST_ARGS ?=
+# train/eval generate the synthetic dataset first, unless DATA names another dataset
+DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
 
 .PHONY: help install test test-fast train synth eval bench sweep clean
 
@@ -37,13 +39,13 @@ test-fast: $(STAMP) ## run the tests not marked slow
 synth: $(STAMP) ## generate the built-in synthetic dataset into DATA (skipped if present)
 	@test -f $(DATA)/manifest.jsonl || $(VENV)/bin/avsync synth $(DATA)
 
-train: synth ## train experiment EXP (experiments/EXP.yaml) on GPUS GPUs (0 = CPU)
+train: $(STAMP) $(DEFAULT_DATA) ## train experiment EXP (experiments/EXP.yaml) on GPUS GPUs (0 = CPU)
 	$(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
 	    $(if $(filter command line,$(origin DATA)),--data.data=$(DATA),) \
 	    $(if $(filter command line,$(origin CACHE)),--data.cache=$(CACHE),) \
 	    $(if $(filter-out 0,$(GPUS)),--trainer.accelerator=gpu --trainer.devices=$(GPUS) --trainer.strategy=ddp,)
 
-eval: synth ## DTW alignment cost and frame error of CKPT (default: newest from make train, else the shipped model)
+eval: $(STAMP) $(DEFAULT_DATA) ## DTW alignment cost and frame error of CKPT (default: newest from make train, else the shipped model)
 	$(VENV)/bin/avsync eval --checkpoint $(or $(CKPT),$(if $(wildcard runs/*/*/checkpoints/*.ckpt),latest,shipped)) \
 	    --data $(DATA) --cache $(CACHE)
 
