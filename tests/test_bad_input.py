@@ -147,9 +147,9 @@ def test_bad_options(make_av_file, call, problem):
 
 
 def test_cli_prints_one_line_and_exits_2(tmp_path, monkeypatch, capfd):
-    """Until a media-reading subcommand exists, register one that reads a video."""
+    """The CLI's error path, through a minimal subcommand that only reads a video."""
 
-    def parser_with_reader() -> argparse.ArgumentParser:
+    def parser_with_reader(only: str | None = None) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog="avsync")
         subparsers = parser.add_subparsers(dest="command")
         reader = subparsers.add_parser("read")
