@@ -11,22 +11,19 @@ logit per shift to `<run folder>/plots/` (run folder: `avsync.wandb_setup.run_di
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from avsync.models import describe
+from avsync.plots import save_figure
 from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
 from avsync.wandb_setup import run_directory
 
@@ -175,17 +172,15 @@ class LitAVSync(pl.LightningModule):
         folder.mkdir(parents=True, exist_ok=True)
         out_png = folder / f"{stage}_offset_curve_epoch{self.current_epoch:03d}.png"
         max_offset = self.hparams.max_offset
-        figure, axes = plt.subplots(figsize=(5, 3))
+        figure = Figure(figsize=(5, 3))
+        axes = figure.subplots()
         axes.plot(range(-max_offset, max_offset + 1), mean_logits.numpy(), marker="o")
         axes.set_xlabel("audio shift (frames)")
         axes.set_ylabel("mean logit")
         axes.set_title(f"{stage}: mean score by shift, epoch {self.current_epoch}")
         axes.grid(alpha=0.3)
         figure.tight_layout()
-        temporary = folder / f".{out_png.name}.tmp"
-        figure.savefig(temporary, dpi=80, format="png")
-        plt.close(figure)
-        os.replace(temporary, out_png)
+        save_figure(figure, out_png, dpi=80)
         log_image = getattr(self.trainer.logger, "log_image", None)
         if callable(log_image):
             log_image(key=f"{stage}/offset_curve", images=[str(out_png)], step=self.global_step)

@@ -6,27 +6,20 @@ Files are written atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from avsync.align.timemap import TimeMap
+from avsync.media import atomic_path
 
 
-def _save(fig: Figure, out_png: str | Path) -> Path:
+def save_figure(fig: Figure, out_png: str | Path, dpi: int = 100) -> Path:
+    """Write `fig` as a PNG, atomically (parent folders created); returns the path."""
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=out_png.parent)
-    os.close(handle)
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, out_png)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out_png) as temporary:
+        fig.savefig(temporary, format="png", dpi=dpi)
     return out_png
 
 
@@ -62,7 +55,7 @@ def plot_alignment(cost: np.ndarray, found_path: np.ndarray | None, true_path: n
     ax.set_ylabel("video time (s)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_time_map(time_map: TimeMap, out_png: str | Path, *, true_ref_index: np.ndarray | None = None, title: str = "") -> Path:
@@ -97,4 +90,4 @@ def plot_time_map(time_map: TimeMap, out_png: str | Path, *, true_ref_index: np.
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)

@@ -343,15 +343,16 @@ def format_markdown(table: dict[str, dict[str, float]]) -> str:
 
 def plot_summary(table: dict[str, dict[str, float]], out_png: str | os.PathLike[str]) -> Path:
     """Bar chart of the share of frames within +-1 frame per kind and method (PNG, atomic)."""
-    import matplotlib
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from avsync.plots import save_figure
 
     keys = [f"within1_{kind}" for kind in KINDS] + ["within1_all"]
-    figure, axes = plt.subplots(figsize=(9, 3.5))
+    figure = Figure(figsize=(9, 3.5))
+    axes = figure.subplots()
     width = 0.8 / max(1, len(table))
-    colours = plt.get_cmap("tab20").colors
+    colours = colormaps["tab20"].colors
     for index, (method, entry) in enumerate(table.items()):
         axes.bar(np.arange(len(keys)) + index * width, [100 * entry[key] for key in keys], width, label=method,
                  color=colours[index % len(colours)])
@@ -362,12 +363,7 @@ def plot_summary(table: dict[str, dict[str, float]], out_png: str | os.PathLike[
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     axes.set_title("held-out speakers, warped real clips")
     figure.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as temporary:
-        figure.savefig(temporary, dpi=90, format="png")
-    plt.close(figure)
-    return out
+    return save_figure(figure, out_png, dpi=90)
 
 
 def run(cases: Sequence[RealCase], models: dict[str, LoadedModel], cache_dir: str | os.PathLike[str], *,

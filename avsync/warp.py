@@ -172,7 +172,7 @@ def warp_video_file(src: str | Path, dst: str | Path, frame_map: FrameMap, *, fp
     Raises:
         AvsyncError: ``dst`` is the input, or the clip length does not match the map.
     """
-    from avsync.media import read_video, write_video
+    from avsync.media import atomic_path, read_video, write_video
 
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
@@ -182,7 +182,6 @@ def warp_video_file(src: str | Path, dst: str | Path, frame_map: FrameMap, *, fp
         raise AvsyncError(f"video has {len(video.frames)} frames at {fps:g} fps, the frame map expects {frame_map.n_source}", src)
     write_video(dst, apply_frame_map(video.frames, frame_map), fps=fps)
     truth_path = dst.with_suffix(".truth.json")
-    tmp = truth_path.with_name(truth_path.name + ".tmp")
-    tmp.write_text(json.dumps({"fps": fps, "source": str(src), **frame_map.to_dict()}))
-    tmp.replace(truth_path)
+    with atomic_path(truth_path) as temporary:
+        temporary.write_text(json.dumps({"fps": fps, "source": str(src), **frame_map.to_dict()}))
     return truth_path

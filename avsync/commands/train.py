@@ -8,7 +8,6 @@ Each run writes its resolved config, plots and checkpoints to `runs/<experiment>
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from avsync.errors import AvsyncError
 from avsync.lit_module import LitAVSync
+from avsync.media import atomic_path
 from avsync.wandb_setup import run_directory
 from datamodules.av_pairs import AVPairsDataModule
 
@@ -33,11 +33,9 @@ class RunConfigCallback(SaveConfigCallback):
         folder = run_directory(trainer)
         if folder is None:
             return
-        folder.mkdir(parents=True, exist_ok=True)
         text = self.parser.dump(self.config, skip_none=False)
-        temporary = folder / f".{CONFIG_NAME}.tmp"
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, folder / CONFIG_NAME)
+        with atomic_path(folder / CONFIG_NAME) as temporary:
+            temporary.write_text(text, encoding="utf-8")
         trainer.logger.log_hyperparams({"config": yaml.safe_load(text)})
 
 
