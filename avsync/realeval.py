@@ -54,7 +54,7 @@ from avsync.errors import AvsyncError
 from avsync.features import VisualParams
 from avsync.manifest import ClipRecord, read_manifest
 from avsync.media import atomic_path
-from avsync.metrics import frame_errors
+from avsync.metrics import frame_errors, offset_accuracy
 from avsync.sync import analyse, path_offset_frames, robust_alignment, scored_rows
 from avsync.warp import FrameMap, make_warp, warp_video_file
 from datamodules.sampling import ShiftConfig, voiced_frames
@@ -243,7 +243,7 @@ def _score(case: RealCase, method: str, time_map: TimeMap, offset_found: float) 
     offset_true = case.frame_map.true_offset_frames
     offset_err = abs(offset_found - offset_true)
     return CaseScore(case.name, case.kind, method, offset_true, float(offset_found), float(offset_err),
-                     float(offset_err <= 1.0 + 1e-9), errors.mean, errors.within1)
+                     offset_accuracy([offset_found], [offset_true]), errors.mean, errors.within1)
 
 
 def constant_time_map(offset_frames: float, n_frames: int) -> TimeMap:
