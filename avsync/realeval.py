@@ -55,6 +55,7 @@ from avsync.features import VisualParams
 from avsync.manifest import ClipRecord, read_manifest
 from avsync.media import atomic_path
 from avsync.metrics import frame_errors, offset_accuracy
+from avsync.retime import constant_time_map
 from avsync.sync import analyse, path_offset_frames, robust_alignment, scored_rows
 from avsync.warp import FrameMap, make_warp, warp_video_file
 from datamodules.sampling import ShiftConfig, voiced_frames
@@ -246,17 +247,6 @@ def _score(case: RealCase, method: str, time_map: TimeMap, offset_found: float) 
                      offset_accuracy([offset_found], [offset_true]), errors.mean, errors.within1)
 
 
-def constant_time_map(offset_frames: float, n_frames: int) -> TimeMap:
-    """The time map of a constant offset: video frame ``i`` at reference frame ``i - offset``.
-
-    Args:
-        offset_frames: the offset (positive: video late).
-        n_frames: video frames.
-    """
-    video = np.array([0.0, n_frames - 1.0])
-    return TimeMap(np.stack([(video - offset_frames) / FPS, video / FPS], axis=1), FPS)
-
-
 def score_model(case: RealCase, name: str, model: LoadedModel, cache_dir: str | os.PathLike[str]) -> CaseScore:
     """Align a case exactly as `avsync align` does (`avsync.sync.analyse`) and score it."""
     analysis = analyse(case.video, case.reference, model, cache_dir=cache_dir, progress=False)
@@ -300,7 +290,7 @@ def score_precomputed(case: RealCase, name: str, cost: np.ndarray, cache: Featur
 def score_constant(case: RealCase) -> CaseScore:
     """The perfect constant-offset aligner: the true best constant offset for every frame."""
     offset = case.frame_map.true_offset_frames
-    return _score(case, "constant", constant_time_map(offset, len(case.frame_map)), offset)
+    return _score(case, "constant", constant_time_map(offset / FPS, (len(case.frame_map) - 1) / FPS, FPS), offset)
 
 
 def summarise(scores: Sequence[CaseScore]) -> dict[str, dict[str, float]]:
