@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +177,18 @@ def test_checkpoint_that_is_not_one(capsys, tmp_path: Path, faceless: Path, tone
     assert_one_line_error(status, err, "other.ckpt", "not an avsync model checkpoint")
     status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", tmp_path / "missing.ckpt")
     assert_one_line_error(status, err, "missing.ckpt", "checkpoint not found")
+    foreign = tmp_path / "foreign.ckpt"
+    for description in ({"class_path": "collections.OrderedDict", "init_args": {}}, {"class_path": "avsync.models.NoSuchNet"}):
+        torch.save({"state_dict": {}, "hyper_parameters": {"model": description}}, foreign)
+        status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", foreign)
+        assert_one_line_error(status, err, "foreign.ckpt", "not an avsync model checkpoint")
+
+
+def test_loading_a_model_does_not_import_lightning() -> None:
+    """Inference rebuilds the network from the checkpoint alone (Lightning costs seconds of start-up)."""
+    code = "import sys; from avsync.checkpoints import load_model; load_model(None, 'cpu'); print(sorted(m for m in sys.modules if 'lightning' in m))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_latest_without_any_run_says_what_to_run(capsys, monkeypatch, tmp_path: Path, faceless: Path, tone: Path) -> None:

@@ -5,8 +5,8 @@ Both return logits `[B]` from `forward(mouth_clips, log_mel)` and normalise thei
 `score_candidates(mouth_clips [B,16,64,64], mel_candidates [B,K,80,64]) -> logits [B,K]`.
 """
 
-from avsync.models.layers import describe
+from avsync.models.layers import build_network, describe
 from avsync.models.poster_cnn import PosterCNN
 from avsync.models.two_tower import TwoTower
 
-__all__ = ["PosterCNN", "TwoTower", "describe"]
+__all__ = ["PosterCNN", "TwoTower", "build_network", "describe"]

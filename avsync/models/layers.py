@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -92,6 +93,28 @@ def describe(module: nn.Module) -> dict:
         raise TypeError(f"{type(module).__name__} does not record its constructor arguments in `config`")
     cls = type(module)
     return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(config)}
+
+
+def build_network(description: dict) -> nn.Module:
+    """The network a `describe` description names, freshly initialised (the inverse of `describe`).
+
+    Args:
+        description: ``{"class_path": "package.module.Class", "init_args": {...}}``.
+
+    Raises:
+        ValueError: the description is malformed, or its class cannot be imported or is not an
+            `nn.Module`.
+    """
+    if not isinstance(description, dict) or not isinstance(description.get("class_path"), str):
+        raise ValueError(f"a network description needs a class_path, got {description!r:.80}")
+    module_name, _, class_name = description["class_path"].rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"cannot import the network class {description['class_path']}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"{description['class_path']} is not a network (nn.Module)")
+    return cls(**dict(description.get("init_args") or {}))
 
 
 def candidates_by_pairs(network: nn.Module, mouth_clips: Tensor, mel_candidates: Tensor) -> Tensor:
