@@ -6,7 +6,8 @@ video's own frame rate and resolution. Output frame ``n`` stands for music time
 interval's middle (the latest input frame whose time is not after it): frames are repeated or
 dropped as the map requires, and where the video does not cover the music the first or last
 frame is held. The input is decoded once, at full resolution, streaming: the map is monotone, so
-only the current and the next input frame are held in memory.
+only the current and the next input frame are held in memory. Decoded frames go to the encoder
+in their own pixel format (`avsync.media.iter_video_frames`), never through RGB arrays.
 
 Output span (``span``):
 
@@ -39,6 +40,7 @@ from tqdm import tqdm
 from avsync import media
 from avsync.align.timemap import TimeMap
 from avsync.errors import AvsyncError, MediaError
+from avsync.media import FrameT
 
 SPANS = ("music", "video")
 TIME_EPSILON_S = 1e-6
@@ -102,7 +104,7 @@ def source_times(time_map: TimeMap, times: np.ndarray, fps: float) -> np.ndarray
     return time_map.video_time(np.asarray(times, np.float64) + 0.5 / fps)
 
 
-def pick_frames(frames: Iterable[tuple[float, np.ndarray]], wanted: Iterable[float]) -> Iterator[np.ndarray]:
+def pick_frames(frames: Iterable[tuple[float, FrameT]], wanted: Iterable[float]) -> Iterator[FrameT]:
     """For each wanted time, the frame on screen then: the latest frame whose time is not after it.
 
     Streams: both sequences are consumed once, in order.
@@ -177,7 +179,7 @@ def write_retimed(
     wanted = source_times(time_map, times, fps)
     first_sample = round(times[0] * rate)
     clip = samples[first_sample : first_sample + round(len(times) / fps * rate)]
-    frames = pick_frames(media.iter_video(video), wanted)
+    frames = pick_frames(media.iter_video_frames(video), wanted)
     bar = tqdm(frames, total=len(times), desc="write video", unit="frame", disable=not progress, leave=False)
     media.write_video(out_path, bar, fps=fps, times=times - times[0], audio=clip, sample_rate=rate, crf=crf, preset=preset)
     return len(times)

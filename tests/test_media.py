@@ -154,7 +154,7 @@ def test_write_video_is_atomic(tmp_path):
     path = tmp_path / "out.mp4"
     path.write_bytes(b"previous output")
     good = [index_frame(i, (32, 32)) for i in range(4)]
-    with pytest.raises(ValueError, match="one shape"):
+    with pytest.raises(ValueError, match="one size"):
         media.write_video(path, [*good, index_frame(4, (16, 16))], fps=25)
     assert path.read_bytes() == b"previous output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
@@ -181,6 +181,36 @@ def test_write_video_streams_a_generator(tmp_path):
     video = media.read_video(path)
     assert [frame_index(f) for f in video.frames] == list(range(7))
     np.testing.assert_allclose(video.times, np.arange(7) / 30, atol=1.5 / 90000)
+
+
+def keyframe_count(path) -> int:
+    with av.open(str(path)) as container:
+        return sum(packet.is_keyframe for packet in container.demux(container.streams.video[0]) if packet.size)
+
+
+def test_decoded_frames_are_re_encoded_as_they_are(tmp_path):
+    """`iter_video_frames` -> `write_video` keeps content and order; held frames are not forced keyframes."""
+    source = tmp_path / "source.mp4"
+    media.write_video(source, [index_frame(i, (64, 48)) for i in range(12)], fps=25)
+    timed = list(media.iter_video_frames(source))
+    assert all(isinstance(frame, av.VideoFrame) and frame.format.name == "yuv420p" for _, frame in timed)
+    np.testing.assert_allclose([time for time, _ in timed], np.arange(12) / 25, atol=1e-6)
+    # Every source frame shown twice, the first (a keyframe) 30 times: 53 output frames.
+    order = [0] * 30 + [index for index in range(1, 12) for _ in range(2)] + [11]
+    copy = tmp_path / "copy.mp4"
+    media.write_video(copy, (timed[index][1] for index in order), fps=25)
+    back = media.read_video(copy)
+    assert [frame_index(frame) for frame in back.frames] == order
+    assert keyframe_count(copy) <= 2  # the start, perhaps a scene cut; not one per held keyframe (30)
+
+
+def test_pyav_frames_of_odd_size_are_padded_to_even(tmp_path):
+    frames = [av.VideoFrame.from_ndarray(index_frame(i, (63, 47)), format="rgb24") for i in range(4)]
+    padded = tmp_path / "padded.mp4"
+    media.write_video(padded, frames, fps=25)
+    back = media.read_video(padded)
+    assert back.frames.shape == (4, 48, 64, 3)
+    assert [frame_index(frame[:47, :63]) for frame in back.frames] == list(range(4))
 
 
 def test_write_into_a_file_instead_of_a_folder_is_a_user_error(tmp_path):
@@ -242,3 +272,6 @@ def test_display_rotation_is_applied(tmp_path, rotation):
     assert np.abs(video.frames[0].astype(int) - upright[..., 0]).mean() < 8
     small = media.read_video(path, gray=True, size=(info.width // 2, info.height // 2))
     assert small.frames.shape == (3, info.height // 2, info.width // 2)
+    _, native = next(media.iter_video_frames(path))
+    assert (native.height, native.width) == upright.shape[:2]
+    assert np.abs(native.to_ndarray(format="gray").astype(int) - upright[..., 0]).mean() < 8
