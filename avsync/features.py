@@ -10,17 +10,16 @@ both cut to the same number of frames.
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from avsync import media
 from avsync.audio import MelConfig, log_mel
+from avsync.background import prefetch
 from avsync.errors import MediaError
 from avsync.landmarks import NUM_LANDMARKS, make_backend
 from avsync.mouth import CropConfig, MouthCropper
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
 VISUAL_VERSION = 1
 AUDIO_VERSION = 1
 PREFETCH_FRAMES = 8
-
-Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -146,64 +143,6 @@ def audio_params(mel_cfg: MelConfig) -> dict:
     return {**mel_cfg.params(), "version": AUDIO_VERSION}
 
 
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_DONE = object()
-
-
-def prefetch(items: Iterator[Item], depth: int = PREFETCH_FRAMES) -> Iterator[Item]:
-    """Run an iterator in a background thread, up to `depth` items ahead.
-
-    Decoding (FFmpeg, GIL released) then overlaps the landmark work of the calling thread.
-    Exceptions of the iterator are raised in the caller; stopping early stops the thread.
-
-    Args:
-        items: the iterator (consumed only by the background thread).
-        depth: most items held ahead.
-
-    Yields:
-        The items, in order.
-    """
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-        except BaseException as error:  # noqa: BLE001 (handed to the consumer)
-            put(_Failure(error))
-        else:
-            put(_DONE)
-
-    thread = threading.Thread(target=produce, name="avsync-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
 def work_size(width: int, height: int, work_width: int) -> tuple[int, int] | None:
     """Decoder output size ``(width, height)`` for a source frame, or None to keep it.
 
@@ -244,7 +183,7 @@ def extract_visual(video_path: str | Path, params: VisualParams = VisualParams()
     landmarks: list[np.ndarray] = []
     reasons: list[str] = []
     frames = media.iter_video(video_path, fps=params.fps, gray=not params.crop.rgb, size=size)
-    for _, frame in prefetch(frames):
+    for _, frame in prefetch(frames, PREFETCH_FRAMES):
         points, reason = tracker.update(frame)
         crops.extend(cropper.push(frame, points))
         # Work pixels to source pixels (pixel centres at integer coordinates in both).

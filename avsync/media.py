@@ -20,6 +20,7 @@ decoder conceals (a glitch inside otherwise decodable video) is not reported.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -36,6 +37,7 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 
+from avsync.background import prefetch
 from avsync.errors import AvsyncError, MediaError
 
 PathLike = str | os.PathLike[str]
@@ -60,6 +62,8 @@ CONTAINER_SIGNATURES = (
 # Time base of written video timestamps: exact for 24, 25, 30, 50, 60 and 30000/1001 fps.
 WRITE_TIME_BASE = Fraction(1, 90000)
 AAC_FRAME_SAMPLES = 1024
+# AAC packets encoded ahead of the muxer (about 6 s at 44.1 kHz).
+AAC_PREFETCH_PACKETS = 256
 # MP4/MOV muxer: index first (playable while downloading, and a cut file keeps its header);
 # edit lists in 1/90000 s, since the default 1/1000 s shifts late-starting AAC audio by up to 1 ms.
 MP4_OPTIONS = {"movflags": "+faststart", "movie_timescale": "90000"}
@@ -591,6 +595,7 @@ def write_video(
     audio_start: float = 0.0,
     crf: int = 20,
     preset: str = "fast",
+    reproducible: bool = False,
 ) -> None:
     """Encode frames to an H.264 MP4 (yuv420p, faststart), optionally with AAC audio; atomic.
 
@@ -611,6 +616,9 @@ def write_video(
             before time 0; everything is shifted so no timestamp is negative).
         crf: x264 constant rate factor (0 lossless, 18-23 visually good).
         preset: x264 preset (speed/size trade-off).
+        reproducible: the same bytes for the same input on every run. x264's MB-tree analysis of
+            B-frames reads uninitialised memory (the output changes with glibc's
+            ``MALLOC_PERTURB_``), so this encodes without B-frames (files about 1.4x larger).
 
     Raises:
         ValueError: bad arrays or times (no output is left behind).
@@ -626,17 +634,21 @@ def write_video(
         raise ValueError("write_video needs at least one frame (and one time)")
     shift = -min(0.0, float(first_time), audio_start if audio is not None else 0.0)
     first = _as_video_frame(first_frame)
-    with atomic_path(path) as temporary, av.open(os.fspath(temporary), "w", container_options=MP4_OPTIONS) as container:
+    with (
+        atomic_path(path) as temporary,
+        av.open(os.fspath(temporary), "w", container_options=MP4_OPTIONS) as container,
+        contextlib.ExitStack() as cleanup,
+    ):
         video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         video.width, video.height = first.width, first.height
         video.pix_fmt = "yuv420p"
         video.time_base = WRITE_TIME_BASE
         video.codec_context.time_base = WRITE_TIME_BASE
-        video.options = {"crf": str(crf), "preset": preset}
+        video.options = {"crf": str(crf), "preset": preset, **({"bf": "0"} if reproducible else {})}
         audio_writer = None
         if audio is not None:
             samples = np.asarray(audio, dtype=np.float32)
-            audio_writer = _AacWriter(container, samples, int(sample_rate), audio_start + shift)
+            audio_writer = cleanup.enter_context(AacWriter(container, samples, int(sample_rate), audio_start + shift))
         previous_pts = -1
         time_iter = itertools.chain([first_time], time_iter)
         for index, frame in enumerate(itertools.chain([first_frame], frame_iter)):
@@ -661,8 +673,21 @@ def write_video(
             audio_writer.finish()
 
 
-class _AacWriter:
-    """Encode mono float samples as AAC in step with the video (for interleaving)."""
+class AacWriter:
+    """Encode mono float samples as AAC and mux the packets in step with the video (interleaving).
+
+    The encoding runs in a background thread (`avsync.background.prefetch`; the encoder releases
+    the GIL), overlapping the video encoder; packets are muxed by the calling thread. Add every
+    other stream first, then use it as a context manager inside the container's ``with`` block
+    (entering writes the header; leaving ends the thread before the container closes, also on
+    errors).
+
+    Args:
+        container: the output container.
+        samples: float32 ``[N]`` mono samples in ``[-1, 1]``.
+        sample_rate: their rate in Hz.
+        start: container time of sample 0, seconds (not negative).
+    """
 
     def __init__(self, container: av.container.OutputContainer, samples: np.ndarray, sample_rate: int, start: float):
         if samples.ndim != 1:
@@ -671,29 +696,56 @@ class _AacWriter:
         self.samples = samples
         self.sample_rate = sample_rate
         self.stream = container.add_stream("aac", rate=sample_rate, layout="mono")
-        self.stream.time_base = Fraction(1, sample_rate)
+        # Samples count in 1/sample_rate; the muxer may change the stream's own time base when
+        # it writes the header (Matroska: 1/1000), so frames and packets keep this one.
+        self.time_base = Fraction(1, sample_rate)
+        self.stream.time_base = self.time_base
         self.start_pts = round(start * sample_rate)
-        self.position = 0
+        self._packets: Iterator[av.Packet] | None = None
+        self._pending: av.Packet | None = None
 
-    def write_until(self, time: float) -> None:
-        """Encode the samples whose time is before `time` (seconds, container clock)."""
-        self._encode_until(round(time * self.sample_rate) - self.start_pts)
+    def __enter__(self) -> AacWriter:
+        # Every stream is configured now: open the encoders and write the header here, before the
+        # audio thread uses its encoder (the first `mux` would do it, racing that thread).
+        self.container.start_encoding()
+        self._packets = prefetch(self._encode(), AAC_PREFETCH_PACKETS)
+        return self
 
-    def _encode_until(self, end: int) -> None:
-        end = min(len(self.samples), end)
-        while self.position < end:
-            chunk = self.samples[self.position : self.position + AAC_FRAME_SAMPLES]
+    def __exit__(self, *exc_info: object) -> None:
+        if self._packets is not None:
+            self._packets.close()  # stops and joins the thread
+
+    def _encode(self) -> Iterator[av.Packet]:
+        """All packets, in order (runs in the background thread)."""
+        for position in range(0, len(self.samples), AAC_FRAME_SAMPLES):
+            chunk = self.samples[position : position + AAC_FRAME_SAMPLES]
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[None, :]), format="fltp", layout="mono")
             frame.sample_rate = self.sample_rate
-            frame.pts = self.start_pts + self.position
-            frame.time_base = self.stream.time_base
-            self.container.mux(self.stream.encode(frame))
-            self.position += len(chunk)
+            frame.pts = self.start_pts + position
+            frame.time_base = self.time_base
+            yield from self.stream.encode(frame)
+        yield from self.stream.encode(None)
+
+    def write_until(self, time: float) -> None:
+        """Mux the packets that start before `time` (seconds, container clock)."""
+        self._mux_before(round(time * self.sample_rate))
 
     def finish(self) -> None:
-        """Encode the remaining samples and flush the encoder."""
-        self._encode_until(len(self.samples))
-        self.container.mux(self.stream.encode(None))
+        """Mux the remaining packets."""
+        self._mux_before(None)
+
+    def _mux_before(self, end_pts: int | None) -> None:
+        if self._packets is None:
+            raise RuntimeError("AacWriter is used outside its with block")
+        while True:
+            if self._pending is None:
+                self._pending = next(self._packets, None)
+                if self._pending is None:
+                    return
+            if end_pts is not None and self._pending.pts is not None and self._pending.pts >= end_pts:
+                return
+            self.container.mux(self._pending)
+            self._pending = None
 
 
 def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int, *, float32: bool = False) -> None:

@@ -236,19 +236,19 @@ def _remux(video: str | os.PathLike[str], out_path: str | os.PathLike[str], offs
         shift = origin + round(Fraction(offset_s).limit_denominator(1_000_000) / time_base)
         with media.atomic_path(out_path) as temporary, av.open(os.fspath(temporary), "w") as target:
             copied = target.add_stream_from_template(stream)
-            audio = media._AacWriter(target, samples, rate, 0.0)  # noqa: SLF001 (asked to make it public)
-            last_dts = None
-            for packet in source.demux(stream):
-                if packet.dts is None or packet.pts is None:
-                    if packet.size == 0:
-                        continue  # the demuxer's end-of-stream marker
-                    raise ValueError("the video has packets without timestamps")
-                packet.pts -= shift
-                packet.dts -= shift
-                if last_dts is not None and packet.dts <= last_dts:
-                    raise ValueError("the video's packet timestamps are not increasing")
-                last_dts = packet.dts
-                packet.stream = copied
-                target.mux(packet)
-                audio.write_until(float((packet.dts or 0) * time_base) + 1.0)
-            audio.finish()
+            with media.AacWriter(target, samples, rate, 0.0) as audio:
+                last_dts = None
+                for packet in source.demux(stream):
+                    if packet.dts is None or packet.pts is None:
+                        if packet.size == 0:
+                            continue  # the demuxer's end-of-stream marker
+                        raise ValueError("the video has packets without timestamps")
+                    packet.pts -= shift
+                    packet.dts -= shift
+                    if last_dts is not None and packet.dts <= last_dts:
+                        raise ValueError("the video's packet timestamps are not increasing")
+                    last_dts = packet.dts
+                    packet.stream = copied
+                    target.mux(packet)
+                    audio.write_until(float((packet.dts or 0) * time_base) + 1.0)
+                audio.finish()

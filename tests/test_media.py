@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+
 import av
 import numpy as np
 import pytest
@@ -164,6 +169,16 @@ def test_write_video_is_atomic(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
 
 
+def test_a_failure_with_audio_leaves_nothing_behind(tmp_path):
+    """The AAC thread ends with the failed write; no partial output remains."""
+    path = tmp_path / "out.mp4"
+    frames = [index_frame(i, (32, 32)) for i in range(4)] + [index_frame(4, (16, 16))]
+    with pytest.raises(ValueError, match="one size"):
+        media.write_video(path, frames, fps=25, audio=np.zeros(16000, np.float32), sample_rate=16000)
+    assert list(tmp_path.iterdir()) == []
+    assert not [thread for thread in threading.enumerate() if thread.name == "avsync-prefetch"]
+
+
 def test_write_video_rejects_bad_times(tmp_path):
     frames = [index_frame(i, (32, 32)) for i in range(3)]
     with pytest.raises(ValueError, match="increasing"):
@@ -211,6 +226,28 @@ def test_pyav_frames_of_odd_size_are_padded_to_even(tmp_path):
     back = media.read_video(padded)
     assert back.frames.shape == (4, 48, 64, 3)
     assert [frame_index(frame[:47, :63]) for frame in back.frames] == list(range(4))
+
+
+REPRODUCIBLE_ENCODE = """
+import hashlib, sys
+from avsync import media
+from avsync.synth.dataset import SongSpec, synthesize_song
+song = synthesize_song(SongSpec("s", "singer", seed=3, index=0, seconds=2.0))
+media.write_video(sys.argv[1], song.frames, fps=25, crf=28, preset="veryfast", reproducible=sys.argv[2] == "1")
+print(hashlib.md5(open(sys.argv[1], "rb").read()).hexdigest())
+"""
+
+
+def encoded_hash(path, reproducible: bool, malloc_perturb: int) -> str:
+    env = {**os.environ, "MALLOC_PERTURB_": str(malloc_perturb)}
+    command = [sys.executable, "-c", REPRODUCIBLE_ENCODE, str(path), "1" if reproducible else "0"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_reproducible_encoding_does_not_depend_on_uninitialised_memory(tmp_path):
+    """x264 with B-frames gave different bytes for the same frames when glibc's heap held other data."""
+    hashes = {encoded_hash(tmp_path / f"{value}.mp4", True, value) for value in (77, 200)}
+    assert len(hashes) == 1
 
 
 def test_write_into_a_file_instead_of_a_folder_is_a_user_error(tmp_path):

@@ -306,7 +306,7 @@ def render_song(spec: SongSpec, out_dir: str | os.PathLike[str], *, sample_rate:
         for name, file_name in STEM_FILES.items():
             write_audio(temporary / file_name, getattr(media.stems, name), sample_rate)
         write_video(temporary / VIDEO_FILE, media.frames, fps=fps, audio=media.stems.mix, sample_rate=sample_rate,
-                    crf=VIDEO_CRF, preset=VIDEO_PRESET)  # fmt: skip
+                    crf=VIDEO_CRF, preset=VIDEO_PRESET, reproducible=True)  # fmt: skip
         media.truth.write(temporary / TRUTH_FILE)
         try:
             os.rename(temporary, folder)
