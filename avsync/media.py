@@ -20,14 +20,13 @@ decoder conceals (a glitch inside otherwise decodable video) is not reported.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
 import os
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -586,7 +585,7 @@ def _as_video_frame(frame: np.ndarray | av.VideoFrame) -> av.VideoFrame:
 
 def write_video(
     path: PathLike,
-    frames: Iterable[np.ndarray],
+    frames: Iterable[np.ndarray | av.VideoFrame],
     *,
     fps: float,
     times: Iterable[float] | None = None,
@@ -637,7 +636,7 @@ def write_video(
     with (
         atomic_path(path) as temporary,
         av.open(os.fspath(temporary), "w", container_options=MP4_OPTIONS) as container,
-        contextlib.ExitStack() as cleanup,
+        ExitStack() as cleanup,
     ):
         video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         video.width, video.height = first.width, first.height
