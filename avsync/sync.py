@@ -10,7 +10,8 @@
    follow the vocal (over one second, the path's match stands out from the best shifted
    alternative much less than it typically does in the clip: `match_margin`) are made
    uninformative too and the DTW runs again, so such stretches are bridged instead of dragging
-   the path;
+   the path; so are stretches whose lips move while the reference they are aligned to has no
+   voice (`silent_talk_rows`: talking between lines, found from the landmarks);
 4. the time map (`avsync.align.timemap.path_to_time_map`), the best constant offset (the median
    offset of the path over the reliable frames) and its SyncNet-style confidence;
 5. a `avsync.report.SyncReport`, with the unreliable spans and warnings.
@@ -32,6 +33,7 @@ from avsync.align.cost import cost_matrix
 from avsync.align.dtw import STEP_CUT, STEP_FREEZE, Alignment, DTWConfig, align_video
 from avsync.align.timemap import OffsetEstimate, TimeMap, estimate_offset, path_to_time_map
 from avsync.audio import MelConfig
+from avsync.baseline import mouth_opening
 from avsync.checkpoints import LoadedModel
 from avsync.errors import AvsyncError, MediaError
 from avsync.features import AudioFeatures, VisualFeatures, VisualParams, extract_audio, extract_visual
@@ -74,6 +76,16 @@ RETIMED_TOLERANCE = 1.0
 """Frames (25 fps) a time map may depart from the constant offset before a frame counts as re-timed."""
 LOW_FACE_SHARE = 0.2
 """Warn when more than this share of the video has no usable face."""
+LIP_ACTIVITY_WINDOW = 13
+"""Frames (about 0.5 s) over which lip activity, the spread of the inner-lip opening, is measured."""
+MAX_SILENT_VOICED_SHARE = 0.1
+"""A row's aligned reference is voiceless when at most this share of the second around it is voiced."""
+TALK_ACTIVITY_FRACTION = 0.5
+"""Lips move when their activity reaches this fraction of their typical activity while the
+reference is voiced (synthetic songs: singing median 0.03-0.055, talking over a voiceless
+reference 0.03-0.05, lips at rest between lines 0.005-0.015)."""
+MIN_TALK_FRAMES = 12
+"""Shortest stretch (about 0.5 s) of moving lips over a voiceless reference that is flagged."""
 
 
 @dataclass
@@ -310,6 +322,55 @@ def path_detours(alignment: Alignment) -> list[tuple[int, int]]:
     return detours
 
 
+def lip_activity(landmarks: np.ndarray) -> np.ndarray:
+    """How much the lips move: the standard deviation of the inner-lip opening over a short window.
+
+    Args:
+        landmarks: float [N, 68, 2], NaN where the frame has no face.
+
+    Returns:
+        float64 [N] (opening relative to face width, `avsync.baseline.mouth_opening`) over the
+        `LIP_ACTIVITY_WINDOW` frames centred on each row; 0 where the window has no face.
+    """
+    opening = mouth_opening(landmarks)
+    seen = np.isfinite(opening)
+    values = np.where(seen, opening, 0.0)
+    mean = window_mean(values, seen, LIP_ACTIVITY_WINDOW)
+    return np.sqrt(np.maximum(window_mean(values**2, seen, LIP_ACTIVITY_WINDOW) - mean**2, 0.0))
+
+
+def silent_talk_rows(activity: np.ndarray, path_voiced: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """Rows where the lips move while the reference the path aligns them to has no voice.
+
+    Talking between lines, or miming over an instrumental break: nothing in the reference can
+    match such lips, so the model's cost has nothing to say there (the reference's voiceless
+    frames are uninformative), and with a weak model the margin test of `weak_match_rows` may not
+    single them out either. A row is flagged when the second of reference around its aligned
+    frame is voiceless (at most `MAX_SILENT_VOICED_SHARE` voiced) and its `lip_activity` reaches
+    `TALK_ACTIVITY_FRACTION` of the median activity over the rows aligned to voiced reference
+    frames; stretches shorter than `MIN_TALK_FRAMES` are dropped. A full mix whose accompaniment
+    goes on under the talking is not voiceless by power, so there this rule does not fire.
+
+    Args:
+        activity: float [N] `lip_activity`.
+        path_voiced: bool [N] whether the reference frame each row is aligned to is voiced.
+        scored: bool [N] rows with a usable face (`scored_rows`).
+
+    Returns:
+        bool [N].
+    """
+    singing = scored & path_voiced
+    flagged = np.zeros(len(scored), bool)
+    if singing.sum() < MATCH_WINDOW:
+        return flagged
+    typical = float(np.median(activity[singing]))
+    voiced_share = uniform_filter1d(path_voiced.astype(np.float64), MATCH_WINDOW, mode="nearest")
+    talking = scored & (voiced_share <= MAX_SILENT_VOICED_SHARE + 1e-9) & (activity >= TALK_ACTIVITY_FRACTION * typical)
+    for start, end in mask_runs(talking, SPAN_MERGE_GAP, MIN_TALK_FRAMES):
+        flagged[start:end] = True
+    return flagged & scored
+
+
 def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfig | None = None, passes: int = 2) -> tuple[np.ndarray, Alignment, np.ndarray]:
     """DTW that bridges the stretches where the lips do not follow the vocal.
 
@@ -318,7 +379,10 @@ def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfi
     off through a cut and back through a freeze, measured on synthetic songs), widened by half a
     `MATCH_WINDOW` on each side (the one-second average blurs a stretch's edges, and unflagged
     fringe rows of false lip motion would still lure the path off through the free bridge), makes
-    them uninformative (0) and aligns again; flags accumulate over the passes.
+    them uninformative (0) and aligns again; flags accumulate over the passes. When they end up
+    covering more than `MAX_UNRELIABLE_SHARE` of the informative rows, nothing is flagged and the
+    first alignment stands (a clean synthetic song whose typical margin was just above
+    `MIN_TYPICAL_MATCH` had 34% weak rows, 61% after widening).
 
     Args:
         cost: float [N, M] normalised cost, 0 on uninformative rows.
@@ -331,7 +395,7 @@ def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfi
         following the vocal.
     """
     cleaned = np.array(cost, dtype=np.float64, copy=True)
-    alignment = align_video(cleaned, config)
+    alignment = first_alignment = align_video(cleaned, config)
     flagged = np.zeros(len(cleaned), bool)
     for _ in range(passes):
         unflagged = informative & ~flagged
@@ -344,6 +408,10 @@ def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfi
         flagged |= weak
         cleaned[weak] = 0.0
         alignment = align_video(cleaned, config)
+    if flagged.sum() > MAX_UNRELIABLE_SHARE * informative.sum():
+        # Widening and later passes grew the flags past the share that can be singled out: the
+        # clip as a whole is uncertain (its confidence says so), so nothing is singled out.
+        return np.array(cost, dtype=np.float64, copy=True), first_alignment, np.zeros(len(cleaned), bool)
     return cleaned, alignment, flagged
 
 
@@ -431,6 +499,7 @@ def sync_features(
     log_mel: np.ndarray,
     network: torch.nn.Module,
     *,
+    landmarks: np.ndarray | None = None,
     fps: float = 25.0,
     dtw_config: DTWConfig | None = None,
     progress: bool = False,
@@ -442,6 +511,8 @@ def sync_features(
         valid: bool [N] usable-face mask.
         log_mel: float32 [80, 4M] of the reference.
         network: the model (`avsync.checkpoints.LoadedModel.network`).
+        landmarks: float [N, 68, 2] of the video (NaN where no face); when given, stretches whose
+            lips move over a voiceless reference are flagged and bridged too (`silent_talk_rows`).
         fps: frame rate of both (the model's 25 fps).
         dtw_config: DTW constraints (default `DTWConfig()`: subsequence, tempo 0.9-1.1, cuts and
             freezes allowed).
@@ -451,15 +522,19 @@ def sync_features(
         AvsyncError: a pair model asked to score too many pairs.
     """
     rows = scored_rows(valid)
+    ref_voiced = voiced_frames(log_mel, ShiftConfig().silence_db)
     try:
-        raw_cost = cost_matrix(
-            network, mouth_crops, log_mel,
-            video_valid=rows, ref_active=voiced_frames(log_mel, ShiftConfig().silence_db), progress=progress,
-        )  # fmt: skip
+        raw_cost = cost_matrix(network, mouth_crops, log_mel, video_valid=rows, ref_active=ref_voiced, progress=progress)
     except ValueError as exc:  # a pair model without a band on long inputs
         shape = f"{len(valid)}x{log_mel.shape[1] // MELS_PER_FRAME}"
         raise AvsyncError(f"{type(network).__name__} cannot align {shape} frames ({exc}); use a TwoTower checkpoint") from exc
     cost, alignment, weak = robust_alignment(raw_cost, rows, dtw_config)
+    if landmarks is not None:
+        talking = silent_talk_rows(lip_activity(landmarks), ref_voiced[alignment.ref_index], rows) & ~weak
+        if talking.any():
+            weak |= talking
+            cost[talking] = 0.0
+            alignment = align_video(cost, dtw_config)
     offset_frames = path_offset_frames(alignment, rows & ~weak)
     estimate = estimate_offset(cost, fps)
     return FeatureSync(
@@ -500,7 +575,8 @@ def analyse(
     fps = visual.fps
     n_frames = len(visual)
     n_ref = audio.log_mel.shape[1] // MELS_PER_FRAME
-    sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, fps=fps, dtw_config=dtw_config, progress=progress)
+    sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, landmarks=visual.landmarks, fps=fps,
+                         dtw_config=dtw_config, progress=progress)  # fmt: skip
     offset_s = sync.offset_frames / fps
     video_fps = float(video_info.fps or fps)
     report = SyncReport(

@@ -3,18 +3,21 @@
 The logic is tested on constructed cost matrices: a matching diagonal in noise, with stretches
 of rows that carry no match. Those rows hold noise correlated along diagonals, as a window
 model's cost is (overlapping windows score alike); with a strong chance match added elsewhere they
-lure a plain DTW path off and back (a detour). The end-to-end behaviour on synthetic videos with a trained model is measured
-by the calibration in the README (a model that aligns takes minutes of CPU training, too slow for
-a test).
+lure a plain DTW path off and back (a detour). Lips that move over a voiceless reference (talking
+between lines) are found from the landmarks; one slow test runs that end to end with the shipped
+model.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from avsync.align.dtw import align_video
-from avsync.sync import mask_runs, robust_alignment, scored_rows, unreliable_spans, weak_match_rows
+from avsync.sync import lip_activity, mask_runs, robust_alignment, scored_rows, silent_talk_rows, unreliable_spans, weak_match_rows
 
 N_ROWS, N_COLS, TRUE_OFFSET = 400, 900, 200
 SPAN = (150, 210)
@@ -142,3 +145,66 @@ def test_a_freeze_in_the_video_is_followed_not_flagged() -> None:
     _, alignment, flagged = robust_alignment(cost, np.ones(N_ROWS, bool))
     assert not flagged.any()
     assert (np.abs(alignment.ref_index - truth) <= 1).mean() >= 0.99
+
+
+def test_flags_that_grow_past_half_the_clip_single_nothing_out() -> None:
+    # Unmatched stretches over 60% of the rows: singled out, they would be most of the clip.
+    clean, truth = diagonal_cost(6)
+    cost = clean.copy()
+    rng = np.random.default_rng(7)
+    for start in range(0, N_ROWS, 100):
+        cost[start : start + 60] = diagonal_noise(rng, 60, N_COLS)
+    _, alignment, flagged = robust_alignment(cost, np.ones(N_ROWS, bool))
+    assert not flagged.any()
+
+
+def opening_landmarks(opening: np.ndarray) -> np.ndarray:
+    """Landmarks [T, 68, 2] of a face 100 px wide whose inner lips are `opening` x face width apart."""
+    landmarks = np.zeros((len(opening), 68, 2))
+    landmarks[:, 16, 0] = 100.0  # jaw right; jaw left (0) at x = 0
+    landmarks[:, 66, 1] = 100.0 * opening  # lower inner lip below the upper one (62)
+    return landmarks
+
+
+def test_lip_activity_is_the_spread_of_the_opening() -> None:
+    frames = np.arange(200)
+    talking = 0.2 + 0.1 * np.sin(2 * np.pi * frames / 8)
+    activity = lip_activity(opening_landmarks(np.where(frames < 100, 0.05, talking)))
+    assert activity[:90].max() < 1e-6
+    assert activity[110:190].min() > 0.05
+    faceless = opening_landmarks(talking)
+    faceless[40:60] = np.nan
+    assert np.isfinite(lip_activity(faceless)).all()
+
+
+def test_moving_lips_over_a_voiceless_reference_are_flagged() -> None:
+    n = 300
+    activity = np.full(n, 0.04)  # singing
+    path_voiced = np.ones(n, bool)
+    path_voiced[100:175] = False  # 3 s without voice: lips keep moving (talking between lines)
+    path_voiced[200:250] = False  # 2 s without voice: lips at rest
+    activity[200:250] = 0.005
+    path_voiced[270:280] = False  # a short breath: too short for a voiceless second
+    flagged = silent_talk_rows(activity, path_voiced, np.ones(n, bool))
+    runs = mask_runs(flagged)
+    assert len(runs) == 1
+    start, end = runs[0]
+    # The stretch, less the half second at each end whose window still holds voice.
+    assert 100 <= start <= 115 and 160 <= end <= 175
+    assert not silent_talk_rows(activity, np.zeros(n, bool), np.ones(n, bool)).any()  # no singing to compare with
+
+
+@pytest.mark.slow
+def test_talking_between_lines_is_reported_by_avsync_align(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end with the shipped model: a synthetic song whose singer talks for 2.5 s while the vocal rests."""
+    from avsync.cli import main
+    from avsync.synth.dataset import SongSpec, render_song
+
+    folder = render_song(SongSpec("talk", "singer", seed=5, index=0, seconds=12.0, fake_talk=((5.0, 7.5),)), tmp_path).folder
+    report_path = tmp_path / "report.json"
+    assert main(["align", str(folder / "Video.mp4"), str(folder / "Vocal.wav"), "--report", str(report_path), "--quiet", "--device", "cpu"]) == 0
+    report = json.loads(report_path.read_text())
+    assert abs(report["offset_s"]) <= 0.04
+    talk = [span for span in report["unreliable_spans"] if span[2] == "lips do not follow the vocal"]
+    assert len(talk) == 1 and 4.5 <= talk[0][0] <= 5.5 and 7.0 <= talk[0][1] <= 8.0
+    assert "lips do not follow the vocal" in capsys.readouterr().out
