@@ -2,7 +2,8 @@
 
 Fields (all times in seconds; other fields may be added, these never change meaning):
 
-* ``video``, ``reference``: the input paths as given.
+* ``video``, ``reference``: the input paths as given (``reference``: MUSIC).
+* ``vocal``: the vocal stem the alignment used instead of MUSIC (``--vocal``), else null.
 * ``fps``: the video's own frame rate (the output MP4's rate).
 * ``offset_s``: the best constant offset, ``t_video - t_ref`` for the same event. Positive: the
   video is late (advance it by ``offset_s`` to fix); negative: the video is early.
@@ -85,6 +86,7 @@ class SyncReport:
     reference_duration_s: float = 0.0
     output: str | None = None
     mode: str | None = None
+    vocal: str | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict with the fields in schema order."""

@@ -627,5 +627,5 @@ def _warnings(valid: np.ndarray, sync: FeatureSync, n_ref: int, fps: float) -> l
 def default_plot_title(analysis: SyncAnalysis) -> str:
     """A one-line title for the alignment plot."""
     report = analysis.report
-    return (f"{Path(report.video).name} vs {Path(report.reference).name}: offset {report.offset_s:+.2f} s, "
+    return (f"{Path(report.video).name} vs {Path(report.vocal or report.reference).name}: offset {report.offset_s:+.2f} s, "
             f"confidence {report.confidence:.2f} ({report.confidence_level})")  # fmt: skip

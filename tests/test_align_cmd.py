@@ -254,3 +254,39 @@ def test_full_run_writes_report_plot_and_video(capsys, tmp_path: Path, song: Pat
     assert_one_line_error(status, err, "--force")
     status, _, _ = run_cli(capsys, video, music, "-o", out, "--mode", "offset", "--force", "--checkpoint", untrained_ckpt)
     assert status == 0
+
+
+def test_vocal_stem_is_the_alignment_reference_and_music_the_audio(capsys, tmp_path: Path, song: Path, untrained_ckpt: Path) -> None:
+    video, music, vocal = song / "Video.mp4", song / "Mix.wav", song / "Vocal.wav"
+    out, report = tmp_path / "synced.mp4", tmp_path / "report.json"
+    status, stdout, err = run_cli(capsys, video, music, "--vocal", vocal, "-o", out, "--report", report,
+                                  "--checkpoint", untrained_ckpt, "--device", "cpu")  # fmt: skip
+    assert status == 0, err
+    data = json.loads(report.read_text())
+    assert data["reference"] == str(music) and data["vocal"] == str(vocal)
+    assert not any("differ in length" in warning for warning in data["warnings"])
+    # The output's audio is the mix (accompaniment included), not the vocal.
+    rate = 16000
+    written = media.read_audio(out, sample_rate=rate)
+    mix, voice = media.read_audio(music, sample_rate=rate), media.read_audio(vocal, sample_rate=rate)
+    length = min(len(written), len(mix))
+    def correlation(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.corrcoef(a[:length], b[:length])[0, 1])
+    assert correlation(written, mix) > 0.9 > correlation(written, voice) + 0.1
+
+
+def test_bad_vocal_stems(capsys, tmp_path: Path, song: Path, faceless: Path, untrained_ckpt: Path) -> None:
+    video, music = song / "Video.mp4", song / "Mix.wav"
+    status, _, err = run_cli(capsys, video, music, "--vocal", faceless, "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "faceless.mp4", "no audio stream")
+    vocal = tmp_path / "vocal.wav"
+    vocal.write_bytes((song / "Vocal.wav").read_bytes())
+    status, _, err = run_cli(capsys, video, music, "--vocal", vocal, "--report", vocal, "--force", "--checkpoint", untrained_ckpt)
+    assert_one_line_error(status, err, "would overwrite the input")
+    long_vocal = tmp_path / "long_vocal.wav"
+    samples = media.read_audio(song / "Vocal.wav", sample_rate=16000)
+    media.write_audio(long_vocal, np.concatenate([samples, samples]), 16000)
+    report = tmp_path / "report.json"
+    status, _, err = run_cli(capsys, video, music, "--vocal", long_vocal, "--report", report, "--checkpoint", untrained_ckpt, "--device", "cpu")
+    assert status == 0, err
+    assert any("differ in length" in warning for warning in json.loads(report.read_text())["warnings"])

@@ -196,13 +196,15 @@ def test_moving_lips_over_a_voiceless_reference_are_flagged() -> None:
 
 @pytest.mark.slow
 def test_talking_between_lines_is_reported_by_avsync_align(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """End to end with the shipped model: a synthetic song whose singer talks for 2.5 s while the vocal rests."""
+    """End to end with the shipped model: a synthetic song whose singer talks for 2.5 s while the vocal rests
+    (the mix as MUSIC, its vocal stem as the alignment reference)."""
     from avsync.cli import main
     from avsync.synth.dataset import SongSpec, render_song
 
     folder = render_song(SongSpec("talk", "singer", seed=5, index=0, seconds=12.0, fake_talk=((5.0, 7.5),)), tmp_path).folder
     report_path = tmp_path / "report.json"
-    assert main(["align", str(folder / "Video.mp4"), str(folder / "Vocal.wav"), "--report", str(report_path), "--quiet", "--device", "cpu"]) == 0
+    arguments = [str(folder / "Video.mp4"), str(folder / "Mix.wav"), "--vocal", str(folder / "Vocal.wav")]
+    assert main(["align", *arguments, "--report", str(report_path), "--quiet", "--device", "cpu"]) == 0
     report = json.loads(report_path.read_text())
     assert abs(report["offset_s"]) <= 0.04
     talk = [span for span in report["unreliable_spans"] if span[2] == "lips do not follow the vocal"]

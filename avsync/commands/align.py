@@ -23,6 +23,8 @@ from avsync.sync import analyse, check_inputs, default_plot_title
 
 MODES = ("warp", "offset")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
+VOCAL_LENGTH_TOLERANCE_S = 1.0
+"""A vocal stem whose length differs from the music's by more than this gets a warning."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("video", metavar="VIDEO", type=Path, help="the singer's video (any format PyAV opens)")
     parser.add_argument("music", metavar="MUSIC", type=Path, help="the reference track (wav, flac, mp3, m4a, or a video's audio)")
+    parser.add_argument(
+        "--vocal", metavar="VOCAL", type=Path,
+        help="the isolated vocal of MUSIC, on the same timeline: the alignment uses it, the output keeps MUSIC "
+        "as its audio (lips that move between sung lines are found reliably only against a vocal)",
+    )  # fmt: skip
     parser.add_argument("-o", "--output", metavar="OUT.mp4", type=Path, help="write the synced video here")
     parser.add_argument("--report", metavar="REPORT.json", type=Path, help="write the JSON report here")
     parser.add_argument("--plot", metavar="PLOT.png", type=Path, help="write the cost matrix with the path here")
@@ -121,11 +128,20 @@ def run(args: argparse.Namespace) -> int:
     """Validate, analyse, write the outputs and print the summary; returns the exit status."""
     started = time.perf_counter()
     _check_suffixes(args)
-    check_inputs(args.video, args.music)
-    check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, [args.video, args.music], args.force)
+    _, music_info = check_inputs(args.video, args.music)
+    inputs = [args.video, args.music]
+    if args.vocal is not None:
+        vocal_info = check_inputs(args.video, args.vocal)[1]
+        inputs.append(args.vocal)
+    check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, inputs, args.force)
     model = load_model(args.checkpoint, args.device)
-    analysis = analyse(args.video, args.music, model, cache_dir=args.cache, progress=not args.quiet)
+    analysis = analyse(args.video, args.vocal or args.music, model, cache_dir=args.cache, progress=not args.quiet)
     report = analysis.report
+    if args.vocal is not None:
+        report.reference, report.vocal = os.fspath(args.music), os.fspath(args.vocal)
+        if abs(vocal_info.duration - music_info.duration) > VOCAL_LENGTH_TOLERANCE_S:
+            report.warnings.append(f"the vocal ({vocal_info.duration:.1f} s) and the music ({music_info.duration:.1f} s) differ "
+                                   "in length; the time map follows the vocal, which must start with the music")  # fmt: skip
     if args.output is not None:
         report.output, report.mode = os.fspath(args.output), args.mode
         if args.mode == "offset":
