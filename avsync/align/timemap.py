@@ -124,7 +124,7 @@ def _smooth_run(rows: np.ndarray, refs: np.ndarray, tolerance: float, min_piece:
     return knots
 
 
-def path_to_time_map(alignment: Alignment, fps: float = 25.0, *, tolerance: float = 1.0, min_piece: int = 25) -> TimeMap:
+def path_to_time_map(alignment: Alignment, fps: float = 25.0, *, tolerance: float = 2.0, min_piece: int = 25) -> TimeMap:
     """Smooth a DTW path into a :class:`TimeMap`.
 
     The path is cut into runs at the kernel's cut steps and freeze runs (the DTW pays a penalty
@@ -132,8 +132,9 @@ def path_to_time_map(alignment: Alignment, fps: float = 25.0, *, tolerance: floa
     events is fitted by least-squares lines, split recursively where a line misses the path by
     more than ``tolerance`` frames on a 9-frame average (never into pieces shorter than
     ``min_piece``), and joined
-    continuously; +-1 frame jitter of the path therefore disappears while a true tempo change
-    survives as a knot. A freeze becomes two knots with equal reference time; a cut becomes a
+    continuously; jitter of the path within +-2 frames therefore disappears while a true tempo
+    change survives as a knot (a tolerance of 2 frames instead of 1: see
+    `avsync.align.dtw.DTWConfig` for the measurements). A freeze becomes two knots with equal reference time; a cut becomes a
     one-video-frame step across the skipped reference frames.
 
     Args:
