@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -36,6 +37,30 @@ def index_frame(index: int, size: tuple[int, int]) -> np.ndarray:
     frame[: height // 2] = INDEX_LEVEL0 + INDEX_STEP * (index % 16)
     frame[height // 2 :] = INDEX_LEVEL0 + INDEX_STEP * ((index // 16) % 16)
     return frame
+
+
+def write_stored_frames(path: Path, stored: Sequence[np.ndarray], *, codec: str = "libx264", rotation: int = 0, fps: int = 25) -> Path:
+    """Write frames exactly as stored, through PyAV (`avsync.media.write_video` would pad odd sizes).
+
+    Args:
+        path: the output file.
+        stored: uint8 ``[H, W, 3]`` RGB or ``[H, W]`` gray frames, one size.
+        codec: the video codec (``mpeg4`` stores odd sizes, which x264 refuses).
+        rotation: display rotation (counter-clockwise degrees) written into the stream; players
+            and `avsync.media` turn the frames by it.
+        fps: frame rate.
+    """
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = stored[0].shape[1], stored[0].shape[0], "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for index, array in enumerate(stored):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="gray" if array.ndim == 2 else "rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
 
 
 def frame_index(frame: np.ndarray) -> int:

@@ -13,7 +13,7 @@ import pytest
 
 from avsync import media
 from avsync.errors import AvsyncError
-from tests.conftest import frame_index, index_frame
+from tests.conftest import frame_index, index_frame, write_stored_frames
 
 SAMPLE_RATE = 16000
 
@@ -290,16 +290,7 @@ def test_display_rotation_is_applied(tmp_path, rotation):
     """Portrait phone videos store landscape frames plus a display matrix; readers return them upright."""
     stored = np.zeros((32, 64, 3), dtype=np.uint8)
     stored[:16, :16] = 255  # white block in the stored top-left corner
-    path = tmp_path / "rotated.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
-        stream.set_display_rotation(rotation)
-        for index in range(3):
-            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    path = write_stored_frames(tmp_path / "rotated.mp4", [stored] * 3, rotation=rotation)
     upright = np.rot90(stored, rotation // 90)  # counter-clockwise, as the display matrix says
     info = media.probe(path)
     assert info.rotation == rotation

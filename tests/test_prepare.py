@@ -11,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
+from conftest import write_stored_frames
 
 import avsync.cache
 from avsync import cli
@@ -183,17 +183,7 @@ def test_two_concurrent_prepare_runs_share_the_work_and_leave_a_sound_cache(synt
 
 def write_rotated(path: Path, upright: np.ndarray, rotation: int, fps: float = 25.0) -> Path:
     """Store gray frames ``[T, H, W]`` turned so that a player applying `rotation` (ccw degrees) shows them upright."""
-    stored = np.rot90(upright, -(rotation // 90), axes=(1, 2))
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=round(fps))
-        stream.width, stream.height, stream.pix_fmt = stored.shape[2], stored.shape[1], "yuv420p"
-        stream.set_display_rotation(rotation)
-        for index, frame in enumerate(stored):
-            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
-            video_frame.pts = index
-            container.mux(stream.encode(video_frame))
-        container.mux(stream.encode(None))
-    return path
+    return write_stored_frames(path, list(np.rot90(upright, -(rotation // 90), axes=(1, 2))), rotation=rotation, fps=round(fps))
 
 
 def test_phone_rotation_odd_frame_rates_and_large_frames_give_the_same_mouth(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import frame_index, index_frame, write_test_clip
+from conftest import frame_index, index_frame, write_stored_frames, write_test_clip
 
 from avsync import media
 from avsync.align.timemap import TimeMap
@@ -69,30 +69,15 @@ def test_source_times_use_the_middle_of_each_output_frame() -> None:
 
 def test_portrait_and_odd_sized_videos_are_written_upright_and_even(music: Path, tmp_path: Path) -> None:
     """Frames that cannot go to the encoder as decoded (display rotation, odd size) are converted."""
-    portrait = tmp_path / "portrait.mp4"
-    with av.open(str(portrait), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.set_display_rotation(90)
-        for index in range(25):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(index_frame(index, (48, 64)), -1)), format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    turned = [np.rot90(index_frame(index, (48, 64)), -1) for index in range(25)]  # stored landscape, shown portrait
+    portrait = write_stored_frames(tmp_path / "portrait.mp4", turned, rotation=90)
     out = tmp_path / "upright.mp4"
     write_retimed(portrait, music, out, constant_time_map(0.0, 0.96), span="video", progress=False)
     assert (media.probe(out).width, media.probe(out).height) == (48, 64)
     assert indices(out) == list(range(25))
 
-    odd = tmp_path / "odd.mkv"
-    with av.open(str(odd), "w") as container:  # MPEG-4 part 2 stores odd sizes; x264 would refuse them
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 63, 47, "yuv420p"
-        for index in range(25):
-            frame = av.VideoFrame.from_ndarray(index_frame(index, (63, 47)), format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    # MPEG-4 part 2 stores odd sizes (x264 would refuse them).
+    odd = write_stored_frames(tmp_path / "odd.mkv", [index_frame(index, (63, 47)) for index in range(25)], codec="mpeg4")
     out = tmp_path / "even.mp4"
     write_retimed(odd, music, out, constant_time_map(0.0, 0.96), span="video", progress=False)
     assert (media.probe(out).width, media.probe(out).height) == (64, 48)
