@@ -7,7 +7,9 @@ interval's middle (the latest input frame whose time is not after it): frames ar
 dropped as the map requires, and where the video does not cover the music the first or last
 frame is held. The input is decoded once, at full resolution, streaming: the map is monotone, so
 only the current and the next input frame are held in memory. Decoded frames go to the encoder
-in their own pixel format (`avsync.media.iter_video_frames`), never through RGB arrays.
+in their own pixel format (`avsync.media.iter_video_frames`), never through RGB arrays, and a
+held frame is the same object each time, so `avsync.media.write_video` writes a long hold at the
+start or end as repeated groups of pictures instead of encoding every copy.
 
 Output span (``span``):
 

@@ -219,6 +219,25 @@ def test_decoded_frames_are_re_encoded_as_they_are(tmp_path):
     assert keyframe_count(copy) <= 2  # the start, perhaps a scene cut; not one per held keyframe (30)
 
 
+@pytest.mark.parametrize("reproducible", [False, True])
+def test_long_holds_at_both_ends_are_repeated_groups_of_pictures(tmp_path, reproducible):
+    """A frame held for 300 frames before and after the moving part: exact frames, one keyframe per group."""
+    source = tmp_path / "source.mp4"
+    media.write_video(source, [index_frame(i, (64, 48)) for i in range(20)], fps=25)
+    decoded = [frame for _, frame in media.iter_video_frames(source)]
+    hold = 300
+    order = [0] * hold + list(range(1, 19)) + [19] * hold
+    out = tmp_path / "held.mp4"
+    audio = np.zeros(round(len(order) / 25 * 16000), np.float32)
+    media.write_video(out, (decoded[index] for index in order), fps=25, audio=audio, sample_rate=16000, reproducible=reproducible)
+    back = media.read_video(out)
+    assert [frame_index(frame) for frame in back.frames] == order
+    np.testing.assert_allclose(back.times, np.arange(len(order)) / 25, atol=1.5 / 90000)
+    groups = 2 * (hold // media.HOLD_GOP_FRAMES)
+    assert groups + 1 <= keyframe_count(out) <= groups + 3  # the groups, the moving part's start, perhaps a scene cut
+    assert media.probe(out).duration == pytest.approx(len(order) / 25, abs=0.05)
+
+
 def test_pyav_frames_of_odd_size_are_padded_to_even(tmp_path):
     frames = [av.VideoFrame.from_ndarray(index_frame(i, (63, 47)), format="rgb24") for i in range(4)]
     padded = tmp_path / "padded.mp4"
