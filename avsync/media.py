@@ -610,7 +610,8 @@ def write_video(
         frames: uint8 ``[T, H, W, 3]`` RGB or ``[T, H, W]`` gray: an array or any iterable of
             frames (streamed, never held in memory all at once); an iterable may also yield
             ``av.VideoFrame`` (e.g. from `iter_video_frames`), encoded without a detour through
-            RGB. The same object may come again (a held frame).
+            RGB. The same object may come again (a held frame; held for 10 s or more at the
+            start or the end, it is written as repeated groups of pictures, see `_VideoSink`).
         fps: frame rate; the frame times when `times` is None (``i / fps``), else the nominal rate.
         times: float ``[T]``, strictly increasing presentation times in seconds (variable frame
             rate allowed); stored in a 1/90000 s time base.
@@ -770,10 +771,10 @@ class _VideoSink:
         pts = np.round((np.asarray(times) + self.shift) / float(WRITE_TIME_BASE)).astype(np.int64)
         if not np.array_equal(pts - pts[0], self.step * np.arange(len(pts))):
             return None
-        return self._encode_group(frame, HOLD_GOP_FRAMES)
+        return self._encode_group(frame)
 
-    def _encode_group(self, frame: av.VideoFrame, length: int) -> list[av.Packet] | None:
-        """`length` copies of `frame` through a second x264 set up like the stream's (in a scratch
+    def _encode_group(self, frame: av.VideoFrame) -> list[av.Packet] | None:
+        """`HOLD_GOP_FRAMES` copies of `frame` through a second x264 set up like the stream's (in a scratch
         MP4 in memory: a bare codec context got other picture parameters); None if its parameter
         sets (SPS/PPS) differ from the stream's."""
         main = self.stream.codec_context
@@ -783,7 +784,7 @@ class _VideoSink:
             if encoder.codec_context.extradata != main.extradata:
                 return None
             packets = []
-            for index in range(length):
+            for index in range(HOLD_GOP_FRAMES):
                 frame.pts, frame.time_base = index * self.step, WRITE_TIME_BASE
                 packets += encoder.encode(frame)
             packets += encoder.encode(None)
