@@ -361,10 +361,9 @@ def _timed_frames(path: PathLike, fps: float | None, convert: Callable[[av.Video
 
 def _upright_frame(frame: av.VideoFrame) -> av.VideoFrame:
     """`frame` itself, or an RGB copy turned upright when the display matrix rotates it."""
-    turns = _quarter_turns(frame)
-    if not turns:
+    if not _quarter_turns(frame):
         return frame
-    return av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), turns)), format="rgb24")
+    return av.VideoFrame.from_ndarray(_frame_array(frame, gray=False, size=None), format="rgb24")
 
 
 def _frame_array(frame: av.VideoFrame, *, gray: bool, size: tuple[int, int] | None) -> np.ndarray:

@@ -150,12 +150,27 @@ def check_inputs(video: str | os.PathLike[str], reference: str | os.PathLike[str
         raise MediaError("has no video stream", video)
     if video_info.duration < MIN_VIDEO_S:
         raise MediaError(f"is too short to align ({video_info.duration:.2f} s; at least {MIN_VIDEO_S:g} s needed)", video)
+    return video_info, check_reference(reference)
+
+
+def check_reference(reference: str | os.PathLike[str]) -> media.MediaInfo:
+    """Cheap checks of a reference (the music, or its vocal) from its header.
+
+    Args:
+        reference: any file with an audio stream.
+
+    Returns:
+        Its `MediaInfo`.
+
+    Raises:
+        MediaError: a missing or unreadable file, no audio stream, or shorter than `MIN_VIDEO_S`.
+    """
     reference_info = media.probe(reference)
     if not reference_info.has_audio:
         raise MediaError("has no audio stream (the reference must carry the music)", reference)
     if reference_info.duration < MIN_VIDEO_S:
         raise MediaError(f"is too short to align against ({reference_info.duration:.2f} s)", reference)
-    return video_info, reference_info
+    return reference_info
 
 
 def check_not_silent(log_mel: np.ndarray, path: str | os.PathLike[str]) -> None:

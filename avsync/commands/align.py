@@ -19,7 +19,7 @@ from avsync.errors import AvsyncError
 from avsync.plots import plot_alignment
 from avsync.report import summarise
 from avsync.retime import SPANS, write_offset, write_retimed
-from avsync.sync import analyse, check_inputs, default_plot_title
+from avsync.sync import analyse, check_inputs, check_reference, default_plot_title
 
 MODES = ("warp", "offset")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     _, music_info = check_inputs(args.video, args.music)
     inputs = [args.video, args.music]
     if args.vocal is not None:
-        vocal_info = check_inputs(args.video, args.vocal)[1]
+        vocal_info = check_reference(args.vocal)
         inputs.append(args.vocal)
     check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, inputs, args.force)
     model = load_model(args.checkpoint, args.device)
