@@ -32,13 +32,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in (only,) if only in SUBCOMMAND_MODULES else SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"avsync.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"avsync.commands.{name}":
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(f"avsync.commands.{name}").register(subparsers)
     return parser
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from avsync import media
+from avsync.io import media
 from avsync.synth.dataset import SongSpec, synthesize_song
 
 CLIP_SECONDS = 30.0

@@ -16,7 +16,7 @@ from tslearn.metrics import dtw_path_from_metric
 
 from avsync.align.dtw import DTWConfig, align_video, dtw_classic
 from avsync.align.timemap import estimate_offset
-from avsync.warp import make_warp
+from avsync.evaluation.warp import make_warp
 
 BAND_RADIUS = 150  # frames (6 s) around the best constant offset
 

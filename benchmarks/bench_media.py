@@ -1,4 +1,4 @@
-"""Decode and encode speed of avsync.media on a generated 720p clip with audio.
+"""Decode and encode speed of avsync.io.media on a generated 720p clip with audio.
 
 The clip pans and zooms over scikit-image's astronaut photograph (camera-like content, not
 noise), 1280x720 at 30 fps with 44.1 kHz stereo AAC, written once to a temporary folder.
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from skimage import data, transform
 
-from avsync import media
-from avsync.audio import log_mel
+from avsync.features.audio import log_mel
+from avsync.io import media
 
 WIDTH, HEIGHT, FPS, SECONDS = 1280, 720, 30.0, 10.0
 AUDIO_RATE = 44100

@@ -77,7 +77,7 @@ def write_face_video(
     Returns:
         `path`.
     """
-    from avsync.media import write_video
+    from avsync.io.media import write_video
 
     count = round(seconds * fps)
     frames = face_frames(count, size, fps, face_width)
@@ -91,10 +91,10 @@ def write_face_video(
 
 def _measure(video: str, cache: str, results: multiprocessing.Queue) -> None:
     """In a fresh process: load the models, prepare the clip twice (miss, then hit), report."""
-    from avsync.cache import FeatureCache, prepare_manifest
-    from avsync.features import VisualParams
-    from avsync.landmarks import make_backend
-    from avsync.manifest import ClipRecord
+    from avsync.features.cache import FeatureCache, prepare_manifest
+    from avsync.features.extract import VisualParams
+    from avsync.features.landmarks import make_backend
+    from avsync.features.manifest import ClipRecord
 
     started = time.perf_counter()
     make_backend(VisualParams().backend)

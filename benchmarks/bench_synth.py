@@ -12,9 +12,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from avsync.media import write_audio, write_video
+from avsync.io.media import write_audio, write_video
 from avsync.synth.dataset import (
-    DEFAULT_SECONDS, DEFAULT_SONGS, STEM_FILES, VIDEO_CRF, VIDEO_PRESET, SongSpec, render_song, synthesize_song,
+    DEFAULT_SECONDS,
+    DEFAULT_SONGS,
+    STEM_FILES,
+    VIDEO_CRF,
+    VIDEO_PRESET,
+    SongSpec,
+    render_song,
+    synthesize_song,
 )  # fmt: skip
 from avsync.synth.face import load_source_face
 

@@ -18,10 +18,15 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from avsync.cache import FeatureCache, prepare_manifest
 from avsync.errors import AvsyncError, MediaError
-from avsync.features import ClipFeatures, VisualParams, load_clip
-from avsync.manifest import ClipRecord, read_manifest
+from avsync.features.cache import (
+    ClipFeatures,
+    FeatureCache,
+    load_clip,
+    prepare_manifest,
+)
+from avsync.features.extract import VisualParams
+from avsync.features.manifest import ClipRecord, read_manifest
 from datamodules.augment import AugmentConfig, augment_mel, augment_mouth
 from datamodules.sampling import ShiftConfig, WindowPair, WindowSampler
 
@@ -85,7 +90,7 @@ class AVPairsDataModule(pl.LightningDataModule):
     """Window pairs from the clips of a manifest or dataset folder (synthetic, URSing, plain videos).
 
     Args:
-        data: a manifest `.jsonl` or a dataset folder (see `avsync.manifest.read_manifest`).
+        data: a manifest `.jsonl` or a dataset folder (see `avsync.features.manifest.read_manifest`).
         cache: feature cache folder.
         batch_size: pairs per batch (per process under DDP).
         num_workers: DataLoader worker processes.

@@ -5,7 +5,7 @@ negative with the audio starting at `k + shift` of the same clip, `shift != 0`: 
 1-3 frames off, easy ones up to several seconds, in either direction. Windows containing a frame
 without a usable face, and audio windows that are mostly silent, are never used.
 
-Everything here works on in-memory arrays (`avsync.features.ClipFeatures`), so it is testable
+Everything here works on in-memory arrays (`avsync.features.extract.ClipFeatures`), so it is testable
 without media files.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avsync.audio import LOG_OFFSET
-from avsync.features import ClipFeatures
+from avsync.features.audio import LOG_OFFSET, SILENCE_DB, voiced_frames
+from avsync.features.cache import ClipFeatures
 from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
 
 
@@ -38,7 +38,7 @@ class ShiftConfig:
     easy_max: int = 75
     hard_fraction: float = 0.5
     min_voiced: float = 0.5
-    silence_db: float = 30.0
+    silence_db: float = SILENCE_DB
 
 
 @dataclass(frozen=True)
@@ -58,27 +58,6 @@ class WindowPair:
     def label(self) -> float:
         """1.0 for a positive (in sync), 0.0 for a negative."""
         return float(self.shift == 0)
-
-
-def voiced_frames(log_mel: np.ndarray, silence_db: float) -> np.ndarray:
-    """Frames whose audio power is within `silence_db` of the clip's loud frames.
-
-    Args:
-        log_mel: float `[80, 4T]` (natural log of mel power).
-        silence_db: dynamic range in dB below the 99th percentile frame power counted as voiced.
-
-    Returns:
-        bool `[T]`.
-    """
-    frames = log_mel.shape[1] // MELS_PER_FRAME
-    if frames == 0:
-        return np.zeros(0, dtype=bool)
-    grouped = log_mel[:, : frames * MELS_PER_FRAME].reshape(log_mel.shape[0], frames, MELS_PER_FRAME)
-    grouped = grouped.astype(np.float64)
-    peak = grouped.max(axis=(0, 2), keepdims=True)
-    level = (peak + np.log(np.exp(grouped - peak).mean(axis=(0, 2), keepdims=True))).ravel()  # log mean power
-    reference = np.percentile(level, 99)
-    return level > max(reference - silence_db * np.log(10.0) / 10.0, np.log(LOG_OFFSET) + 1.0)
 
 
 def window_share(flags: np.ndarray, length: int = WINDOW_FRAMES) -> np.ndarray:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from avsync.audio import LOG_OFFSET
-from avsync.features import ClipFeatures
+from avsync.conventions import FPS
+from avsync.features.audio import LOG_OFFSET
+from avsync.features.cache import ClipFeatures
 from avsync.models.layers import MELS_PER_FRAME, MOUTH_SIZE, N_MELS
 
 
@@ -68,5 +69,5 @@ def toy_clip(frames: int, seed: int, clip_id: str | None = None, split: str = "t
         valid=np.ones(frames, dtype=bool),
         log_mel=log_mel,
         accompaniment_mel=accompaniment,
-        fps=25.0,
+        fps=FPS,
     )

@@ -14,7 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from avsync.media import write_audio, write_video
+from avsync.evaluation.warp import FrameMap
+from avsync.io.media import write_audio, write_video
 
 # Frame index i is drawn as two flat bands: top = LEVEL0 + STEP * (i % 16), bottom = ... (i // 16).
 INDEX_LEVEL0 = 16
@@ -40,14 +41,14 @@ def index_frame(index: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def write_stored_frames(path: Path, stored: Sequence[np.ndarray], *, codec: str = "libx264", rotation: int = 0, fps: int = 25) -> Path:
-    """Write frames exactly as stored, through PyAV (`avsync.media.write_video` would pad odd sizes).
+    """Write frames exactly as stored, through PyAV (`avsync.io.media.write_video` would pad odd sizes).
 
     Args:
         path: the output file.
         stored: uint8 ``[H, W, 3]`` RGB or ``[H, W]`` gray frames, one size.
         codec: the video codec (``mpeg4`` stores odd sizes, which x264 refuses).
         rotation: display rotation (counter-clockwise degrees) written into the stream; players
-            and `avsync.media` turn the frames by it.
+            and `avsync.io.media` turn the frames by it.
         fps: frame rate.
     """
     with av.open(str(path), "w") as container:
@@ -143,3 +144,32 @@ def make_av_file(tmp_path: Path) -> Callable[..., Path]:
         return write_test_clip(tmp_path / name, **options)
 
     return make
+
+
+def identity_map(n_frames: int) -> FrameMap:
+    """The unwarped clip as a `FrameMap`: ``src_index = arange(n_frames)``."""
+    return FrameMap(np.arange(n_frames, dtype=np.int64), n_frames, "identity", {})
+
+
+def track_faces(frames, backend, config=None):
+    """Track the singer through a sequence of frames (see `FaceTracker`).
+
+    Args:
+        frames: uint8 ``[H, W]`` or ``[H, W, 3]`` frames in order (array ``[T, ...]`` or iterable).
+        backend: landmark backend.
+        config: tracking parameters.
+
+    Returns:
+        The `Track` of the video.
+    """
+    from avsync.features.landmarks import NUM_LANDMARKS
+    from avsync.features.tracking import FaceTracker, Track, TrackerConfig
+
+    tracker = FaceTracker(backend, config or TrackerConfig())
+    landmarks, reasons = [], []
+    for frame in frames:
+        points, reason = tracker.update(frame)
+        landmarks.append(np.full((NUM_LANDMARKS, 2), np.nan, np.float32) if points is None else points)
+        reasons.append(reason)
+    stacked = np.stack(landmarks) if landmarks else np.zeros((0, NUM_LANDMARKS, 2), np.float32)
+    return Track(stacked, np.array([not r for r in reasons], dtype=bool), reasons, tracker.detector_runs)

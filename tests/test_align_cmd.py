@@ -19,14 +19,18 @@ import pytorch_lightning as pl
 import torch
 from conftest import write_test_clip
 
-from avsync import media
-from avsync.checkpoints import find_latest_checkpoint, load_model, resolve_checkpoint
-from avsync.pretrained import pretrained_checkpoint
 from avsync.cli import main
 from avsync.errors import AvsyncError
-from avsync.lit_module import LitAVSync
+from avsync.io import media
 from avsync.models import TwoTower
+from avsync.models.checkpoints import (
+    find_latest_checkpoint,
+    load_model,
+    resolve_checkpoint,
+)
+from avsync.models.pretrained import pretrained_checkpoint
 from avsync.synth.dataset import SongSpec, render_song
+from avsync.training.lit_module import LitAVSync
 
 TONE_SECONDS = 4.0
 
@@ -186,7 +190,7 @@ def test_checkpoint_that_is_not_one(capsys, tmp_path: Path, faceless: Path, tone
 
 def test_loading_a_model_does_not_import_lightning() -> None:
     """Inference rebuilds the network from the checkpoint alone (Lightning costs seconds of start-up)."""
-    code = "import sys; from avsync.checkpoints import load_model; load_model(None, 'cpu'); print(sorted(m for m in sys.modules if 'lightning' in m))"
+    code = "import sys; from avsync.models.checkpoints import load_model; load_model(None, 'cpu'); print(sorted(m for m in sys.modules if 'lightning' in m))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

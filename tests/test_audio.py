@@ -1,4 +1,4 @@
-"""avsync.audio: mel columns tied to video frames; other frame rates go through video resampling."""
+"""avsync.features.audio: mel columns tied to video frames; other frame rates go through video resampling."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from avsync import media
-from avsync.audio import MelConfig, log_mel
+from avsync.features.audio import MelConfig, log_mel
+from avsync.io import media
 
 CFG = MelConfig()
 

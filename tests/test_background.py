@@ -1,4 +1,4 @@
-"""`avsync.background.prefetch`: order, errors and early stops of the background thread."""
+"""`avsync.io.background.prefetch`: order, errors and early stops of the background thread."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from avsync.background import prefetch
+from avsync.io.background import prefetch
 
 
 def prefetch_threads() -> list[threading.Thread]:

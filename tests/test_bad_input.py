@@ -10,8 +10,9 @@ import av
 import numpy as np
 import pytest
 
-from avsync import cli, media
+from avsync import cli
 from avsync.errors import AvsyncError, MediaError
+from avsync.io import media
 
 READERS = {"probe": media.probe, "read_video": media.read_video, "read_audio": media.read_audio}
 

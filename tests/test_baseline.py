@@ -8,10 +8,16 @@ import torchaudio
 
 from avsync.align.dtw import align_video
 from avsync.align.timemap import path_to_time_map
-from avsync.audio import MelConfig
-from avsync.baseline import _mel_centres_hz, baseline_cost, mouth_opening, speech_band_envelope, xcorr_offset
-from avsync.metrics import frame_errors
-from avsync.warp import make_warp
+from avsync.evaluation.baseline import (
+    _mel_centres_hz,
+    baseline_cost,
+    speech_band_envelope,
+    xcorr_offset,
+)
+from avsync.evaluation.metrics import frame_errors
+from avsync.evaluation.warp import make_warp
+from avsync.features.audio import MelConfig
+from avsync.features.landmarks import mouth_opening
 
 
 def syllable_signal(n: int, seed: int) -> np.ndarray:

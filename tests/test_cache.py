@@ -12,14 +12,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import avsync.cache
-from avsync.audio import MelConfig
-from avsync.cache import FeatureCache, file_hash, params_hash, parse_shard, prepare_manifest, select_shard
+import avsync.features.cache
 from avsync.errors import AvsyncError, MediaError
-from avsync.features import AudioFeatures, VisualParams, audio_params, load_clip
-from avsync.manifest import ClipRecord
-from avsync.media import write_audio
-from avsync.tracking import NO_FACE
+from avsync.features.audio import MelConfig
+from avsync.features.cache import (
+    FeatureCache,
+    file_hash,
+    load_clip,
+    params_hash,
+    parse_shard,
+    prepare_manifest,
+    select_shard,
+)
+from avsync.features.extract import AudioFeatures, VisualParams, audio_params
+from avsync.features.manifest import ClipRecord
+from avsync.features.tracking import NO_FACE
+from avsync.io.media import write_audio
 from benchmarks.bench_prepare import write_face_video
 
 
@@ -41,8 +49,8 @@ def forbid(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_work(*args, **kwargs):
         raise AssertionError("features were extracted although they are cached")
 
-    monkeypatch.setattr(avsync.cache, "extract_visual", no_work)
-    monkeypatch.setattr(avsync.cache, "extract_audio", no_work)
+    monkeypatch.setattr(avsync.features.cache, "extract_visual", no_work)
+    monkeypatch.setattr(avsync.features.cache, "extract_audio", no_work)
 
 
 def test_file_hash_follows_content_not_name(tmp_path: Path) -> None:
@@ -175,7 +183,7 @@ def test_a_failed_write_leaves_no_entry_and_no_temporary_file(tmp_path: Path, mo
         handle.write(b"PK\x03\x04 half an entry")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(avsync.cache.np, "savez", partial_write)
+    monkeypatch.setattr(avsync.features.cache.np, "savez", partial_write)
     with pytest.raises(OSError, match="No space left"):
         cache.audio(audio)
     monkeypatch.undo()
@@ -206,7 +214,7 @@ def _slow_stub_audio(audio_path, mel_cfg) -> AudioFeatures:
 
 
 def _concurrent_audio(root: str, audio: str, barrier, results) -> None:
-    avsync.cache.extract_audio = _slow_stub_audio
+    avsync.features.cache.extract_audio = _slow_stub_audio
     cache = FeatureCache(root)
     barrier.wait()
     features = cache.audio(audio)

@@ -13,8 +13,8 @@ from matplotlib.image import imread
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-import avsync.callbacks
-from avsync.callbacks import LOGGED, RESULTS_FILE, DTWEvalCallback
+import avsync.training.callbacks
+from avsync.training.callbacks import LOGGED, RESULTS_FILE, DTWEvalCallback
 from tests.test_eval import BrightnessPairModel, BrightnessTwoTower, synthetic_clip
 
 
@@ -51,7 +51,7 @@ def clips_from_memory(monkeypatch) -> list[dict]:
         calls.append({"data": data, "cache": cache, **kwargs})
         return [synthetic_clip(f"clip{k}", 200, k) for k in range(kwargs["n_clips"])]
 
-    monkeypatch.setattr(avsync.callbacks, "load_eval_clips", fake_load)
+    monkeypatch.setattr(avsync.training.callbacks, "load_eval_clips", fake_load)
     return calls
 
 

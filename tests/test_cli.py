@@ -36,3 +36,18 @@ def test_running_one_light_subcommand_does_not_import_lightning() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_subcommand_that_fails_to_import_is_an_error_not_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    real_import = importlib.import_module
+
+    def broken(name: str, *args: object) -> object:
+        if name == "avsync.commands.eval":
+            raise ModuleNotFoundError("No module named 'avsync.commands.eval'", name=name)
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ModuleNotFoundError):
+        build_parser()

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from avsync.audio import LOG_OFFSET
-from avsync.features import ClipFeatures
+from avsync.features.audio import LOG_OFFSET, voiced_frames
+from avsync.features.cache import ClipFeatures
 from datamodules.augment import AugmentConfig, augment_mel, augment_mouth
-from datamodules.sampling import ShiftConfig, WindowSampler, voiced_frames, window_share
+from datamodules.sampling import ShiftConfig, WindowSampler, window_share
 from datamodules.toy import toy_clip
 
 CLIP_STRIDE = 1000  # clip c, frame t is encoded as c * CLIP_STRIDE + t

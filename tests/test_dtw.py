@@ -6,7 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
-from tslearn.metrics import dtw_path_from_metric, subsequence_cost_matrix, subsequence_path
+from tslearn.metrics import (
+    dtw_path_from_metric,
+    subsequence_cost_matrix,
+    subsequence_path,
+)
 
 from avsync.align.dtw import (
     STEP_CUT,

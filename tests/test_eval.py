@@ -9,9 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from avsync.evaluate import EvalClip, format_table, make_cases, pair_band, run_evaluation
+from avsync.evaluation.harness import (
+    EvalClip,
+    format_table,
+    make_cases,
+    pair_band,
+    run_evaluation,
+)
+from avsync.evaluation.warp import WARP_KINDS
 from avsync.models import TwoTower
-from avsync.warp import WARP_KINDS
 
 
 def activity(n: int, seed: int) -> np.ndarray:

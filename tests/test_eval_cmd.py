@@ -10,9 +10,9 @@ import pytorch_lightning as pl
 import torch
 
 from avsync.cli import main as avsync_main
-from avsync.lit_module import LitAVSync
+from avsync.evaluation.warp import MIN_FRAMES
 from avsync.models import TwoTower
-from avsync.warp import MIN_FRAMES
+from avsync.training.lit_module import LitAVSync
 from tests.test_train import toy_loaders
 
 

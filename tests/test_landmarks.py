@@ -6,9 +6,10 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+from conftest import track_faces
 
 from avsync.errors import AvsyncError
-from avsync.landmarks import (
+from avsync.features.landmarks import (
     DlibLandmarks,
     FanLandmarks,
     check_fan_weights,
@@ -19,7 +20,14 @@ from avsync.landmarks import (
     mouth_centre,
     roll_angle,
 )
-from avsync.tracking import FACE_TOO_SMALL, NO_FACE, UNSTABLE, TrackerConfig, box_from_landmarks, iou, track_faces
+from avsync.features.tracking import (
+    FACE_TOO_SMALL,
+    NO_FACE,
+    UNSTABLE,
+    TrackerConfig,
+    box_from_landmarks,
+    iou,
+)
 from benchmarks.bench_prepare import face_frames
 
 # Hand-annotated on skimage.data.astronaut() (512x512): the mouth corners and the middle of the

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from avsync.errors import AvsyncError
-from avsync.manifest import ClipRecord, rank_split, read_jsonl, read_manifest, write_manifest
+from avsync.features.manifest import (
+    ClipRecord,
+    rank_split,
+    read_jsonl,
+    read_manifest,
+    write_manifest,
+)
 
 REALAV = Path("/work/shared/data/realav")
 

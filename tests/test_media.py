@@ -1,4 +1,4 @@
-"""avsync.media: round trips, one timeline for audio and video, frame-rate resampling, atomic writes."""
+"""avsync.io.media: round trips, one timeline for audio and video, frame-rate resampling, atomic writes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from avsync import media
 from avsync.errors import AvsyncError
+from avsync.io import media
 from tests.conftest import frame_index, index_frame, write_stored_frames
 
 SAMPLE_RATE = 16000
@@ -249,7 +249,7 @@ def test_pyav_frames_of_odd_size_are_padded_to_even(tmp_path):
 
 REPRODUCIBLE_ENCODE = """
 import hashlib, sys
-from avsync import media
+from avsync.io import media
 from avsync.synth.dataset import SongSpec, synthesize_song
 song = synthesize_song(SongSpec("s", "singer", seed=3, index=0, seconds=2.0))
 media.write_video(sys.argv[1], song.frames, fps=25, crf=28, preset="veryfast", reproducible=sys.argv[2] == "1")

@@ -5,22 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from avsync.align.dtw import alignment_cost
 from avsync.align.timemap import TimeMap
-from avsync.metrics import alignment_cost, frame_errors, label_sequence_dtw, offset_accuracy
+from avsync.evaluation.metrics import frame_errors, offset_accuracy
 
 
 def test_alignment_cost_is_mean_over_path_cells() -> None:
     cost = np.arange(12, dtype=float).reshape(3, 4)
     assert alignment_cost(cost, np.array([[0, 0], [1, 1], [2, 3]])) == pytest.approx((0 + 5 + 11) / 3)
-
-
-def test_label_sequence_dtw() -> None:
-    assert label_sequence_dtw([0.0, 1.0, 1.0, 0.0], [0, 1, 0]) == 0.0
-    # One output of 0.5 against labels 0, 1: path (0,0),(0,1), total 1.0 over 2 cells.
-    assert label_sequence_dtw([0.5], [0, 1]) == pytest.approx(0.5)
-    # Flipped outputs cost 1 per cell.
-    assert label_sequence_dtw([1, 0, 1, 0], [0, 1, 0, 1]) < label_sequence_dtw([1, 1, 1, 1], [0, 0, 0, 0])
-    assert label_sequence_dtw([1, 1, 1, 1], [0, 0, 0, 0]) == pytest.approx(1.0)
 
 
 def test_frame_errors() -> None:

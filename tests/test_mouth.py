@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import skimage.data
 
-from avsync.landmarks import face_size, make_backend, mouth_centre
-from avsync.mouth import CropConfig, MouthCropper, crop_mouth, mouth_geometry, window_mean
+from avsync.features.landmarks import face_size, make_backend, mouth_centre
+from avsync.features.mouth import (
+    CropConfig,
+    MouthCropper,
+    crop_mouth,
+    mouth_geometry,
+    window_mean,
+)
 
 # Hand-annotated on skimage.data.astronaut() (see tests/test_landmarks.py).
 ASTRONAUT_MOUTH_CORNERS = np.array([[203.0, 141.0], [247.0, 140.0]])

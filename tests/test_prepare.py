@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 from conftest import write_stored_frames
 
-import avsync.cache
+import avsync.features.cache
 from avsync import cli
-from avsync.cache import FeatureCache
-from avsync.features import VisualParams, extract_visual, load_clip
-from avsync.landmarks import mouth_centre
-from avsync.manifest import ClipRecord, read_manifest, write_manifest
-from avsync.media import read_video, write_video
+from avsync.features.cache import FeatureCache, load_clip
+from avsync.features.extract import VisualParams, extract_visual
+from avsync.features.landmarks import mouth_centre
+from avsync.features.manifest import ClipRecord, read_manifest, write_manifest
+from avsync.features.tracking import NO_FACE
+from avsync.io.media import read_video, write_video
 from avsync.synth.dataset import write_dataset
-from avsync.tracking import NO_FACE
 from benchmarks.bench_prepare import face_frames, write_face_video
 
 
@@ -61,8 +61,8 @@ def test_prepare_fills_the_cache_for_every_song_and_says_so(prepared: tuple[Path
 
 def test_prepared_crops_follow_the_mouth_of_the_synthetic_singer(synth_data: Path, prepared: tuple[Path, str], monkeypatch) -> None:
     cache, _ = prepared
-    monkeypatch.setattr(avsync.cache, "extract_visual", None)  # loaded, never recomputed
-    monkeypatch.setattr(avsync.cache, "extract_audio", None)
+    monkeypatch.setattr(avsync.features.cache, "extract_visual", None)  # loaded, never recomputed
+    monkeypatch.setattr(avsync.features.cache, "extract_audio", None)
     for record in read_manifest(synth_data):
         clip = load_clip(record, FeatureCache(cache))
         truth = json.loads(record.truth.read_text())["frames"]
@@ -84,8 +84,8 @@ def test_a_second_run_does_no_work(synth_data: Path, prepared: tuple[Path, str],
     def no_work(*args, **kwargs):
         raise AssertionError("features were extracted again")
 
-    monkeypatch.setattr(avsync.cache, "extract_visual", no_work)
-    monkeypatch.setattr(avsync.cache, "extract_audio", no_work)
+    monkeypatch.setattr(avsync.features.cache, "extract_visual", no_work)
+    monkeypatch.setattr(avsync.features.cache, "extract_audio", no_work)
     assert run_cli(str(synth_data), "--cache", str(cache)) == 0
     assert "2 clips: 0 computed, 2 cached, 0 failed" in capsys.readouterr().out
 

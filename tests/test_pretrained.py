@@ -1,4 +1,4 @@
-"""The model shipped inside the package (avsync.pretrained): present, small, loadable, useful."""
+"""The model shipped inside the package (avsync.models.pretrained): present, small, loadable, useful."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from avsync.checkpoints import load_model
 from avsync.errors import AvsyncError
 from avsync.models import TwoTower
-from avsync.pretrained import pretrained_checkpoint, pretrained_metadata, strip_checkpoint
+from avsync.models.checkpoints import load_model
+from avsync.models.pretrained import (
+    pretrained_checkpoint,
+    pretrained_metadata,
+    strip_checkpoint,
+)
 
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -54,10 +58,9 @@ def test_strip_checkpoint_keeps_what_inference_needs(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_shipped_model_finds_the_shift_of_a_new_synthetic_song(tmp_path: Path) -> None:
     """A song it never saw, shifted by 7 frames: the aligned offset is within one frame."""
-    from avsync.features import load_clip
-    from avsync.cache import FeatureCache
-    from avsync.manifest import read_manifest
-    from avsync.sync import sync_features
+    from avsync.features.cache import FeatureCache, load_clip
+    from avsync.features.manifest import read_manifest
+    from avsync.pipeline.sync import sync_features
     from avsync.synth.dataset import write_dataset
 
     write_dataset(tmp_path / "data", songs=1, seconds=8.0, seed=11, distractors=0.0, workers=1, progress=False)

@@ -1,4 +1,4 @@
-"""Issue-7 evaluation (avsync.realeval): warps, scores, table, and a whole run on a synthetic clip."""
+"""Issue-7 evaluation (avsync.evaluation.realeval): warps, scores, table, and a whole run on a synthetic clip."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import identity_map
 
-from avsync.checkpoints import LoadedModel
-from avsync.metrics import frame_errors
-from avsync.retime import constant_time_map
-from avsync.realeval import (
+from avsync.evaluation.metrics import frame_errors
+from avsync.evaluation.realeval import (
     KINDS,
     MIN_CLIP_FRAMES,
     CaseScore,
@@ -24,7 +23,9 @@ from avsync.realeval import (
     speaker_groups,
     summarise,
 )
-from avsync.warp import identity_map, make_warp
+from avsync.evaluation.warp import make_warp
+from avsync.models.checkpoints import LoadedModel
+from avsync.pipeline.retime import constant_time_map
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -110,8 +111,8 @@ def test_whole_evaluation_on_a_synthetic_song(tmp_path: Path, make_av_file) -> N
     """Warp a synthetic song, align every case with an untrained model and the baselines, score."""
     import torch
 
-    from avsync.cache import FeatureCache
-    from avsync.manifest import read_manifest
+    from avsync.features.cache import FeatureCache
+    from avsync.features.manifest import read_manifest
     from avsync.models import TwoTower
     from avsync.synth.dataset import write_dataset
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from avsync.report import (
+from avsync.pipeline.report import (
     CONFIDENCE_RELIABLE,
     CONFIDENCE_UNCERTAIN,
     SyncReport,

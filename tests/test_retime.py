@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 from conftest import frame_index, index_frame, write_stored_frames, write_test_clip
 
-from avsync import media
 from avsync.align.timemap import TimeMap
 from avsync.errors import AvsyncError
-from avsync.retime import constant_time_map, output_times, pick_frames, source_times, write_offset, write_retimed
+from avsync.io import media
+from avsync.pipeline.retime import (
+    constant_time_map,
+    output_times,
+    pick_frames,
+    source_times,
+    write_offset,
+    write_retimed,
+)
 
 MUSIC_SECONDS = 6.0
 CLICK_S = 1.0

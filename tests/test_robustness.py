@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 
 from avsync.align.dtw import align_video
-from avsync.sync import lip_activity, mask_runs, robust_alignment, scored_rows, silent_talk_rows, unreliable_spans, weak_match_rows
+from avsync.pipeline.sync import (
+    lip_activity,
+    mask_runs,
+    robust_alignment,
+    scored_rows,
+    silent_talk_rows,
+    unreliable_spans,
+    weak_match_rows,
+)
 
 N_ROWS, N_COLS, TRUE_OFFSET = 400, 900, 200
 SPAN = (150, 210)

@@ -10,9 +10,16 @@ import pytest
 import yaml
 
 from avsync.cli import main as avsync_main
-from avsync.commands.sweep import best_value, expand_command, read_sweep, summary_table, TrialResult, trial_options
+from avsync.commands.sweep import (
+    TrialResult,
+    best_value,
+    expand_command,
+    read_sweep,
+    summary_table,
+    trial_options,
+)
 from avsync.errors import AvsyncError
-from avsync.lit_module import METRICS_FILE
+from avsync.training.lit_module import METRICS_FILE
 from tests.test_train import REPO, tiny_data  # noqa: F401 (session fixture shared with test_train)
 
 

@@ -10,10 +10,16 @@ import pytest
 
 from avsync.cli import main
 from avsync.errors import AvsyncError
-from avsync.manifest import read_manifest
-from avsync.media import probe, read_audio, read_video
+from avsync.features.manifest import read_manifest
+from avsync.io.media import probe, read_audio, read_video
 from avsync.synth.articulation import MOUTH_LEAD_S, active_frames, mouth_track
-from avsync.synth.dataset import STEM_FILES, SongSpec, split_counts, synthesize_song, write_dataset
+from avsync.synth.dataset import (
+    STEM_FILES,
+    SongSpec,
+    split_counts,
+    synthesize_song,
+    write_dataset,
+)
 from avsync.synth.scene import MOVE_FRAMES, FrameRenderer, make_identity, scene_tracks
 from avsync.synth.singing import SAMPLE_RATE, Syllable, compose_score, render_stems
 from avsync.synth.truth import load_truth

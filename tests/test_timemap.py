@@ -5,10 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avsync.align.dtw import STEP_CUT, STEP_DIAG, STEP_FREEZE, STEP_START, Alignment, DTWConfig, align_video
+from avsync.align.dtw import (
+    STEP_CUT,
+    STEP_DIAG,
+    STEP_FREEZE,
+    STEP_START,
+    Alignment,
+    DTWConfig,
+    align_video,
+)
 from avsync.align.timemap import TimeMap, estimate_offset, path_to_time_map
-from avsync.metrics import frame_errors
-from avsync.warp import WARP_KINDS, make_warp
+from avsync.evaluation.metrics import frame_errors
+from avsync.evaluation.warp import WARP_KINDS, make_warp
 
 
 def alignment_of(ref: np.ndarray, steps: np.ndarray | None = None) -> Alignment:

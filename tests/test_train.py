@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from avsync.cli import main as avsync_main
-from avsync.lit_module import LitAVSync, candidate_windows
 from avsync.models import PosterCNN, TwoTower
+from avsync.training.lit_module import LitAVSync, candidate_windows
 from datamodules.av_pairs import EpochKeySampler, FixedPairs, RandomPairs
 from datamodules.sampling import ShiftConfig, WindowSampler
 from datamodules.toy import toy_clip
@@ -199,7 +199,7 @@ def test_fit_writes_config_metrics_plot_and_a_loadable_checkpoint(tiny_data, tmp
     assert "W&B: offline (no API key configured); run saved in" in messages and "wandb sync" in messages
     (checkpoint,) = tmp_path.glob("twotower_synth/*/checkpoints/*.ckpt")
     run = checkpoint.parents[1]
-    assert f"best checkpoint (val/offset_acc=" in messages and str(checkpoint) in messages
+    assert "best checkpoint (val/offset_acc=" in messages and str(checkpoint) in messages
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [0, 1]
     assert [line["val/offset_acc"] for line in lines] == [s["val/offset_acc"] for s in summaries(caplog)]

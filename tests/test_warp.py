@@ -6,9 +6,16 @@ import json
 
 import numpy as np
 import pytest
+from conftest import identity_map
 
 from avsync.errors import AvsyncError
-from avsync.warp import WARP_KINDS, FrameMap, apply_frame_map, identity_map, make_warp, warp_video_file
+from avsync.evaluation.warp import (
+    WARP_KINDS,
+    FrameMap,
+    apply_frame_map,
+    make_warp,
+    warp_video_file,
+)
 
 
 @pytest.mark.parametrize("kind", WARP_KINDS)
@@ -78,7 +85,7 @@ def test_apply_and_round_trip() -> None:
 
 
 def test_warp_video_file(tmp_path) -> None:
-    from avsync.media import read_video, write_video
+    from avsync.io.media import read_video, write_video
 
     n = 160
     bits = (np.arange(n)[:, None] >> np.arange(8)[None, :]) & 1  # frame index as an 8-block bar code

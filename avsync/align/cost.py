@@ -208,7 +208,7 @@ def cost_matrix(
         mouth_crops: uint8 [N, 64, 64].
         log_mel: float [80, 4M].
         video_valid: bool [N] usable-face mask (``VisualFeatures.valid``).
-        ref_active: bool [M] voiced reference frames (``datamodules.sampling.voiced_frames``).
+        ref_active: bool [M] voiced reference frames (``avsync.features.audio.voiced_frames``).
         band: ``(offset, slope, radius)`` for pair networks.
         batch_size: windows or pairs per forward pass.
         progress: show a tqdm bar.

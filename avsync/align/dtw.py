@@ -45,7 +45,6 @@ STEP_SLOW = 2
 STEP_FAST = 3
 STEP_FREEZE = 4
 STEP_CUT = 5
-STEP_NAMES = ("start", "diag", "slow", "fast", "freeze", "cut")
 
 # Backpointer bits of the rate kernel: bits 0-2 = how state A (free) was entered,
 # bit 3 = freeze state stayed (else entered from A), bit 4 = jump state carried from the left.
@@ -54,8 +53,6 @@ _F_STAY = 8
 _J_LEFT = 16
 # States for the backtrack.
 _S_A, _S_FAST, _S_SLOW, _S_FREEZE = 0, 1, 2, 3
-
-_INF = np.inf
 
 
 @dataclass(frozen=True)
@@ -491,3 +488,15 @@ def dtw_classic(cost: np.ndarray, *, subsequence: bool = False, band_radius: int
         raise ValueError("no admissible path: widen the band")
     rows, cols = _classic_backtrack(ptr, lo, end_j)
     return np.stack([rows, cols], axis=1), total
+
+
+def alignment_cost(cost: np.ndarray, path: np.ndarray) -> float:
+    """Mean of ``cost`` over the cells of ``path``: the DTW alignment cost normalised by path length
+    (penalties excluded); lower is a better match.
+
+    Args:
+        cost: float [N, M].
+        path: int [L, 2] of ``(i, j)`` cells.
+    """
+    path = np.asarray(path)
+    return float(cost[path[:, 0], path[:, 1]].mean())

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from avsync.align.dtw import STEP_CUT, STEP_FREEZE, Alignment
-
+from avsync.conventions import FPS
 
 JITTER_WINDOW = 9
 
@@ -124,7 +124,7 @@ def _smooth_run(rows: np.ndarray, refs: np.ndarray, tolerance: float, min_piece:
     return knots
 
 
-def path_to_time_map(alignment: Alignment, fps: float = 25.0, *, tolerance: float = 2.0, min_piece: int = 25) -> TimeMap:
+def path_to_time_map(alignment: Alignment, fps: float = FPS, *, tolerance: float = 2.0, min_piece: int = 25) -> TimeMap:
     """Smooth a DTW path into a :class:`TimeMap`.
 
     The path is cut into runs at the kernel's cut steps and freeze runs (the DTW pays a penalty
@@ -202,7 +202,7 @@ def _diagonal_sums(cost: np.ndarray) -> np.ndarray:
     return sums
 
 
-def estimate_offset(cost: np.ndarray, fps: float = 25.0, *, max_offset: int | None = None, min_overlap: int | None = None) -> OffsetEstimate:
+def estimate_offset(cost: np.ndarray, fps: float = FPS, *, max_offset: int | None = None, min_overlap: int | None = None) -> OffsetEstimate:
     """Average the cost along each diagonal ``j = i - d`` and take the best ``d``.
 
     Args:

@@ -14,12 +14,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from avsync.checkpoints import load_model
 from avsync.errors import AvsyncError
-from avsync.plots import plot_alignment
-from avsync.report import summarise
-from avsync.retime import SPANS, write_offset, write_retimed
-from avsync.sync import analyse, check_inputs, check_reference, default_plot_title
+from avsync.models.checkpoints import load_model
+from avsync.pipeline.plots import plot_alignment
+from avsync.pipeline.report import summarise
+from avsync.pipeline.retime import SPANS, write_offset, write_retimed
+from avsync.pipeline.sync import (
+    analyse,
+    check_inputs,
+    check_reference,
+    default_plot_title,
+)
 
 MODES = ("warp", "offset")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")

@@ -1,9 +1,9 @@
 """``avsync eval``: DTW alignment of known warps of the test clips, trained model vs classical baseline.
 
 Each of the first ``--clips`` clips of the split (in sync with its reference) is warped at the
-feature level by a known frame map (`avsync.warp`; clip k gets kind shift/tempo/cut/freeze/combo
+feature level by a known frame map (`avsync.evaluation.warp`; clip k gets kind shift/tempo/cut/freeze/combo
 in turn, deterministically from ``--seed``) and aligned against its unchanged reference by the
-model (`avsync.align`) and by the baseline (`avsync.baseline`). Prints one row per clip and method,
+model (`avsync.align`) and by the baseline (`avsync.evaluation.baseline`). Prints one row per clip and method,
 the means per method and per warp kind; writes the same as JSON (atomically) and two PNGs per clip
 and method: the cost matrix with the found path (red) and the true path (white), and the time map
 as the offset along the video (found and true). Everything cheap is checked
@@ -20,9 +20,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from avsync.align.dtw import DTWConfig
-from avsync.checkpoints import load_model
 from avsync.errors import AvsyncError
-from avsync.evaluate import (
+from avsync.evaluation.harness import (
     EvalReport,
     format_table,
     is_pair_model,
@@ -31,9 +30,10 @@ from avsync.evaluate import (
     pair_band,
     run_evaluation,
 )
-from avsync.manifest import read_manifest
-from avsync.media import atomic_path
-from avsync.warp import MIN_FRAMES
+from avsync.evaluation.warp import MIN_FRAMES
+from avsync.features.manifest import read_manifest
+from avsync.io.media import atomic_path
+from avsync.models.checkpoints import load_model
 
 DEFAULT_OUT = Path("results/eval.json")
 

@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from avsync.cache import FeatureCache, parse_shard, prepare_manifest
 from avsync.errors import AvsyncError
-from avsync.features import VisualParams
-from avsync.landmarks import BACKENDS, FAN_DETECTORS
-from avsync.manifest import read_manifest
+from avsync.features.cache import FeatureCache, parse_shard, prepare_manifest
+from avsync.features.extract import VisualParams
+from avsync.features.landmarks import BACKENDS, FAN_DETECTORS
+from avsync.features.manifest import read_manifest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

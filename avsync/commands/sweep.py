@@ -30,8 +30,8 @@ from pathlib import Path
 import yaml
 
 from avsync.errors import AvsyncError
-from avsync.lit_module import METRICS_FILE
-from avsync.wandb_setup import wandb_api_key_configured
+from avsync.training.lit_module import METRICS_FILE
+from avsync.training.wandb_setup import wandb_api_key_configured
 
 DEFAULT_RANDOM_TRIALS = 4
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "-m", "avsync", "fit", "${args}"]

@@ -7,7 +7,13 @@ import os
 import time
 from pathlib import Path
 
-from avsync.synth.dataset import DEFAULT_DISTRACTORS, DEFAULT_SECONDS, DEFAULT_SONGS, split_counts, write_dataset
+from avsync.synth.dataset import (
+    DEFAULT_DISTRACTORS,
+    DEFAULT_SECONDS,
+    DEFAULT_SONGS,
+    split_counts,
+    write_dataset,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

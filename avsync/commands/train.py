@@ -1,6 +1,6 @@
 """`avsync fit|validate|test --config experiments/base.yaml --config experiments/EXP.yaml [--key=value ...]`.
 
-LightningCLI over `avsync.lit_module.LitAVSync` and `datamodules.AVPairsDataModule`. Several
+LightningCLI over `avsync.training.lit_module.LitAVSync` and `datamodules.AVPairsDataModule`. Several
 `--config` files compose (later ones override earlier ones); `--print_config` shows the result.
 Each run writes its resolved config, plots and checkpoints to `runs/<experiment>/<version>/`
 (`checkpoints/*.ckpt`); `fit` prints the best checkpoint's path at the end.
@@ -14,13 +14,17 @@ from collections.abc import Sequence
 
 import yaml
 from jsonargparse import ArgumentError
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.cli import (
+    LightningArgumentParser,
+    LightningCLI,
+    SaveConfigCallback,
+)
 from pytorch_lightning.utilities import rank_zero_info
 
 from avsync.errors import AvsyncError
-from avsync.lit_module import LitAVSync
-from avsync.media import atomic_path
-from avsync.wandb_setup import run_directory
+from avsync.io.media import atomic_path
+from avsync.training.lit_module import LitAVSync
+from avsync.training.wandb_setup import run_directory
 from datamodules.av_pairs import AVPairsDataModule
 
 CONFIG_NAME = "config.yaml"

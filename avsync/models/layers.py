@@ -7,10 +7,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-WINDOW_FRAMES = 16
-"""Video frames in one model window."""
-MELS_PER_FRAME = 4
-"""Log-mel columns per video frame (10 ms hop at 25 fps)."""
+from avsync.conventions import MELS_PER_FRAME, WINDOW_FRAMES  # noqa: F401  (the networks' window geometry)
+
 N_MELS = 80
 """Mel bands of the audio feature."""
 MOUTH_SIZE = 64

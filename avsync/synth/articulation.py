@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from avsync.conventions import FPS
 from avsync.synth.singing import Syllable
 
-FPS = 25.0
 # Mouth (openness 0..1, width relative to the resting mouth) per vowel.
 VOWEL_SHAPES: dict[str, tuple[float, float]] = {
     "a": (1.0, 1.0), "e": (0.55, 1.12), "i": (0.32, 1.22), "o": (0.72, 0.72), "u": (0.42, 0.6),

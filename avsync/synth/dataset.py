@@ -2,7 +2,7 @@
 
 Layout::
 
-    OUT/manifest.jsonl            one line per song (avsync.manifest format)
+    OUT/manifest.jsonl            one line per song (avsync.features.manifest format)
     OUT/split.csv                 id,split
     OUT/<song_id>/Mix.wav         vocal_reverb + accompaniment (44.1 kHz, 16-bit mono)
     OUT/<song_id>/Vocal.wav       dry singing voice
@@ -33,12 +33,29 @@ import numpy as np
 from tqdm import tqdm
 
 from avsync.errors import AvsyncError
-from avsync.manifest import MANIFEST_NAME, URSING_SPLIT_NAME, ClipRecord, write_manifest
-from avsync.media import atomic_path, write_audio, write_video
+from avsync.features.manifest import (
+    MANIFEST_NAME,
+    URSING_SPLIT_NAME,
+    ClipRecord,
+    write_manifest,
+)
+from avsync.io.media import atomic_path, write_audio, write_video
 from avsync.synth.articulation import FPS, MOUTH_LEAD_S, active_frames, mouth_track
 from avsync.synth.face import level_shape, load_source_face, quantize_mouth
-from avsync.synth.scene import OCCLUSION_KINDS, FrameRenderer, make_identity, scene_tracks
-from avsync.synth.singing import SAMPLE_RATE, VOWELS, Stems, compose_score, mouthed_syllables, render_stems
+from avsync.synth.scene import (
+    OCCLUSION_KINDS,
+    FrameRenderer,
+    make_identity,
+    scene_tracks,
+)
+from avsync.synth.singing import (
+    SAMPLE_RATE,
+    VOWELS,
+    Stems,
+    compose_score,
+    mouthed_syllables,
+    render_stems,
+)
 from avsync.synth.truth import SongTruth
 
 # Bump when the generator changes what it writes for the same settings.

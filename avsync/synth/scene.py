@@ -15,7 +15,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from avsync.synth.face import MouthBank, SourceFace, load_source_face, mouth_geometry, premultiplied
+from avsync.synth.face import (
+    MouthBank,
+    SourceFace,
+    load_source_face,
+    mouth_geometry,
+    premultiplied,
+)
 
 FRAME_SIZE = 320
 # Frames a card or the head takes to move in or out around an occlusion span.

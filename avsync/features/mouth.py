@@ -1,7 +1,7 @@
 """Stable 64x64 mouth crops from per-frame landmarks.
 
 The crop of frame ``t`` is a square centred on the mean of the lip landmarks 48-67, with side
-``scale * face_size`` (`avsync.landmarks.face_size`, which ignores the mouth, so the crop does
+``scale * face_size`` (`avsync.features.landmarks.face_size`, which ignores the mouth, so the crop does
 not zoom when the mouth opens) and turned with the eye line (upright mouth when the head tilts).
 Centre, side and angle are averaged over the valid frames of a centred window of
 ``smooth_window`` frames, which removes the landmark jitter (about 1 px per frame) while a head
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from avsync.landmarks import face_size, mouth_centre, roll_angle
+from avsync.features.landmarks import face_size, mouth_centre, roll_angle
 
 # Above this many source pixels per output pixel, shrink with an area filter before warping.
 MAX_BILINEAR_STEP = 1.25
@@ -32,7 +32,7 @@ class CropConfig:
     Attributes:
         size: output side in pixels.
         rgb: RGB crops ``[size, size, 3]`` instead of gray ``[size, size]``.
-        scale: crop side as a multiple of `avsync.landmarks.face_size` (about the inter-ocular
+        scale: crop side as a multiple of `avsync.features.landmarks.face_size` (about the inter-ocular
             distance; the mouth is ~0.6 of it wide, so 1.1 leaves a margin of ~0.8 mouth width).
         smooth_window: frames in the centred averaging window of centre, side and angle.
     """

@@ -4,7 +4,7 @@ Video frame ``k`` covers ``[k/fps, (k+1)/fps)`` and owns mel columns ``mels_per_
 ``mels_per_frame * (k+1) - 1``; column ``j`` is centred on sample ``j * hop_length``
 (``center=True``). The hop must divide the audio of one video frame exactly: other frame rates
 (29.97, 30 fps) are handled by resampling the video to the model's rate
-(`avsync.media.read_video(fps=25)`), never by bending the hop.
+(`avsync.io.media.read_video(fps=25)`), never by bending the hop.
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-
 import numpy as np
 import torch
 import torchaudio
 
+from avsync.conventions import FPS, MELS_PER_FRAME, SAMPLE_RATE
+
 LOG_OFFSET = 1e-6
+SILENCE_DB = 30.0
+"""A frame is voiced when its power is within this many dB of the clip's loud frames (`voiced_frames`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +38,9 @@ class MelConfig:
         f_max: highest mel band edge in Hz.
     """
 
-    sample_rate: int = 16000
-    fps: float = 25.0
-    mels_per_frame: int = 4
+    sample_rate: int = SAMPLE_RATE
+    fps: float = FPS
+    mels_per_frame: int = MELS_PER_FRAME
     n_mels: int = 80
     n_fft: int = 512
     win_length: int = 400
@@ -109,3 +112,24 @@ def log_mel(waveform: np.ndarray | torch.Tensor, cfg: MelConfig = MelConfig()) -
         return samples.new_zeros((*samples.shape[:-1], cfg.n_mels, 0))
     mel = _mel_transform(cfg, samples.device)(samples)
     return torch.log(mel[..., :columns] + LOG_OFFSET)
+
+
+def voiced_frames(log_mel: np.ndarray, silence_db: float = SILENCE_DB) -> np.ndarray:
+    """Frames whose audio power is within `silence_db` of the clip's loud frames.
+
+    Args:
+        log_mel: float `[80, 4T]` (natural log of mel power).
+        silence_db: dynamic range in dB below the 99th percentile frame power counted as voiced.
+
+    Returns:
+        bool `[T]`.
+    """
+    frames = log_mel.shape[1] // MELS_PER_FRAME
+    if frames == 0:
+        return np.zeros(0, dtype=bool)
+    grouped = log_mel[:, : frames * MELS_PER_FRAME].reshape(log_mel.shape[0], frames, MELS_PER_FRAME)
+    grouped = grouped.astype(np.float64)
+    peak = grouped.max(axis=(0, 2), keepdims=True)
+    level = (peak + np.log(np.exp(grouped - peak).mean(axis=(0, 2), keepdims=True))).ravel()  # log mean power
+    reference = np.percentile(level, 99)
+    return level > max(reference - silence_db * np.log(10.0) / 10.0, np.log(LOG_OFFSET) + 1.0)

@@ -36,7 +36,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from avsync.media import atomic_path
+from avsync.io.media import atomic_path
 
 CONFIDENCE_RELIABLE = 0.5
 """Confidence above which the offset is reliable. Measured on 20 known warps of the 10 synthetic

@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from avsync.align.timemap import TimeMap
-from avsync.media import atomic_path
+from avsync.conventions import FPS
+from avsync.io.media import atomic_path
 
 
 def save_figure(fig: Figure, out_png: str | Path, dpi: int = 100) -> Path:
@@ -24,7 +25,7 @@ def save_figure(fig: Figure, out_png: str | Path, dpi: int = 100) -> Path:
 
 
 def plot_alignment(cost: np.ndarray, found_path: np.ndarray | None, true_path: np.ndarray | None, out_png: str | Path,
-                   *, title: str = "", fps: float = 25.0) -> Path:
+                   *, title: str = "", fps: float = FPS) -> Path:
     """Cost matrix (reference time across, video time up) with the found and the true path.
 
     Args:

@@ -5,7 +5,7 @@ Logged metrics (names fixed by docs/design.md): `train/loss`, `train/acc`, `val/
 mouth window, the audio is scored at every shift in `-max_offset..max_offset` frames; the window
 counts as right when the best-scoring shift is within `offset_tolerance` frames of the truth (0).
 Each validation epoch also appends its metrics to `<run folder>/metrics.jsonl` and plots the mean
-logit per shift to `<run folder>/plots/` (run folder: `avsync.wandb_setup.run_directory`).
+logit per shift to `<run folder>/plots/` (run folder: `avsync.training.wandb_setup.run_directory`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from avsync.models import describe
-from avsync.plots import save_figure
 from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
-from avsync.wandb_setup import run_directory
+from avsync.pipeline.plots import save_figure
+from avsync.training.wandb_setup import run_directory
 
 CLI_INSTANTIATOR = "pytorch_lightning.cli.instantiate_module"
 METRICS_FILE = "metrics.jsonl"

@@ -23,13 +23,12 @@ on the largest face. Frames without a usable face get landmarks None and a reaso
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from avsync.landmarks import NUM_LANDMARKS, LandmarkBackend, face_size
+from avsync.features.landmarks import LandmarkBackend, face_size
 
 NO_FACE = "no face detected"
 FACE_TOO_SMALL = "face too small"
@@ -55,7 +54,7 @@ class TrackerConfig:
     Attributes:
         detect_every: frames between detector runs (search while lost, confirmation while tracking).
         detect_width: width in pixels of the frame the full-frame search runs on.
-        min_face_size: `avsync.landmarks.face_size` in frame pixels below which a frame is invalid.
+        min_face_size: `avsync.features.landmarks.face_size` in frame pixels below which a frame is invalid.
         max_jump: largest movement of the face box between frames, as a fraction of its side,
             before the landmarks count as unstable.
         min_iou: overlap (intersection over union) for a detection to be the tracked face.
@@ -253,24 +252,3 @@ class FaceTracker:
         new_box = box_from_landmarks(landmarks)
         jump = math.hypot(*((new_box[:2] + new_box[2:]) / 2 - (self._box[:2] + self._box[2:]) / 2))
         return jump <= self.config.max_jump * side
-
-
-def track_faces(frames: Iterable[np.ndarray], backend: LandmarkBackend, config: TrackerConfig = TrackerConfig()) -> Track:
-    """Track the singer through a sequence of frames (see `FaceTracker`).
-
-    Args:
-        frames: uint8 ``[H, W]`` or ``[H, W, 3]`` frames in order (array ``[T, ...]`` or iterable).
-        backend: landmark backend.
-        config: tracking parameters.
-
-    Returns:
-        The `Track` of the video.
-    """
-    tracker = FaceTracker(backend, config)
-    landmarks, reasons = [], []
-    for frame in frames:
-        points, reason = tracker.update(frame)
-        landmarks.append(np.full((NUM_LANDMARKS, 2), np.nan, np.float32) if points is None else points)
-        reasons.append(reason)
-    stacked = np.stack(landmarks) if landmarks else np.zeros((0, NUM_LANDMARKS, 2), np.float32)
-    return Track(stacked, np.array([not r for r in reasons], dtype=bool), reasons, tracker.detector_runs)

@@ -37,8 +37,8 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 
-from avsync.background import prefetch
 from avsync.errors import AvsyncError, MediaError
+from avsync.io.background import prefetch
 
 PathLike = str | os.PathLike[str]
 FrameT = TypeVar("FrameT")
@@ -650,7 +650,7 @@ def write_video(
             samples = np.asarray(audio, dtype=np.float32)
             audio_writer = cleanup.enter_context(AacWriter(container, samples, int(sample_rate), audio_start + shift))
         sink = _VideoSink(container, video, options, audio_writer, shift)
-        # Runs of one frame object (a frame `avsync.retime` holds) are collected, so that a long
+        # Runs of one frame object (a frame `avsync.pipeline.retime` holds) are collected, so that a long
         # run at the start or the end can be written as repeated groups of pictures.
         run_frame, run_times = first, [float(first_time)]
         for frame in frame_iter:
@@ -687,7 +687,7 @@ class _VideoSink:
     """The video stream of `write_video`: frames through the stream's encoder, except held frames.
 
     A frame held for at least `MIN_HOLD_FRAMES` frames at the start or at the end of the video
-    (the music before and after the clip, in `avsync.retime`) is encoded once as a group of
+    (the music before and after the clip, in `avsync.pipeline.retime`) is encoded once as a group of
     pictures of `HOLD_GOP_FRAMES` frames (an IDR frame and skipped frames, by a second x264 with
     the stream's settings) whose packets are then repeated with shifted timestamps: each copy is a
     closed group that starts with an IDR frame, so decoding is exact. x264 spends about 3.5 ms of
@@ -793,7 +793,7 @@ class _VideoSink:
 class AacWriter:
     """Encode mono float samples as AAC and mux the packets in step with the video (interleaving).
 
-    The encoding runs in a background thread (`avsync.background.prefetch`; the encoder releases
+    The encoding runs in a background thread (`avsync.io.background.prefetch`; the encoder releases
     the GIL), overlapping the video encoder; packets are muxed by the calling thread. Add every
     other stream first, then use it as a context manager inside the container's ``with`` block
     (entering writes the header; leaving ends the thread before the container closes, also on

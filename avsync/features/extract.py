@@ -1,33 +1,26 @@
 """The model's inputs for one media file: mouth crops of a video, log-mel of an audio track.
 
 `extract_visual` decodes a video at 25 fps (gray, downscaled by the decoder to at most
-``work_width`` pixels), tracks the singer's face (`avsync.tracking`) and cuts stable mouth crops
-(`avsync.mouth`). `extract_audio` computes the log-mel of a file's audio (`avsync.audio`).
-`load_clip` pairs, through the feature cache, a manifest record's video with its reference audio,
-both cut to the same number of frames.
+``work_width`` pixels), tracks the singer's face (`avsync.features.tracking`) and cuts stable mouth crops
+(`avsync.features.mouth`). `extract_audio` computes the log-mel of a file's audio (`avsync.features.audio`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from avsync import media
-from avsync.audio import MelConfig, log_mel
-from avsync.background import prefetch
+from avsync.conventions import FPS
 from avsync.errors import MediaError
-from avsync.landmarks import NUM_LANDMARKS, make_backend
-from avsync.mouth import CropConfig, MouthCropper
-from avsync.tracking import FaceTracker, TrackerConfig
-
-if TYPE_CHECKING:
-    from avsync.cache import FeatureCache
-    from avsync.manifest import ClipRecord
+from avsync.features.audio import MelConfig, log_mel
+from avsync.features.landmarks import NUM_LANDMARKS, make_backend
+from avsync.features.mouth import CropConfig, MouthCropper
+from avsync.features.tracking import FaceTracker, TrackerConfig
+from avsync.io import media
+from avsync.io.background import prefetch
 
 # Bump when extraction changes what it produces for the same parameters (invalidates the cache).
 VISUAL_VERSION = 1
@@ -53,7 +46,7 @@ class VisualParams:
     fan_detector: str = "dlib"
     device: str | None = None
     work_width: int = 640
-    fps: float = 25.0
+    fps: float = FPS
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     crop: CropConfig = field(default_factory=CropConfig)
 
@@ -216,76 +209,3 @@ def extract_audio(audio_path: str | Path, mel_cfg: MelConfig = MelConfig()) -> A
     samples = media.read_audio(audio_path, sample_rate=mel_cfg.sample_rate)
     mel = log_mel(samples, mel_cfg).numpy().astype(np.float32, copy=False)
     return AudioFeatures(mel, mel_cfg.sample_rate, mel_cfg.fps, audio_params(mel_cfg))
-
-
-@dataclass
-class ClipFeatures:
-    """A training clip: a video's mouth crops paired with its reference audio, same length.
-
-    Attributes:
-        id: the manifest record's id.
-        split: ``"train"``, ``"val"`` or ``"test"``.
-        mouth_crops: uint8 ``[T, size, size]`` (or ``[T, size, size, 3]``).
-        valid: bool ``[T]``.
-        log_mel: float32 ``[n_mels, mels_per_frame * T]`` of the reference audio.
-        accompaniment_mel: float32 ``[n_mels, mels_per_frame * T]`` of the accompaniment, when
-            requested and available (for augmentation), else None.
-        fps: frame rate (25.0).
-        speaker: the record's speaker, if known.
-    """
-
-    id: str
-    split: str
-    mouth_crops: np.ndarray
-    valid: np.ndarray
-    log_mel: np.ndarray
-    accompaniment_mel: np.ndarray | None
-    fps: float
-    speaker: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.valid)
-
-
-def load_clip(
-    record: ClipRecord,
-    cache: FeatureCache,
-    params: VisualParams = VisualParams(),
-    mel_cfg: MelConfig = MelConfig(),
-    accompaniment: bool = False,
-) -> ClipFeatures:
-    """Features of a manifest record from the cache (computed on a miss), cut to one length.
-
-    The reference audio is the vocal stem when present, else the record's audio, else the
-    video's own audio track (`ClipRecord.reference_audio`).
-
-    Args:
-        record: the clip.
-        cache: the feature cache.
-        params: visual extraction parameters.
-        mel_cfg: log-mel parameters.
-        accompaniment: also load the accompaniment's log-mel (None when the record has none).
-
-    Returns:
-        The clip's `ClipFeatures`, ``T = min(video frames, audio frames)``.
-
-    Raises:
-        MediaError: a missing or unreadable media file.
-    """
-    visual = cache.visual(record.video, params)
-    reference = cache.audio(record.reference_audio, mel_cfg)
-    extra = cache.audio(record.accompaniment, mel_cfg) if accompaniment and record.accompaniment else None
-    per_frame = mel_cfg.mels_per_frame
-    frames = min(len(visual), reference.log_mel.shape[1] // per_frame)
-    if extra is not None:
-        frames = min(frames, extra.log_mel.shape[1] // per_frame)
-    return ClipFeatures(
-        id=record.id,
-        split=record.split,
-        mouth_crops=visual.mouth_crops[:frames],
-        valid=visual.valid[:frames],
-        log_mel=reference.log_mel[:, : per_frame * frames],
-        accompaniment_mel=None if extra is None else extra.log_mel[:, : per_frame * frames],
-        fps=visual.fps,
-        speaker=record.speaker,
-    )

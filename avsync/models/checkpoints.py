@@ -3,7 +3,7 @@
 Training (`make train`, `avsync fit`) saves Lightning checkpoints under ``runs/`` (pattern
 ``runs/<experiment>/<version>/checkpoints/*.ckpt``); the hyperparameters stored in a checkpoint
 rebuild the network, so the file alone is enough. The default checkpoint is the model shipped with
-avsync (`avsync.pretrained`, also named ``shipped``); ``latest`` names the newest ``*.ckpt`` anywhere
+avsync (`avsync.models.pretrained`, also named ``shipped``); ``latest`` names the newest ``*.ckpt`` anywhere
 under ``runs/`` (by modification time).
 """
 
@@ -77,7 +77,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
         AvsyncError: ``latest`` with no checkpoint under ``runs/``, or a broken installation.
     """
     if checkpoint is None or str(checkpoint) == SHIPPED:
-        from avsync.pretrained import pretrained_checkpoint
+        from avsync.models.pretrained import pretrained_checkpoint
 
         return pretrained_checkpoint()
     if str(checkpoint) == LATEST:
@@ -110,7 +110,7 @@ NETWORK_PREFIX = "model."
 
 
 def network_from_checkpoint(checkpoint: dict) -> nn.Module:
-    """Rebuild the network of a loaded Lightning checkpoint of `avsync.lit_module.LitAVSync`.
+    """Rebuild the network of a loaded Lightning checkpoint of `avsync.training.lit_module.LitAVSync`.
 
     Reads only ``hyper_parameters["model"]`` (the `avsync.models.describe` description that
     training stores) and the ``model.*`` weights, so inference never imports Lightning (about 3 s

@@ -1,6 +1,6 @@
 """Per-epoch DTW evaluation during training: align known warps of the test clips and log the scores.
 
-`DTWEvalCallback` runs `avsync.evaluate` (the same cases and scores as `avsync eval`, model only)
+`DTWEvalCallback` runs `avsync.evaluation.harness` (the same cases and scores as `avsync eval`, model only)
 at the end of every validation epoch and of `test`, on global rank 0 only, and logs under the
 stage (`val/...` or `test/...`):
 
@@ -30,10 +30,18 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from avsync.errors import AvsyncError
-from avsync.evaluate import EvalCase, EvalReport, format_table, is_pair_model, load_eval_clips, make_cases, run_evaluation
-from avsync.features import VisualParams
-from avsync.wandb_setup import run_directory
-from avsync.warp import MIN_FRAMES
+from avsync.evaluation.harness import (
+    EvalCase,
+    EvalReport,
+    format_table,
+    is_pair_model,
+    load_eval_clips,
+    make_cases,
+    run_evaluation,
+)
+from avsync.evaluation.warp import MIN_FRAMES
+from avsync.features.extract import VisualParams
+from avsync.training.wandb_setup import run_directory
 
 RESULTS_FILE = "dtw_eval.jsonl"
 LOGGED = {  # logged name -> summary field of `EvalReport.summary()`
@@ -56,7 +64,7 @@ class DTWEvalCallback(pl.Callback):
         n_clips: how many clips (the first by id that are at least ``MIN_FRAMES`` long).
         max_frames: cut every clip to its first frames (the cost grows with it; None: whole clips).
         every_n_epochs: run after every n-th validation epoch (and always after the last one).
-        seed: warp seed (`avsync.evaluate.make_cases`).
+        seed: warp seed (`avsync.evaluation.harness.make_cases`).
         plots: write and log the per-clip PNGs.
         batch_size: windows (TwoTower) or pairs (pair models) per forward pass.
         pair_models: also evaluate networks that score pairs one by one (PosterCNN). Off by

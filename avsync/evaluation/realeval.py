@@ -6,19 +6,19 @@ Protocol:
    frames per clip, average-linkage clusters closer than `SAME_SPEAKER_DISTANCE`); whole speakers
    are held out (the ``test`` split of the manifest).
 2. Cases (`make_cases`): each held-out clip of at least `MIN_CLIP_FRAMES` frames is warped as a
-   user would meet it, with the known truth kept (`avsync.warp.FrameMap`):
+   user would meet it, with the known truth kept (`avsync.evaluation.warp.FrameMap`):
 
    * ``shift``: a constant shift of 1-15 frames either way;
    * ``tempo``: a tempo drift 0.9-1.1x, then a shift;
    * ``cutfreeze``: a cut (10-50 frames) and a freeze (10-40 frames), then a shift.
 
-   The warped video is written as an H.264 MP4 without audio (`avsync.warp.warp_video_file`);
+   The warped video is written as an H.264 MP4 without audio (`avsync.evaluation.warp.warp_video_file`);
    the reference is the original clip itself (its own audio, in sync with the unwarped picture).
 3. Methods, every one through the same features of the warped file (its mouth crops and
    landmarks are extracted from the re-encoded video, as `avsync align` would):
 
-   * a model: `avsync.sync.analyse` (exactly the analysis of `avsync align`);
-   * ``classical``: lip opening vs speech-band energy (`avsync.baseline`): its cost matrix goes
+   * a model: `avsync.pipeline.sync.analyse` (exactly the analysis of `avsync align`);
+   * ``classical``: lip opening vs speech-band energy (`avsync.evaluation.baseline`): its cost matrix goes
      through the same robust DTW and time map as a model's; the constant offset is the
      cross-correlation lag;
    * ``constant``: the perfect constant-offset aligner, the true best constant offset applied to
@@ -29,7 +29,7 @@ Protocol:
    gives, per method, the offset accuracy on the shift cases and the share of frames within +-1
    frame per kind and over all cases, beside the issue's targets.
 
-Run: ``python -m avsync.realeval DATA --cache cache --out outputs/realeval --model NAME=CKPT ...``.
+Run: ``python -m avsync.evaluation.realeval DATA --cache cache --out outputs/realeval --model NAME=CKPT ...``.
 """
 
 from __future__ import annotations
@@ -46,26 +46,31 @@ import numpy as np
 from tqdm import tqdm
 
 from avsync.align.timemap import TimeMap, path_to_time_map
-from avsync.audio import MelConfig
-from avsync.baseline import baseline_cost, mouth_opening, speech_band_envelope, xcorr_offset
-from avsync.cache import FeatureCache
-from avsync.checkpoints import LoadedModel, load_model
+from avsync.conventions import FPS
 from avsync.errors import AvsyncError
-from avsync.features import VisualParams
-from avsync.manifest import ClipRecord, read_manifest
-from avsync.media import atomic_path
-from avsync.metrics import frame_errors, offset_accuracy
-from avsync.retime import constant_time_map
-from avsync.sync import analyse, path_offset_frames, robust_alignment, scored_rows
-from avsync.warp import FrameMap, make_warp, warp_video_file
-from datamodules.sampling import ShiftConfig, voiced_frames
+from avsync.evaluation.baseline import baseline_cost, speech_band_envelope, xcorr_offset
+from avsync.evaluation.metrics import frame_errors, offset_accuracy
+from avsync.evaluation.warp import FrameMap, make_warp, warp_video_file
+from avsync.features.audio import MelConfig, voiced_frames
+from avsync.features.cache import FeatureCache
+from avsync.features.extract import VisualParams
+from avsync.features.landmarks import mouth_opening
+from avsync.features.manifest import ClipRecord, read_manifest
+from avsync.io.media import atomic_path
+from avsync.models.checkpoints import LoadedModel, load_model
+from avsync.pipeline.retime import constant_time_map
+from avsync.pipeline.sync import (
+    analyse,
+    path_offset_frames,
+    robust_alignment,
+    scored_rows,
+)
 
 KINDS = ("shift", "tempo", "cutfreeze")
 MIN_CLIP_FRAMES = 200
 """Shortest held-out clip that is warped (8 s): a cut of 50 frames must leave the 150 `make_warp` needs."""
 SAME_SPEAKER_DISTANCE = 0.57
 """Face-descriptor distance under which two clips are one speaker (dlib's own rule is 0.6)."""
-FPS = 25.0
 TARGETS = {"offset_acc_shift": 0.95, "within1_all": 0.85, "within1_tempo": 0.75, "within1_cutfreeze": 0.75}
 BASELINE_METHODS = ("classical", "constant")
 
@@ -169,7 +174,7 @@ def speaker_groups(videos: Sequence[str | os.PathLike[str]], threshold: float = 
     import face_recognition_models
     from scipy.cluster.hierarchy import fcluster, linkage
 
-    from avsync.media import read_video
+    from avsync.io.media import read_video
 
     models = Path(face_recognition_models.__file__).parent / "models"
     detector = dlib.get_frontal_face_detector()
@@ -248,13 +253,13 @@ def _score(case: RealCase, method: str, time_map: TimeMap, offset_found: float) 
 
 
 def score_model(case: RealCase, name: str, model: LoadedModel, cache_dir: str | os.PathLike[str]) -> CaseScore:
-    """Align a case exactly as `avsync align` does (`avsync.sync.analyse`) and score it."""
+    """Align a case exactly as `avsync align` does (`avsync.pipeline.sync.analyse`) and score it."""
     analysis = analyse(case.video, case.reference, model, cache_dir=cache_dir, progress=False)
     return _score(case, name, analysis.sync.time_map, analysis.sync.offset_frames)
 
 
 def _score_cost(case: RealCase, method: str, cost: np.ndarray, rows: np.ndarray, offset_found: float | None = None) -> CaseScore:
-    """The robust DTW and time map of `avsync.sync` over a cost; offset: the path's unless given."""
+    """The robust DTW and time map of `avsync.pipeline.sync` over a cost; offset: the path's unless given."""
     _, alignment, weak = robust_alignment(cost, rows)
     offset = path_offset_frames(alignment, rows & ~weak) if offset_found is None else offset_found
     return _score(case, method, path_to_time_map(alignment, FPS), offset)
@@ -267,7 +272,7 @@ def score_classical(case: RealCase, cache: FeatureCache) -> CaseScore:
     rows = scored_rows(visual.valid)
     opening = mouth_opening(visual.landmarks)
     envelope = speech_band_envelope(audio.log_mel)
-    cost = baseline_cost(opening, envelope, video_valid=rows, ref_active=voiced_frames(audio.log_mel, ShiftConfig().silence_db))
+    cost = baseline_cost(opening, envelope, video_valid=rows, ref_active=voiced_frames(audio.log_mel))
     return _score_cost(case, "classical", cost, rows, xcorr_offset(opening, envelope).offset_frames)
 
 
@@ -336,7 +341,7 @@ def plot_summary(table: dict[str, dict[str, float]], out_png: str | os.PathLike[
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    from avsync.plots import save_figure
+    from avsync.pipeline.plots import save_figure
 
     keys = [f"within1_{kind}" for kind in KINDS] + ["within1_all"]
     figure = Figure(figsize=(9, 3.5))
@@ -362,7 +367,7 @@ def run(cases: Sequence[RealCase], models: dict[str, LoadedModel], cache_dir: st
 
     Args:
         cases: from `make_cases`.
-        models: name -> loaded model (each aligned through `avsync.sync.analyse`).
+        models: name -> loaded model (each aligned through `avsync.pipeline.sync.analyse`).
         costs: name -> {case name -> normalised cost matrix} (`score_precomputed`).
         cache_dir: the feature cache (features of warped files are computed once, then reused).
         baselines: also score ``classical`` and ``constant``.
@@ -398,8 +403,8 @@ def _load_costs(path: Path) -> dict[str, np.ndarray]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m avsync.realeval``: warp the held-out clips, evaluate, write the table."""
-    parser = argparse.ArgumentParser(prog="python -m avsync.realeval", description=__doc__.split("\n\n")[0])
+    """``python -m avsync.evaluation.realeval``: warp the held-out clips, evaluate, write the table."""
+    parser = argparse.ArgumentParser(prog="python -m avsync.evaluation.realeval", description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="manifest or folder of real clips; its test split is held out")
     parser.add_argument("--cache", type=Path, default=Path("cache"), help="feature cache (default cache)")
     parser.add_argument("--out", type=Path, default=Path("outputs/realeval"), help="warped clips, scores, table, plot")

@@ -7,8 +7,8 @@ interval's middle (the latest input frame whose time is not after it): frames ar
 dropped as the map requires, and where the video does not cover the music the first or last
 frame is held. The input is decoded once, at full resolution, streaming: the map is monotone, so
 only the current and the next input frame are held in memory. Decoded frames go to the encoder
-in their own pixel format (`avsync.media.iter_video_frames`), never through RGB arrays, and a
-held frame is the same object each time, so `avsync.media.write_video` writes a long hold at the
+in their own pixel format (`avsync.io.media.iter_video_frames`), never through RGB arrays, and a
+held frame is the same object each time, so `avsync.io.media.write_video` writes a long hold at the
 start or end as repeated groups of pictures instead of encoding every copy.
 
 Output span (``span``):
@@ -39,10 +39,11 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from avsync import media
 from avsync.align.timemap import TimeMap
+from avsync.conventions import FPS
 from avsync.errors import AvsyncError, MediaError
-from avsync.media import FrameT
+from avsync.io import media
+from avsync.io.media import FrameT
 
 SPANS = ("music", "video")
 TIME_EPSILON_S = 1e-6
@@ -53,7 +54,7 @@ REMUX_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9"})
 MP4, for one, came out a frame off in tests)."""
 
 
-def constant_time_map(offset_s: float, video_duration: float, fps: float = 25.0) -> TimeMap:
+def constant_time_map(offset_s: float, video_duration: float, fps: float = FPS) -> TimeMap:
     """The time map of a constant offset: video time ``t_ref + offset_s`` at reference time ``t_ref``.
 
     Args:
@@ -112,7 +113,7 @@ def pick_frames(frames: Iterable[tuple[float, FrameT]], wanted: Iterable[float])
     Streams: both sequences are consumed once, in order.
 
     Args:
-        frames: ``(time, frame)`` in increasing time (e.g. `avsync.media.iter_video`).
+        frames: ``(time, frame)`` in increasing time (e.g. `avsync.io.media.iter_video`).
         wanted: non-decreasing times; times before the first frame get the first frame.
 
     Yields:

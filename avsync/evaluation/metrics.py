@@ -1,9 +1,5 @@
 """Alignment metrics (pure functions).
 
-* :func:`alignment_cost`: mean cost of the cells a DTW path visits (the DTW alignment cost
-  normalised by path length, penalties excluded); lower is a better match.
-* :func:`label_sequence_dtw`: the poster's Fig. 4 measure, DTW between the network's output list
-  and the ground-truth label list, normalised by path length.
 * :func:`frame_errors`: per video frame, how far (in reference frames) the time map puts it from
   where it belongs; mean, median and the share within +-1 frame.
 * :func:`offset_accuracy`: the share of constant-offset estimates within +-1 frame of the truth.
@@ -15,34 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avsync.align.dtw import dtw_classic
 from avsync.align.timemap import TimeMap
-
-
-def alignment_cost(cost: np.ndarray, path: np.ndarray) -> float:
-    """Mean of ``cost`` over the cells of ``path``.
-
-    Args:
-        cost: float [N, M].
-        path: int [L, 2] of ``(i, j)`` cells.
-    """
-    path = np.asarray(path)
-    return float(cost[path[:, 0], path[:, 1]].mean())
-
-
-def label_sequence_dtw(outputs: np.ndarray, labels: np.ndarray) -> float:
-    """DTW distance between network outputs and labels, normalised by path length (Fig. 4).
-
-    Local cost ``|output - label|``, symmetric steps; 0 for a perfect, in-order match.
-
-    Args:
-        outputs: float [A], e.g. match probabilities in [0, 1].
-        labels: float [B], ground-truth labels (0/1).
-    """
-    outputs = np.asarray(outputs, np.float64).ravel()
-    labels = np.asarray(labels, np.float64).ravel()
-    path, total = dtw_classic(np.abs(outputs[:, None] - labels[None, :]))
-    return total / len(path)
 
 
 @dataclass

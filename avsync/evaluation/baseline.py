@@ -16,29 +16,11 @@ import numpy as np
 
 from avsync.align.cost import normalise_cost
 from avsync.align.timemap import OffsetEstimate
-from avsync.audio import MelConfig
+from avsync.conventions import FPS
+from avsync.features.audio import MelConfig
 from avsync.models.layers import MELS_PER_FRAME
 
 SPEECH_BAND_HZ = (300.0, 3000.0)
-UPPER_INNER_LIP, LOWER_INNER_LIP = 62, 66
-JAW_LEFT, JAW_RIGHT = 0, 16
-
-
-def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
-    """Inner-lip opening relative to face width.
-
-    Args:
-        landmarks: float [T, 68, 2], NaN where the frame has no face.
-
-    Returns:
-        float [T], NaN where invalid.
-    """
-    lips = np.linalg.norm(landmarks[:, UPPER_INNER_LIP] - landmarks[:, LOWER_INNER_LIP], axis=1)
-    width = np.linalg.norm(landmarks[:, JAW_RIGHT] - landmarks[:, JAW_LEFT], axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        opening = lips / width
-    opening[~np.isfinite(opening)] = np.nan
-    return opening
 
 
 def _mel_centres_hz(cfg: MelConfig) -> np.ndarray:
@@ -76,7 +58,7 @@ def _fill_gaps(signal: np.ndarray) -> np.ndarray:
     return np.interp(index, index[good], signal[good])
 
 
-def xcorr_offset(mouth_open: np.ndarray, envelope: np.ndarray, fps: float = 25.0, *, max_offset: int | None = None,
+def xcorr_offset(mouth_open: np.ndarray, envelope: np.ndarray, fps: float = FPS, *, max_offset: int | None = None,
                  min_overlap: int | None = None) -> OffsetEstimate:
     """Constant offset by normalised cross-correlation.
 

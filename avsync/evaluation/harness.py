@@ -1,13 +1,13 @@
 """Alignment evaluation on clips with known warps (used by `avsync eval` and `DTWEvalCallback`).
 
 Each test clip (in sync with its reference) is warped at the feature level by a known frame map
-(`avsync.warp`: the cached mouth crops, validity and landmarks are re-indexed; no re-encoding),
+(`avsync.evaluation.warp`: the cached mouth crops, validity and landmarks are re-indexed; no re-encoding),
 then aligned against its unchanged reference:
 
 * model: normalised cost matrix (`avsync.align.cost`) -> `align_video` -> `path_to_time_map`;
   constant offset = the median offset ``i - j`` along the DTW path; confidence = SyncNet-style
   ``median - min`` of the offset-averaged cost (`estimate_offset`).
-* baseline (`avsync.baseline`): lip opening vs speech-band energy; the same DTW and time map on
+* baseline (`avsync.evaluation.baseline`): lip opening vs speech-band energy; the same DTW and time map on
   ``1 - local correlation``; constant offset by normalised cross-correlation over the lags a warp
   can make (`pair_band`).
 
@@ -29,21 +29,29 @@ from torch import nn
 from tqdm import tqdm
 
 from avsync.align.cost import cost_matrix
-from avsync.align.dtw import Alignment, DTWConfig, align_video
+from avsync.align.dtw import Alignment, DTWConfig, align_video, alignment_cost
 from avsync.align.timemap import TimeMap, estimate_offset, path_to_time_map
-from avsync.baseline import baseline_cost, mouth_opening, speech_band_envelope, xcorr_offset
-from avsync.cache import FeatureCache
 from avsync.errors import AvsyncError, MediaError
-from avsync.features import VisualParams, load_clip
-from avsync.manifest import read_manifest
-from avsync.metrics import alignment_cost, frame_errors, offset_accuracy
-from avsync.plots import plot_alignment, plot_time_map
-from avsync.warp import MAX_SHIFT, MIN_FRAMES, WARP_KINDS, FrameMap, apply_frame_map, make_warp
-from datamodules.sampling import ShiftConfig, voiced_frames
+from avsync.evaluation.baseline import baseline_cost, speech_band_envelope, xcorr_offset
+from avsync.evaluation.metrics import frame_errors, offset_accuracy
+from avsync.evaluation.warp import (
+    MAX_SHIFT,
+    MIN_FRAMES,
+    WARP_KINDS,
+    FrameMap,
+    apply_frame_map,
+    make_warp,
+)
+from avsync.features.audio import voiced_frames
+from avsync.features.cache import FeatureCache, load_clip
+from avsync.features.extract import VisualParams
+from avsync.features.landmarks import mouth_opening
+from avsync.features.manifest import read_manifest
+from avsync.pipeline.plots import plot_alignment, plot_time_map
 
 METHODS = ("model", "baseline")
 MAX_CUT_FRAMES = 50
-"""Longest cut a warp makes (`avsync.warp`); with the tempo range it bounds the pair band."""
+"""Longest cut a warp makes (`avsync.evaluation.warp`); with the tempo range it bounds the pair band."""
 SUMMARY_FIELDS = ("frame_err_mean", "frame_err_median", "within1", "offset_acc", "offset_err", "dtw_cost")
 
 
@@ -128,7 +136,7 @@ def load_eval_clips(data: str | Path, cache: str | Path, *, split: str = "test",
     """The first ``n_clips`` usable clips (by id) of a split, from the feature cache (computed on a miss).
 
     Args:
-        data: manifest ``.jsonl`` or dataset folder (`avsync.manifest.read_manifest`).
+        data: manifest ``.jsonl`` or dataset folder (`avsync.features.manifest.read_manifest`).
         cache: feature cache folder.
         split: which split.
         n_clips: how many clips.
@@ -175,7 +183,7 @@ def make_cases(clips: Sequence[EvalClip], seed: int = 0) -> list[EvalCase]:
 
 
 def pair_band(n_frames: int) -> tuple[float, float, int]:
-    """Band ``(offset, slope, radius)`` around the diagonal that holds every warp `avsync.warp`
+    """Band ``(offset, slope, radius)`` around the diagonal that holds every warp `avsync.evaluation.warp`
     makes of a clip of ``n_frames`` (shift, tempo drift up to 10 %, one cut)."""
     return 0.0, 1.0, MAX_SHIFT + MAX_CUT_FRAMES + math.ceil(0.1 * n_frames)
 
@@ -222,7 +230,7 @@ def evaluate_model(model: nn.Module, case: EvalCase, config: DTWConfig = DTWConf
     cost = cost_matrix(
         model, apply_frame_map(clip.mouth_crops, frame_map), clip.log_mel,
         video_valid=apply_frame_map(clip.valid, frame_map),
-        ref_active=voiced_frames(clip.log_mel, ShiftConfig().silence_db),
+        ref_active=voiced_frames(clip.log_mel),
         band=band, batch_size=batch_size, progress=progress,
     )
     if band is not None:
@@ -239,7 +247,7 @@ def evaluate_baseline(case: EvalCase, config: DTWConfig = DTWConfig()) -> tuple[
     clip, frame_map = case.clip, case.frame_map
     mouth = apply_frame_map(mouth_opening(clip.landmarks), frame_map)
     envelope = speech_band_envelope(clip.log_mel)
-    active = voiced_frames(clip.log_mel, ShiftConfig().silence_db)
+    active = voiced_frames(clip.log_mel)
     cost = baseline_cost(mouth, envelope, video_valid=apply_frame_map(clip.valid, frame_map), ref_active=active)
     offset = xcorr_offset(mouth, envelope, max_offset=pair_band(len(clip))[2])  # the lags a warp can make
     return _score(case, "baseline", cost, config, offset_found=offset.offset_frames, confidence=offset.confidence), cost

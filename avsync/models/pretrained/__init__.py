@@ -1,8 +1,8 @@
 """The model shipped inside avsync, the default of `avsync align` and `avsync eval`.
 
-``twotower_realsynth.ckpt`` is a `avsync.lit_module.LitAVSync` checkpoint (weights and the
+``twotower_realsynth.ckpt`` is a `avsync.training.lit_module.LitAVSync` checkpoint (weights and the
 hyperparameters that rebuild the network; no optimizer state), loadable by
-`avsync.checkpoints.load_model`. ``twotower_realsynth.json`` says what it was trained on, how, and
+`avsync.models.checkpoints.load_model`. ``twotower_realsynth.json`` says what it was trained on, how, and
 how it scored on held-out speakers (docs/real_faces.md has the whole table).
 """
 
@@ -61,7 +61,7 @@ def strip_checkpoint(source: str | Path, target: str | Path) -> Path:
     """
     import torch
 
-    from avsync.media import atomic_path
+    from avsync.io.media import atomic_path
 
     source, target = Path(source), Path(target)
     if target.resolve() == source.resolve():

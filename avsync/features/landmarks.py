@@ -304,3 +304,26 @@ def face_size(landmarks: np.ndarray) -> np.ndarray:
     eyes = (landmarks[..., LEFT_EYE_OUTER, :] + landmarks[..., RIGHT_EYE_OUTER, :]) / 2
     eye_nose = np.linalg.norm(landmarks[..., NOSE_TIP, :] - eyes, axis=-1) / EYE_NOSE_PER_INTEROCULAR
     return np.sqrt((interocular(landmarks) ** 2 + eye_nose**2) / 2)
+
+
+UPPER_INNER_LIP, LOWER_INNER_LIP = 62, 66
+"""0-based iBUG indices of the middle of the upper and lower inner lip."""
+JAW_LEFT, JAW_RIGHT = 0, 16
+"""The ends of the jaw line (face width)."""
+
+
+def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
+    """Inner-lip opening relative to face width.
+
+    Args:
+        landmarks: float [T, 68, 2], NaN where the frame has no face.
+
+    Returns:
+        float [T], NaN where invalid.
+    """
+    lips = np.linalg.norm(landmarks[:, UPPER_INNER_LIP] - landmarks[:, LOWER_INNER_LIP], axis=1)
+    width = np.linalg.norm(landmarks[:, JAW_RIGHT] - landmarks[:, JAW_LEFT], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        opening = lips / width
+    opening[~np.isfinite(opening)] = np.nan
+    return opening

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avsync.conventions import FPS
 from avsync.errors import AvsyncError
 
 WARP_KINDS = ("shift", "tempo", "cut", "freeze", "combo")
@@ -67,11 +68,6 @@ class FrameMap:
     def from_dict(cls, data: dict) -> FrameMap:
         """Inverse of :meth:`to_dict`."""
         return cls(np.asarray(data["src_index"], np.int64), int(data["n_source"]), data["kind"], dict(data.get("params", {})))
-
-
-def identity_map(n_frames: int) -> FrameMap:
-    """The unwarped clip: ``src_index = arange(n_frames)``."""
-    return FrameMap(np.arange(n_frames, dtype=np.int64), n_frames, "identity", {})
 
 
 def _shift(rng: np.random.Generator, n: int) -> tuple[np.ndarray, dict]:
@@ -153,11 +149,11 @@ def apply_frame_map(array: np.ndarray, frame_map: FrameMap) -> np.ndarray:
     return array[frame_map.src_index]
 
 
-def warp_video_file(src: str | Path, dst: str | Path, frame_map: FrameMap, *, fps: float = 25.0) -> Path:
+def warp_video_file(src: str | Path, dst: str | Path, frame_map: FrameMap, *, fps: float = FPS) -> Path:
     """Write a warped copy of a video (no audio track) and its truth beside it.
 
     The source is decoded at ``fps`` (so frame indices are model frames), re-indexed, and
-    encoded as H.264 MP4 through :func:`avsync.media.write_video`; the frame map goes to
+    encoded as H.264 MP4 through :func:`avsync.io.media.write_video`; the frame map goes to
     ``dst`` with suffix ``.truth.json``. Both writes are atomic.
 
     Args:
@@ -172,7 +168,7 @@ def warp_video_file(src: str | Path, dst: str | Path, frame_map: FrameMap, *, fp
     Raises:
         AvsyncError: ``dst`` is the input, or the clip length does not match the map.
     """
-    from avsync.media import atomic_path, read_video, write_video
+    from avsync.io.media import atomic_path, read_video, write_video
 
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():

@@ -36,12 +36,19 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from avsync.audio import MelConfig
 from avsync.errors import AvsyncError, MediaError
-from avsync.features import AudioFeatures, VisualFeatures, VisualParams, audio_params, extract_audio, extract_visual
-from avsync.landmarks import check_fan_weights
-from avsync.manifest import ClipRecord
-from avsync.media import atomic_path
+from avsync.features.audio import MelConfig
+from avsync.features.extract import (
+    AudioFeatures,
+    VisualFeatures,
+    VisualParams,
+    audio_params,
+    extract_audio,
+    extract_visual,
+)
+from avsync.features.landmarks import check_fan_weights
+from avsync.features.manifest import ClipRecord
+from avsync.io.media import atomic_path
 
 CACHE_FORMAT = 1
 HASH_CHUNK = 1 << 20
@@ -401,3 +408,76 @@ def prepare_manifest(
                 for future in as_completed(futures):
                     done(future.result())
     return PrepareReport([outcomes[record.id] for record in chosen])
+
+
+@dataclass
+class ClipFeatures:
+    """A training clip: a video's mouth crops paired with its reference audio, same length.
+
+    Attributes:
+        id: the manifest record's id.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        mouth_crops: uint8 ``[T, size, size]`` (or ``[T, size, size, 3]``).
+        valid: bool ``[T]``.
+        log_mel: float32 ``[n_mels, mels_per_frame * T]`` of the reference audio.
+        accompaniment_mel: float32 ``[n_mels, mels_per_frame * T]`` of the accompaniment, when
+            requested and available (for augmentation), else None.
+        fps: frame rate (25.0).
+        speaker: the record's speaker, if known.
+    """
+
+    id: str
+    split: str
+    mouth_crops: np.ndarray
+    valid: np.ndarray
+    log_mel: np.ndarray
+    accompaniment_mel: np.ndarray | None
+    fps: float
+    speaker: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+
+def load_clip(
+    record: ClipRecord,
+    cache: FeatureCache,
+    params: VisualParams = VisualParams(),
+    mel_cfg: MelConfig = MelConfig(),
+    accompaniment: bool = False,
+) -> ClipFeatures:
+    """Features of a manifest record from the cache (computed on a miss), cut to one length.
+
+    The reference audio is the vocal stem when present, else the record's audio, else the
+    video's own audio track (`ClipRecord.reference_audio`).
+
+    Args:
+        record: the clip.
+        cache: the feature cache.
+        params: visual extraction parameters.
+        mel_cfg: log-mel parameters.
+        accompaniment: also load the accompaniment's log-mel (None when the record has none).
+
+    Returns:
+        The clip's `ClipFeatures`, ``T = min(video frames, audio frames)``.
+
+    Raises:
+        MediaError: a missing or unreadable media file.
+    """
+    visual = cache.visual(record.video, params)
+    reference = cache.audio(record.reference_audio, mel_cfg)
+    extra = cache.audio(record.accompaniment, mel_cfg) if accompaniment and record.accompaniment else None
+    per_frame = mel_cfg.mels_per_frame
+    frames = min(len(visual), reference.log_mel.shape[1] // per_frame)
+    if extra is not None:
+        frames = min(frames, extra.log_mel.shape[1] // per_frame)
+    return ClipFeatures(
+        id=record.id,
+        split=record.split,
+        mouth_crops=visual.mouth_crops[:frames],
+        valid=visual.valid[:frames],
+        log_mel=reference.log_mel[:, : per_frame * frames],
+        accompaniment_mel=None if extra is None else extra.log_mel[:, : per_frame * frames],
+        fps=visual.fps,
+        speaker=record.speaker,
+    )

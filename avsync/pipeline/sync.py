@@ -2,7 +2,7 @@
 
 `analyse` is the library form of `avsync align` without the outputs:
 
-1. the reference's log-mel and the video's mouth crops (`avsync.features`, through the feature
+1. the reference's log-mel and the video's mouth crops (`avsync.features.extract`, through the feature
    cache when one is given); a silent reference or a video without any face is a user error;
 2. the model's normalised cost matrix (`avsync.align.cost`), rows = video frames, columns =
    reference frames, 25 fps; rows whose 16-frame window is mostly faceless are uninformative (0);
@@ -14,7 +14,7 @@
    voice (`silent_talk_rows`: talking between lines, found from the landmarks);
 4. the time map (`avsync.align.timemap.path_to_time_map`), the best constant offset (the median
    offset of the path over the reliable frames) and its SyncNet-style confidence;
-5. a `avsync.report.SyncReport`, with the unreliable spans and warnings.
+5. a `avsync.pipeline.report.SyncReport`, with the unreliable spans and warnings.
 """
 
 from __future__ import annotations
@@ -28,19 +28,41 @@ import numpy as np
 import torch
 from scipy.ndimage import binary_dilation, uniform_filter1d
 
-from avsync import media
 from avsync.align.cost import cost_matrix
-from avsync.align.dtw import STEP_CUT, STEP_FREEZE, Alignment, DTWConfig, align_video
-from avsync.align.timemap import OffsetEstimate, TimeMap, estimate_offset, path_to_time_map
-from avsync.audio import MelConfig
-from avsync.baseline import mouth_opening
-from avsync.checkpoints import LoadedModel
+from avsync.align.dtw import (
+    STEP_CUT,
+    STEP_FREEZE,
+    Alignment,
+    DTWConfig,
+    align_video,
+    alignment_cost,
+)
+from avsync.align.timemap import (
+    OffsetEstimate,
+    TimeMap,
+    estimate_offset,
+    path_to_time_map,
+)
+from avsync.conventions import FPS
 from avsync.errors import AvsyncError, MediaError
-from avsync.features import AudioFeatures, VisualFeatures, VisualParams, extract_audio, extract_visual
-from avsync.metrics import alignment_cost
+from avsync.features.audio import MelConfig, voiced_frames
+from avsync.features.extract import (
+    AudioFeatures,
+    VisualFeatures,
+    VisualParams,
+    extract_audio,
+    extract_visual,
+)
+from avsync.features.landmarks import mouth_opening
+from avsync.io import media
+from avsync.models.checkpoints import LoadedModel
 from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
-from avsync.report import REASON_NO_FACE, REASON_NO_MATCH, SyncReport, confidence_level
-from datamodules.sampling import ShiftConfig, voiced_frames
+from avsync.pipeline.report import (
+    REASON_NO_FACE,
+    REASON_NO_MATCH,
+    SyncReport,
+    confidence_level,
+)
 
 MIN_VIDEO_S = 1.0
 """Shortest video (and reference) that can be aligned."""
@@ -344,7 +366,7 @@ def lip_activity(landmarks: np.ndarray) -> np.ndarray:
         landmarks: float [N, 68, 2], NaN where the frame has no face.
 
     Returns:
-        float64 [N] (opening relative to face width, `avsync.baseline.mouth_opening`) over the
+        float64 [N] (opening relative to face width, `avsync.features.landmarks.mouth_opening`) over the
         `LIP_ACTIVITY_WINDOW` frames centred on each row; 0 where the window has no face.
     """
     opening = mouth_opening(landmarks)
@@ -495,7 +517,7 @@ def load_features(
     if cache_dir is None:
         audio = extract_audio(reference, MelConfig())
     else:
-        from avsync.cache import FeatureCache
+        from avsync.features.cache import FeatureCache
 
         cache = FeatureCache(cache_dir)
         audio = cache.audio(reference, MelConfig())
@@ -515,7 +537,7 @@ def sync_features(
     network: torch.nn.Module,
     *,
     landmarks: np.ndarray | None = None,
-    fps: float = 25.0,
+    fps: float = FPS,
     dtw_config: DTWConfig | None = None,
     progress: bool = False,
 ) -> FeatureSync:
@@ -525,7 +547,7 @@ def sync_features(
         mouth_crops: uint8 [N, 64, 64] at `fps`.
         valid: bool [N] usable-face mask.
         log_mel: float32 [80, 4M] of the reference.
-        network: the model (`avsync.checkpoints.LoadedModel.network`).
+        network: the model (`avsync.models.checkpoints.LoadedModel.network`).
         landmarks: float [N, 68, 2] of the video (NaN where no face); when given, stretches whose
             lips move over a voiceless reference are flagged and bridged too (`silent_talk_rows`).
         fps: frame rate of both (the model's 25 fps).
@@ -537,7 +559,7 @@ def sync_features(
         AvsyncError: a pair model asked to score too many pairs.
     """
     rows = scored_rows(valid)
-    ref_voiced = voiced_frames(log_mel, ShiftConfig().silence_db)
+    ref_voiced = voiced_frames(log_mel)
     try:
         raw_cost = cost_matrix(network, mouth_crops, log_mel, video_valid=rows, ref_active=ref_voiced, progress=progress)
     except ValueError as exc:  # a pair model without a band on long inputs
@@ -572,7 +594,7 @@ def analyse(
     Args:
         video: the video (its own audio is ignored).
         reference: the music.
-        model: the network (`avsync.checkpoints.load_model`).
+        model: the network (`avsync.models.checkpoints.load_model`).
         cache_dir: feature cache folder, or None.
         dtw_config: DTW constraints (see `sync_features`).
         progress: show progress bars.

@@ -1,0 +1,1 @@
+"""Evaluation: known-truth warps, metrics, the classical baseline, the evaluation harness."""

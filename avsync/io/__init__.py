@@ -1,0 +1,1 @@
+"""Media I/O: decoding and encoding with PyAV, background threads."""

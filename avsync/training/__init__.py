@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the per-epoch DTW callback, W&B set-up, sweeps."""
