@@ -11,16 +11,17 @@ DATA    ?= data/synth
 CACHE   ?= cache
 CKPT    ?=
 SWEEP   ?= experiments/sweeps/twotower_lr.yaml
+REAL    ?= experiments/real_clips.jsonl
 PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
 DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
 
-.PHONY: help install test test-fast train synth eval bench sweep clean
+.PHONY: help install test test-fast train synth eval eval-real bench sweep clean
 
 help: ## list the targets and their variables
 	@echo "usage: make TARGET [VAR=value ...]"
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
-	@echo "variables: EXP=$(EXP) GPUS=$(GPUS) DATA=$(DATA) CACHE=$(CACHE) CKPT=$(CKPT) SWEEP=$(SWEEP) VENV=$(VENV)"
+	@echo "variables: EXP=$(EXP) GPUS=$(GPUS) DATA=$(DATA) CACHE=$(CACHE) CKPT=$(CKPT) SWEEP=$(SWEEP) REAL=$(REAL) VENV=$(VENV)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -48,6 +49,10 @@ train: $(STAMP) $(DEFAULT_DATA) ## train experiment EXP (experiments/EXP.yaml) o
 eval: $(STAMP) $(DEFAULT_DATA) ## DTW alignment cost and frame error of CKPT (default: newest from make train, else the shipped model)
 	$(VENV)/bin/avsync eval --checkpoint $(or $(CKPT),$(if $(wildcard runs/*/*/checkpoints/*.ckpt),latest,shipped)) \
 	    --data $(DATA) --cache $(CACHE)
+
+eval-real: $(STAMP) ## the real-face benchmark: warped real clips (REAL's test split, needs ../shared/data) aligned by CKPT, baseline, perfect offset
+	$(VENV)/bin/avsync eval --protocol real --data $(REAL) --cache $(CACHE) --constant --out results/eval_real.json \
+	    --checkpoint $(or $(CKPT),shipped)
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
 	$(PY) -m benchmarks

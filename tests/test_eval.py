@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from avsync.evaluation.harness import (
+    BaselineMethod,
     EvalClip,
+    ModelMethod,
     format_table,
     make_cases,
     pair_band,
@@ -77,7 +79,7 @@ def test_cases_are_deterministic_and_cycle_kinds() -> None:
 
 def test_model_and_baseline_recover_known_warps(tmp_path) -> None:
     clips = [synthetic_clip(f"clip{k}", 300, k) for k in range(5)]
-    report = run_evaluation(BrightnessTwoTower(), make_cases(clips), plots_dir=tmp_path, progress=False)
+    report = run_evaluation([ModelMethod(BrightnessTwoTower()), BaselineMethod()], make_cases(clips), plots_dir=tmp_path, progress=False)
     assert len(report.results) == 10
     summary = report.summary()
     for method in ("model", "baseline"):
@@ -96,9 +98,9 @@ def test_untrained_two_tower_runs_and_scores_worse_than_a_matching_model() -> No
     torch.manual_seed(0)
     clips = [synthetic_clip(f"clip{k}", 200, k + 10) for k in range(2)]
     cases = make_cases(clips)
-    untrained = run_evaluation(TwoTower(embed_dim=16, frame_dim=8, temporal_dim=16, audio_channels=16), cases,
-                               baseline=False, progress=False)
-    matching = run_evaluation(BrightnessTwoTower(), cases, baseline=False, progress=False)
+    untrained = run_evaluation([ModelMethod(TwoTower(embed_dim=16, frame_dim=8, temporal_dim=16, audio_channels=16))], cases,
+                               progress=False)
+    matching = run_evaluation([ModelMethod(BrightnessTwoTower())], cases, progress=False)
     assert [r.method for r in untrained.results] == ["model", "model"]
     assert untrained.summary()["model"]["frame_err_mean"] > matching.summary()["model"]["frame_err_mean"]
 
@@ -119,10 +121,10 @@ class BrightnessPairModel(nn.Module):
 
 def test_pair_model_is_scored_inside_the_band() -> None:
     clips = [synthetic_clip(f"clip{k}", 200, k) for k in range(5)]
-    report = run_evaluation(BrightnessPairModel(), make_cases(clips), baseline=False, progress=False)
+    report = run_evaluation([ModelMethod(BrightnessPairModel())], make_cases(clips), progress=False)
     _, _, radius = pair_band(200)
     for result in report.results:
-        path = result.alignment.path
+        path = result.sync.alignment.path
         assert (np.abs(path[:, 1] - path[:, 0]) <= radius).all()
     assert report.summary()["model"]["within1"] > 0.8
 
@@ -130,6 +132,6 @@ def test_pair_model_is_scored_inside_the_band() -> None:
 
 def test_time_map_plots_come_beside_the_cost_matrix_plots(tmp_path) -> None:
     case = make_cases([synthetic_clip("clip", 200, 4)])[0]
-    report = run_evaluation(None, [case], plots_dir=tmp_path, time_map_plots=True, progress=False)
+    report = run_evaluation([BaselineMethod()], [case], plots_dir=tmp_path, time_map_plots=True, progress=False)
     assert [p.name for p in report.plots] == ["clip_shift_baseline.png", "clip_shift_baseline_timemap.png"]
     assert all(p.stat().st_size > 1000 for p in report.plots)

@@ -60,7 +60,7 @@ def test_shipped_model_finds_the_shift_of_a_new_synthetic_song(tmp_path: Path) -
     """A song it never saw, shifted by 7 frames: the aligned offset is within one frame."""
     from avsync.features.cache import FeatureCache, load_clip
     from avsync.features.manifest import read_manifest
-    from avsync.pipeline.sync import sync_features
+    from avsync.align.analysis import sync_features
     from avsync.synth.dataset import write_dataset
 
     write_dataset(tmp_path / "data", songs=1, seconds=8.0, seed=11, distractors=0.0, workers=1, progress=False)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from avsync.align.dtw import align_video
-from avsync.pipeline.sync import (
+from avsync.align.robust import (
     lip_activity,
     mask_runs,
     robust_alignment,

@@ -21,15 +21,13 @@ from avsync.pipeline.report import summarise
 from avsync.pipeline.retime import SPANS, write_offset, write_retimed
 from avsync.pipeline.sync import (
     analyse,
+    build_report,
     check_inputs,
-    check_reference,
     default_plot_title,
 )
 
 MODES = ("warp", "offset")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
-VOCAL_LENGTH_TOLERANCE_S = 1.0
-"""A vocal stem whose length differs from the music's by more than this gets a warning."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -133,30 +131,23 @@ def run(args: argparse.Namespace) -> int:
     """Validate, analyse, write the outputs and print the summary; returns the exit status."""
     started = time.perf_counter()
     _check_suffixes(args)
-    _, music_info = check_inputs(args.video, args.music)
-    inputs = [args.video, args.music]
-    if args.vocal is not None:
-        vocal_info = check_reference(args.vocal)
-        inputs.append(args.vocal)
-    check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, inputs, args.force)
+    inputs = check_inputs(args.video, args.music, args.vocal)
+    sources = [path for path in (args.video, args.music, args.vocal) if path is not None]
+    check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, sources, args.force)
     model = load_model(args.checkpoint, args.device)
-    analysis = analyse(args.video, args.vocal or args.music, model, cache_dir=args.cache, progress=not args.quiet)
-    report = analysis.report
-    if args.vocal is not None:
-        report.reference, report.vocal = os.fspath(args.music), os.fspath(args.vocal)
-        if abs(vocal_info.duration - music_info.duration) > VOCAL_LENGTH_TOLERANCE_S:
-            report.warnings.append(f"the vocal ({vocal_info.duration:.1f} s) and the music ({music_info.duration:.1f} s) differ "
-                                   "in length; the time map follows the vocal, which must start with the music")  # fmt: skip
+    analysis = analyse(inputs, model, cache_dir=args.cache, progress=not args.quiet)
+    output_warnings: list[str] = []
     if args.output is not None:
-        report.output, report.mode = os.fspath(args.output), args.mode
         if args.mode == "offset":
-            report.warnings += write_offset(args.video, args.music, args.output, report.offset_s, progress=not args.quiet)
+            offset_s = analysis.sync.offset_frames / analysis.visual.fps
+            output_warnings = write_offset(args.video, args.music, args.output, offset_s, progress=not args.quiet)
         else:
             write_retimed(args.video, args.music, args.output, analysis.sync.time_map, span=args.span, progress=not args.quiet)
+    report = build_report(analysis, output=args.output, mode=args.mode if args.output is not None else None,
+                          output_warnings=output_warnings, runtime_s=time.perf_counter() - started)  # fmt: skip
     if args.plot is not None:
         sync = analysis.sync
-        plot_alignment(sync.cost, sync.alignment.path, None, args.plot, title=default_plot_title(analysis), fps=sync.time_map.fps)
-    report.runtime_s = round(time.perf_counter() - started, 3)
+        plot_alignment(sync.cost, sync.alignment.path, None, args.plot, title=default_plot_title(report), fps=sync.time_map.fps)
     if args.report is not None:
         report.write(args.report)
     print(summarise(report))

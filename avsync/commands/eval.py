@@ -1,15 +1,17 @@
-"""``avsync eval``: DTW alignment of known warps of the test clips, trained model vs classical baseline.
+"""``avsync eval``: DTW alignment of known warps, a checkpoint vs the classical baseline.
 
-Each of the first ``--clips`` clips of the split (in sync with its reference) is warped at the
-feature level by a known frame map (`avsync.evaluation.warp`; clip k gets kind shift/tempo/cut/freeze/combo
-in turn, deterministically from ``--seed``) and aligned against its unchanged reference by the
-model (`avsync.align`) and by the baseline (`avsync.evaluation.baseline`). Prints one row per clip and method,
-the means per method and per warp kind; writes the same as JSON (atomically) and two PNGs per clip
-and method: the cost matrix with the found path (red) and the true path (white), and the time map
-as the offset along the video (found and true). Everything cheap is checked
-first, so a user mistake ends at once with one line and exit status 2.
+Clips in sync with their reference are warped by known frame maps, written once as video files
+(`avsync.evaluation.harness.make_file_cases`: cached in ``--cases``, keyed by content) and aligned
+back to the unchanged reference through the analysis `avsync align` runs, by the model and by the
+baseline (and with ``--constant`` the perfect constant-offset aligner). ``--protocol synthetic``
+(default): the first ``--clips`` clips of the split, one warp kind each in turn
+(shift/tempo/cut/freeze/combo); ``--protocol real``: every clip of at least 8 s, each warped as a
+shift, a tempo drift and a cut+freeze, ``--seeds`` times. Prints one row per case and method and
+the means per method and per warp kind; writes the same as JSON (atomically), a Markdown table with
+95 % intervals by bootstrap over speakers, and two PNGs per case and method: the cost matrix with
+the found path (red) and the true path (white), and the time map as the offset along the video.
+Everything cheap is checked first, so a user mistake ends at once with one line and exit status 2.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -22,15 +24,20 @@ from pathlib import Path
 from avsync.align.dtw import DTWConfig
 from avsync.errors import AvsyncError
 from avsync.evaluation.harness import (
+    PROTOCOLS,
+    BaselineMethod,
+    ConstantMethod,
     EvalReport,
+    ModelMethod,
+    format_markdown,
     format_table,
     is_pair_model,
-    load_eval_clips,
-    make_cases,
+    make_file_cases,
     pair_band,
     run_evaluation,
 )
 from avsync.evaluation.warp import MIN_FRAMES
+from avsync.features.cache import FeatureCache
 from avsync.features.manifest import read_manifest
 from avsync.io.media import atomic_path
 from avsync.models.checkpoints import load_model
@@ -54,13 +61,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", metavar="DATA", type=Path, default=Path("data/synth"),
                         help="manifest.jsonl or dataset folder (default data/synth)")
     parser.add_argument("--cache", metavar="DIR", type=Path, default=Path("cache"), help="feature cache folder (default cache)")
-    parser.add_argument("--split", default="test", help="which split's clips (default test)")
-    parser.add_argument("--clips", type=int, default=10, help="how many clips (default 10)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="synthetic",
+                        help="synthetic: one warp kind per clip in turn (default); real: every clip of at least 8 s "
+                        "as a shift, a tempo drift and a cut+freeze, --seeds times each")
+    parser.add_argument("--split", default="test", help="which split's clips, or 'all' (default test)")
+    parser.add_argument("--clips", type=int, help="at most this many clips (default: 10 synthetic, all real)")
     parser.add_argument("--max-frames", type=int, help=f"cut each clip to its first frames (at least {MIN_FRAMES}; default: whole clips)")
     parser.add_argument("--seed", type=int, default=0, help="warp seed (default 0)")
+    parser.add_argument("--seeds", type=int, default=2, help="real protocol: warps per clip and kind (default 2)")
+    parser.add_argument("--cases", metavar="DIR", type=Path,
+                        help="where the warped clips go, reused when present (default: CACHE/cases)")
     parser.add_argument("--out", metavar="JSON", type=Path, default=DEFAULT_OUT, help=f"results file (default {DEFAULT_OUT})")
     parser.add_argument("--plots", metavar="DIR", type=Path, help="PNG folder (default: beside --out, <name>_plots/)")
-    parser.add_argument("--no-baseline", action="store_true", help="score only the model")
+    parser.add_argument("--no-baseline", action="store_true", help="do not score the classical baseline")
+    parser.add_argument("--constant", action="store_true",
+                        help="also score the perfect constant-offset aligner (the best any offset-only tool can do)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -68,8 +83,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    if args.clips < 1:
+    if args.clips is not None and args.clips < 1:
         raise AvsyncError(f"--clips must be at least 1, got {args.clips}")
+    if args.seeds < 1:
+        raise AvsyncError(f"--seeds must be at least 1, got {args.seeds}")
     if args.max_frames is not None and args.max_frames < MIN_FRAMES:
         raise AvsyncError(f"--max-frames must be at least {MIN_FRAMES} (the shortest clip a warp takes), got {args.max_frames}")
     if args.batch_size < 1:
@@ -103,29 +120,45 @@ def _comparison(report: EvalReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate, evaluate, print the table and write the JSON and plots; returns the exit status."""
+    """Validate, warp the cases, evaluate, print the table and write the JSON, Markdown and plots."""
     if args.plots is None:
         args.plots = args.out.with_name(f"{args.out.stem}_plots")
     _check_options(args)
-    read_manifest(args.data)  # a missing or malformed dataset fails here, before the checkpoint loads
+    records = [r for r in read_manifest(args.data) if args.split in ("all", r.split)]
+    if not records:
+        raise AvsyncError(f"no clips in the {args.split!r} split", args.data)
     loaded = load_model(args.checkpoint, args.device)
-    clips = load_eval_clips(args.data, args.cache, split=args.split, n_clips=args.clips, max_frames=args.max_frames,
-                            progress=not args.quiet)
+    cache = FeatureCache(args.cache)
+    synthetic = args.protocol == "synthetic"
+    cases = make_file_cases(records, cache, args.cases or args.cache / "cases", protocol=args.protocol,
+                            n_clips=args.clips or (10 if synthetic else None),
+                            seeds=(args.seed,) if synthetic else range(args.seed, args.seed + args.seeds),
+                            max_frames=args.max_frames if synthetic else None, progress=not args.quiet)  # fmt: skip
     if is_pair_model(loaded.network):
-        passes = sum(len(clip) * (2 * pair_band(len(clip))[2] + 1) for clip in clips)
+        passes = sum(len(c.frame_map) * (2 * pair_band(len(c.frame_map))[2] + 1) for c in cases)
         print(f"{type(loaded.network).__name__} scores (mouth, audio) pairs one by one: about {passes:,} forward passes, "
               "slow on a CPU (--max-frames shortens the clips)", file=sys.stderr)
     config = DTWConfig()
-    report = run_evaluation(loaded.network, make_cases(clips, seed=args.seed), config=config, baseline=not args.no_baseline,
-                            plots_dir=args.plots, time_map_plots=True, batch_size=args.batch_size, progress=not args.quiet)
-    results = {**loaded.describe(), "data": str(args.data), "split": args.split, "seed": args.seed,
-               "max_frames": args.max_frames, "dtw": asdict(config), **report.to_dict()}
+    methods = [ModelMethod(loaded.network, dtw_config=config, batch_size=args.batch_size,
+                           progress=not args.quiet and is_pair_model(loaded.network))]  # fmt: skip
+    if not args.no_baseline:
+        methods.append(BaselineMethod(dtw_config=config))
+    if args.constant:
+        methods.append(ConstantMethod())
+    report = run_evaluation(methods, cases, cache=cache, plots_dir=args.plots, time_map_plots=True, progress=not args.quiet)
+    results = {**loaded.describe(), "data": str(args.data), "split": args.split, "protocol": args.protocol, "seed": args.seed,
+               "max_frames": args.max_frames, "dtw": asdict(config), **report.to_dict()}  # fmt: skip
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(f"checkpoint {loaded.path} ({type(loaded.network).__name__}), {len(clips)} {args.split} clips")
+    markdown = format_markdown(report)
+    with atomic_path(args.out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown + "\n", encoding="utf-8")
+    clips = len({c.clip_id for c in cases})
+    print(f"checkpoint {loaded.path} ({type(loaded.network).__name__}), {len(cases)} cases of {clips} {args.split} clips")
     print(format_table(report, by_kind=True))
     comparison = _comparison(report)
     if comparison:
         print(comparison)
-    print(f"wrote {args.out} and {len(report.plots)} plots in {args.plots}/")
+    print(markdown)
+    print(f"wrote {args.out}, {args.out.with_suffix('.md')} and {len(report.plots)} plots in {args.plots}/")
     return 0

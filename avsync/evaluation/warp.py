@@ -159,7 +159,7 @@ def warp_video_file(src: str | Path, dst: str | Path, frame_map: FrameMap, *, fp
     Args:
         src: the original video (in sync with its reference).
         dst: the output ``.mp4``; must differ from ``src``.
-        frame_map: the warp; ``n_source`` must equal the decoded frame count.
+        frame_map: the warp of the first ``n_source`` decoded frames (the rest is left out).
         fps: the frame rate of the frame map.
 
     Returns:
@@ -174,9 +174,9 @@ def warp_video_file(src: str | Path, dst: str | Path, frame_map: FrameMap, *, fp
     if dst.resolve() == src.resolve():
         raise AvsyncError("refusing to overwrite the input video", dst)
     video = read_video(src, fps=fps)
-    if len(video.frames) != frame_map.n_source:
-        raise AvsyncError(f"video has {len(video.frames)} frames at {fps:g} fps, the frame map expects {frame_map.n_source}", src)
-    write_video(dst, apply_frame_map(video.frames, frame_map), fps=fps)
+    if len(video.frames) < frame_map.n_source:
+        raise AvsyncError(f"video has {len(video.frames)} frames at {fps:g} fps, the frame map needs {frame_map.n_source}", src)
+    write_video(dst, apply_frame_map(video.frames[: frame_map.n_source], frame_map), fps=fps, reproducible=True)
     truth_path = dst.with_suffix(".truth.json")
     with atomic_path(truth_path) as temporary:
         temporary.write_text(json.dumps({"fps": fps, "source": str(src), **frame_map.to_dict()}))

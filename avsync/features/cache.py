@@ -233,9 +233,9 @@ class FeatureCache:
             raise
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise CorruptEntry(f"unreadable: {exc.__class__.__name__}: {exc}") from exc
-        for field, value in expected.items():
-            if meta.get(field) != json.loads(json.dumps(value, default=str)):
-                raise CorruptEntry(f"{field} does not match the key")
+        for key, value in expected.items():
+            if meta.get(key) != json.loads(json.dumps(value, default=str)):
+                raise CorruptEntry(f"{key} does not match the key")
         for name, array in arrays.items():
             record = meta["arrays"][name]
             if list(array.shape) != record["shape"] or array.dtype.str != record["dtype"]:

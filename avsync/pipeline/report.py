@@ -21,7 +21,7 @@ Fields (all times in seconds; other fields may be added, these never change mean
   0 is an uninformative cell, negative is a match).
 * ``frames_without_face``: video frames (at the model's 25 fps) without a usable face.
 * ``unreliable_spans``: ``[[t_video_start, t_video_end, reason], ...]``: stretches of the video
-  the path bridges instead of following, with the reason (`REASON_NO_FACE`, `REASON_NO_MATCH`).
+  the path bridges instead of following, with the reason (`avsync.align.analysis.REASON_NO_FACE`, `REASON_NO_MATCH`).
 * ``warnings``: sentences for the user.
 * ``model``: the checkpoint used and its network.
 * ``runtime_s``: wall time of the whole command.
@@ -50,8 +50,6 @@ warped cases had the offset within +-1 frame; below 0.3, 6 of 16 (tempo changes 
 flatten the constant-offset curve)."""
 SHORT_LIST = re.compile(r"\[\s+([^\[\]{}]{0,100}?)\s+\]")
 """An innermost JSON list short enough to print on one line."""
-REASON_NO_FACE = "no face"
-REASON_NO_MATCH = "lips do not follow the vocal"
 
 
 def confidence_level(confidence: float) -> str:

@@ -1,51 +1,29 @@
-"""Sync a video to a music track: features, cost matrix, robust DTW, time map, report.
+"""The `avsync align` pipeline: check the inputs once, features, analysis, report.
 
-`analyse` is the library form of `avsync align` without the outputs:
-
-1. the reference's log-mel and the video's mouth crops (`avsync.features.extract`, through the feature
-   cache when one is given); a silent reference or a video without any face is a user error;
-2. the model's normalised cost matrix (`avsync.align.cost`), rows = video frames, columns =
-   reference frames, 25 fps; rows whose 16-frame window is mostly faceless are uninformative (0);
-3. robust alignment (`robust_alignment`): a first DTW path, then rows where the lips do not
-   follow the vocal (over one second, the path's match stands out from the best shifted
-   alternative much less than it typically does in the clip: `match_margin`) are made
-   uninformative too and the DTW runs again, so such stretches are bridged instead of dragging
-   the path; so are stretches whose lips move while the reference they are aligned to has no
-   voice (`silent_talk_rows`: talking between lines, found from the landmarks);
-4. the time map (`avsync.align.timemap.path_to_time_map`), the best constant offset (the median
-   offset of the path over the reliable frames) and its SyncNet-style confidence;
-5. a `avsync.pipeline.report.SyncReport`, with the unreliable spans and warnings.
+1. `check_inputs` reads every input's header once (`SyncInputs`): a missing or unreadable file,
+   a video without pictures or a reference without sound ends here, before any heavy work;
+2. `analyse` loads the reference's log-mel and the video's mouth crops and landmarks
+   (`avsync.features`, through the feature cache when one is given; a silent reference or a
+   video without any face is a user error) and aligns them (`avsync.align.analysis.sync_features`:
+   cost matrix, robust DTW, time map, offset and confidence);
+3. `build_report` turns the analysis into the `avsync.pipeline.report.SyncReport`, once, with
+   the outputs the command wrote.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from scipy.ndimage import binary_dilation, uniform_filter1d
 
-from avsync.align.cost import cost_matrix
-from avsync.align.dtw import (
-    STEP_CUT,
-    STEP_FREEZE,
-    Alignment,
-    DTWConfig,
-    align_video,
-    alignment_cost,
-)
-from avsync.align.timemap import (
-    OffsetEstimate,
-    TimeMap,
-    estimate_offset,
-    path_to_time_map,
-)
-from avsync.conventions import FPS
-from avsync.errors import AvsyncError, MediaError
-from avsync.features.audio import MelConfig, voiced_frames
+from avsync.align.analysis import FeatureSync, sync_features
+from avsync.align.dtw import DTWConfig, alignment_cost
+from avsync.align.robust import retimed_fraction, unreliable_spans
+from avsync.conventions import MELS_PER_FRAME
+from avsync.errors import MediaError
+from avsync.features.audio import MelConfig
 from avsync.features.extract import (
     AudioFeatures,
     VisualFeatures,
@@ -53,126 +31,88 @@ from avsync.features.extract import (
     extract_audio,
     extract_visual,
 )
-from avsync.features.landmarks import mouth_opening
 from avsync.io import media
 from avsync.models.checkpoints import LoadedModel
-from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
-from avsync.pipeline.report import (
-    REASON_NO_FACE,
-    REASON_NO_MATCH,
-    SyncReport,
-    confidence_level,
-)
+from avsync.pipeline.report import SyncReport, confidence_level
 
 MIN_VIDEO_S = 1.0
 """Shortest video (and reference) that can be aligned."""
 SILENCE_POWER = 1e-3
 """Summed mel power of the loudest reference frame below which the reference is silent (a
 full-scale sine gives about 1e4, so this is about -70 dB)."""
-MIN_WINDOW_FACE_SHARE = 0.75
-"""A video frame is scored only if this share of its 16-frame window has a usable face."""
-MATCH_WINDOW = 25
-"""Frames (1 s) over which the matched cost along the path is averaged."""
-COMPETITOR_RADIUS = 50
-"""Shifts (reference frames, 2 s) of the path whose matches compete with the path's own."""
-COMPETITOR_EXCLUSION = 5
-"""Shifts up to this many frames are the path's own valley (a window model's match is a few
-frames wide), not competitors."""
-WEAK_MATCH_FRACTION = 0.35
-"""Rows whose match margin is below this fraction of the clip's typical margin do not follow
-the vocal."""
-MIN_TYPICAL_MATCH = 0.5
-"""The clip's typical match margin (z-units) needed before weak stretches are looked for at all;
-below it the whole clip is uncertain and nothing is singled out."""
-MAX_UNRELIABLE_SHARE = 0.5
-"""At most this share of the video is singled out as not following the vocal."""
-MAX_DETOUR = 100
-"""Longest detour (frames, 4 s) of the path that `path_detours` looks for."""
-DETOUR_TOLERANCE = 2
-"""Frames within which a detour counts as back on the offset it left."""
-SPAN_MERGE_GAP = 8
-"""Unreliable stretches closer than this many frames are reported as one span."""
-MIN_SPAN_FRAMES = 3
-"""Shorter unreliable stretches are not reported (they are still bridged)."""
-RETIMED_TOLERANCE = 1.0
-"""Frames (25 fps) a time map may depart from the constant offset before a frame counts as re-timed."""
 LOW_FACE_SHARE = 0.2
 """Warn when more than this share of the video has no usable face."""
-LIP_ACTIVITY_WINDOW = 13
-"""Frames (about 0.5 s) over which lip activity, the spread of the inner-lip opening, is measured."""
-MAX_SILENT_VOICED_SHARE = 0.1
-"""A row's aligned reference is voiceless when at most this share of the second around it is voiced."""
-TALK_ACTIVITY_FRACTION = 0.5
-"""Lips move when their activity reaches this fraction of their typical activity while the
-reference is voiced (synthetic songs: singing median 0.03-0.055, talking over a voiceless
-reference 0.03-0.05, lips at rest between lines 0.005-0.015)."""
-MIN_TALK_FRAMES = 12
-"""Shortest stretch (about 0.5 s) of moving lips over a voiceless reference that is flagged."""
+VOCAL_LENGTH_TOLERANCE_S = 1.0
+"""A vocal stem whose length differs from the music's by more than this gets a warning."""
 
 
-@dataclass
-class FeatureSync:
-    """The alignment of a video's mouth crops to a reference's log-mel (`sync_features`).
+@dataclass(frozen=True)
+class SyncInputs:
+    """The checked inputs of one alignment, each probed once.
 
     Attributes:
-        cost: float64 [N, M] normalised cost with the unreliable rows made uninformative (0).
-        alignment: the DTW path over `cost`.
-        time_map: the smoothed map, 25 fps.
-        estimate: the offset curve (SyncNet style) over `cost`.
-        offset_frames: the best constant offset in 25 fps frames (positive: video late).
-        confidence: `offset_confidence` of that offset.
-        scored: bool [N] rows whose window mostly shows a face (`scored_rows`).
-        weak: bool [N] rows where the lips do not follow the vocal (`robust_alignment`).
+        video, video_info: the video and its header.
+        music, music_info: the reference track (the output's audio) and its header.
+        vocal, vocal_info: the isolated vocal the alignment follows instead of the music, or None.
     """
 
-    cost: np.ndarray
-    alignment: Alignment
-    time_map: TimeMap
-    estimate: OffsetEstimate
-    offset_frames: float
-    confidence: float
-    scored: np.ndarray
-    weak: np.ndarray
+    video: Path
+    video_info: media.MediaInfo
+    music: Path
+    music_info: media.MediaInfo
+    vocal: Path | None = None
+    vocal_info: media.MediaInfo | None = None
 
     @property
-    def unreliable(self) -> np.ndarray:
-        """bool [N] rows the path bridges (no face, or lips not following the vocal)."""
-        return ~self.scored | self.weak
-
-    def reasons(self) -> list[str]:
-        """Per row ``""`` or why it is unreliable (`REASON_NO_FACE`, `REASON_NO_MATCH`)."""
-        return [REASON_NO_FACE if not scored else REASON_NO_MATCH if weak else ""
-                for scored, weak in zip(self.scored.tolist(), self.weak.tolist(), strict=True)]  # fmt: skip
+    def reference(self) -> Path:
+        """What the lips are aligned to: the vocal when given, else the music."""
+        return self.vocal or self.music
 
 
 @dataclass
 class SyncAnalysis:
-    """Everything `analyse` found: the report and the alignment behind it."""
+    """What `analyse` found: the inputs, the alignment and the features behind it."""
 
-    report: SyncReport
+    inputs: SyncInputs
     sync: FeatureSync
+    visual: VisualFeatures
+    audio: AudioFeatures
+    model: dict
+
+    @property
+    def n_frames(self) -> int:
+        """Video frames at the model's rate."""
+        return len(self.visual)
+
+    @property
+    def n_ref(self) -> int:
+        """Reference frames at the model's rate."""
+        return self.audio.log_mel.shape[1] // MELS_PER_FRAME
 
 
-def check_inputs(video: str | os.PathLike[str], reference: str | os.PathLike[str]) -> tuple[media.MediaInfo, media.MediaInfo]:
-    """Cheap checks of the inputs from their headers.
+def check_inputs(video: str | os.PathLike[str], music: str | os.PathLike[str],
+                 vocal: str | os.PathLike[str] | None = None) -> SyncInputs:
+    """Cheap checks of the inputs from their headers (each file is probed once).
 
     Args:
         video: the video file.
-        reference: the music (or any file with an audio stream).
+        music: the music (or any file with an audio stream).
+        vocal: the music's isolated vocal, or None.
 
     Returns:
-        The `MediaInfo` of the video and of the reference.
+        The `SyncInputs`.
 
     Raises:
         MediaError: a missing or unreadable file, no video stream in the video, no audio stream
-            in the reference, or a file shorter than `MIN_VIDEO_S`.
+            in a reference, or a file shorter than `MIN_VIDEO_S`.
     """
     video_info = media.probe(video)
     if not video_info.has_video:
         raise MediaError("has no video stream", video)
     if video_info.duration < MIN_VIDEO_S:
         raise MediaError(f"is too short to align ({video_info.duration:.2f} s; at least {MIN_VIDEO_S:g} s needed)", video)
-    return video_info, check_reference(reference)
+    return SyncInputs(Path(video), video_info, Path(music), check_reference(music),
+                      None if vocal is None else Path(vocal), None if vocal is None else check_reference(vocal))  # fmt: skip
 
 
 def check_reference(reference: str | os.PathLike[str]) -> media.MediaInfo:
@@ -210,297 +150,6 @@ def check_not_silent(log_mel: np.ndarray, path: str | os.PathLike[str]) -> None:
         raise MediaError("is silent (its audio has no sound to align to)", path)
 
 
-def scored_rows(valid: np.ndarray) -> np.ndarray:
-    """Video frames whose centred 16-frame window mostly shows a usable face.
-
-    Args:
-        valid: bool [N] usable-face mask.
-
-    Returns:
-        bool [N].
-    """
-    share = uniform_filter1d(valid.astype(np.float64), WINDOW_FRAMES, mode="nearest")  # window i-8 .. i+7
-    return valid & (share >= MIN_WINDOW_FACE_SHARE - 1e-9)
-
-
-def mask_runs(mask: np.ndarray, merge_gap: int = 0, min_length: int = 1) -> list[tuple[int, int]]:
-    """Runs of True as ``(start, end)`` (end exclusive), runs closer than `merge_gap` merged.
-
-    Args:
-        mask: bool [N].
-        merge_gap: runs separated by fewer False frames than this become one run.
-        min_length: shorter runs (after merging) are dropped.
-
-    Returns:
-        The runs, in order.
-    """
-    padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    runs: list[tuple[int, int]] = []
-    for start, end in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
-        if runs and start - runs[-1][1] < merge_gap:
-            runs[-1] = (runs[-1][0], end)
-        else:
-            runs.append((start, end))
-    return [(start, end) for start, end in runs if end - start >= min_length]
-
-
-def window_mean(values: np.ndarray, weights: np.ndarray, window: int = MATCH_WINDOW) -> np.ndarray:
-    """Weighted moving mean over `window` rows (rows of weight 0 are left out).
-
-    Args:
-        values: float [N].
-        weights: float or bool [N].
-        window: rows averaged, centred.
-
-    Returns:
-        float64 [N]; 0 where the window holds no weight.
-    """
-    weights = np.asarray(weights, np.float64)
-    total = uniform_filter1d(weights, window, mode="constant")
-    summed = uniform_filter1d(weights * values, window, mode="constant")
-    return np.where(total > 1e-9, summed / np.maximum(total, 1e-9), 0.0)
-
-
-def match_margin(cost: np.ndarray, ref_index: np.ndarray, informative: np.ndarray) -> np.ndarray:
-    """How clearly the path's match beats the best alternative match of the same video frames.
-
-    The path's cost is averaged over `MATCH_WINDOW` rows; so are copies of the path shifted by
-    ``COMPETITOR_EXCLUSION < |d| <= COMPETITOR_RADIUS`` reference frames (cells outside the matrix
-    count 0, uninformative). The margin is the best (lowest) shifted mean minus the path's mean.
-    Where the lips follow the vocal, the path sits in a valley the shifted copies miss (margin
-    about the match strength); where they do not (fake talk, a static mouth), the path only found
-    the luckiest noise and its shifted copies find noise about as lucky (margin near 0). A window
-    model's cost is correlated along diagonals, so such noise has long spurious valleys that a
-    cell-wise contrast would take for matches.
-
-    Args:
-        cost: float [N, M] normalised cost (low = match).
-        ref_index: int [N] path column of each row.
-        informative: bool [N] rows that carry information (others get weight 0).
-
-    Returns:
-        float64 [N], in the cost's z-units; 0 where the window has no informative row.
-    """
-    n, m = cost.shape
-    rows = np.arange(n)
-    path_mean = window_mean(cost[rows, ref_index], informative)
-    best_shifted = np.full(n, np.inf)
-    for shift in range(-COMPETITOR_RADIUS, COMPETITOR_RADIUS + 1):
-        if abs(shift) <= COMPETITOR_EXCLUSION:
-            continue
-        columns = ref_index + shift
-        inside = (columns >= 0) & (columns < m)
-        shifted = np.where(inside, cost[rows, np.clip(columns, 0, m - 1)], 0.0)
-        best_shifted = np.minimum(best_shifted, window_mean(shifted, informative))
-    return np.where(window_mean(np.ones(n), informative) > 0, best_shifted - path_mean, 0.0)
-
-
-def weak_match_rows(cost: np.ndarray, ref_index: np.ndarray, informative: np.ndarray) -> np.ndarray:
-    """Rows where the path's match is much less distinct than the clip's typical match.
-
-    The clip's typical margin is the median `match_margin` over informative rows. Rows whose
-    margin is below `WEAK_MATCH_FRACTION` of it are flagged, unless the clip has no clear match
-    at all (typical margin under `MIN_TYPICAL_MATCH`) or more than `MAX_UNRELIABLE_SHARE` of it
-    would be flagged (then the whole clip is uncertain, which the confidence says).
-
-    Args:
-        cost: float [N, M] normalised cost.
-        ref_index: int [N] path columns.
-        informative: bool [N] rows that carry information (others are ignored).
-
-    Returns:
-        bool [N] (always False where not informative).
-    """
-    if informative.sum() < MATCH_WINDOW:
-        return np.zeros(len(informative), bool)
-    margin = match_margin(cost, ref_index, informative)
-    typical = float(np.median(margin[informative]))
-    if typical < MIN_TYPICAL_MATCH:
-        return np.zeros(len(informative), bool)
-    weak = informative & (margin < WEAK_MATCH_FRACTION * typical)
-    if weak.sum() > MAX_UNRELIABLE_SHARE * informative.sum():
-        return np.zeros(len(informative), bool)
-    return weak
-
-
-def path_detours(alignment: Alignment) -> list[tuple[int, int]]:
-    """Stretches where the path leaves the offset it held and comes back to it.
-
-    A detour starts at a cut or freeze step and ends at the first row, within `MAX_DETOUR`
-    rows, whose offset ``ref_index[i] - i`` is back within `DETOUR_TOLERANCE` of the offset just
-    before it (after having left it by more). An edit of the video hardly ever does that (a cut
-    skips music for good, a freeze holds a frame for good; a cut and a freeze of the same length
-    within 4 s would), a path does when a stretch whose lips do not follow the vocal (fake talk,
-    a closed mouth between lines) matches some other part of the music by chance.
-
-    Args:
-        alignment: the path.
-
-    Returns:
-        ``(start, end)`` row ranges, end exclusive, in order.
-    """
-    steps = alignment.steps
-    offsets = alignment.ref_index - np.arange(len(steps))
-    event = np.isin(steps, (STEP_CUT, STEP_FREEZE))
-    starts = np.flatnonzero(event & ~np.concatenate([[False], event[:-1]]))
-    detours: list[tuple[int, int]] = []
-    for start in starts.tolist():
-        if start == 0 or (detours and start < detours[-1][1]):
-            continue
-        ahead = offsets[start : start + MAX_DETOUR + 1]
-        away = np.abs(ahead - offsets[start - 1]) > DETOUR_TOLERANCE
-        if not away.any():
-            continue
-        left = int(np.argmax(away))
-        back = np.flatnonzero(~away[left:])
-        if back.size:
-            detours.append((start, start + left + int(back[0])))
-    return detours
-
-
-def lip_activity(landmarks: np.ndarray) -> np.ndarray:
-    """How much the lips move: the standard deviation of the inner-lip opening over a short window.
-
-    Args:
-        landmarks: float [N, 68, 2], NaN where the frame has no face.
-
-    Returns:
-        float64 [N] (opening relative to face width, `avsync.features.landmarks.mouth_opening`) over the
-        `LIP_ACTIVITY_WINDOW` frames centred on each row; 0 where the window has no face.
-    """
-    opening = mouth_opening(landmarks)
-    seen = np.isfinite(opening)
-    values = np.where(seen, opening, 0.0)
-    mean = window_mean(values, seen, LIP_ACTIVITY_WINDOW)
-    return np.sqrt(np.maximum(window_mean(values**2, seen, LIP_ACTIVITY_WINDOW) - mean**2, 0.0))
-
-
-def silent_talk_rows(activity: np.ndarray, path_voiced: np.ndarray, scored: np.ndarray) -> np.ndarray:
-    """Rows where the lips move while the reference the path aligns them to has no voice.
-
-    Talking between lines, or miming over an instrumental break: nothing in the reference can
-    match such lips, so the model's cost has nothing to say there (the reference's voiceless
-    frames are uninformative), and with a weak model the margin test of `weak_match_rows` may not
-    single them out either. A row is flagged when the second of reference around its aligned
-    frame is voiceless (at most `MAX_SILENT_VOICED_SHARE` voiced) and its `lip_activity` reaches
-    `TALK_ACTIVITY_FRACTION` of the median activity over the rows aligned to voiced reference
-    frames; stretches shorter than `MIN_TALK_FRAMES` are dropped. A full mix whose accompaniment
-    goes on under the talking is not voiceless by power, so there this rule does not fire.
-
-    Args:
-        activity: float [N] `lip_activity`.
-        path_voiced: bool [N] whether the reference frame each row is aligned to is voiced.
-        scored: bool [N] rows with a usable face (`scored_rows`).
-
-    Returns:
-        bool [N].
-    """
-    singing = scored & path_voiced
-    flagged = np.zeros(len(scored), bool)
-    if singing.sum() < MATCH_WINDOW:
-        return flagged
-    typical = float(np.median(activity[singing]))
-    voiced_share = uniform_filter1d(path_voiced.astype(np.float64), MATCH_WINDOW, mode="nearest")
-    talking = scored & (voiced_share <= MAX_SILENT_VOICED_SHARE + 1e-9) & (activity >= TALK_ACTIVITY_FRACTION * typical)
-    for start, end in mask_runs(talking, SPAN_MERGE_GAP, MIN_TALK_FRAMES):
-        flagged[start:end] = True
-    return flagged & scored
-
-
-def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfig | None = None, passes: int = 2) -> tuple[np.ndarray, Alignment, np.ndarray]:
-    """DTW that bridges the stretches where the lips do not follow the vocal.
-
-    Each pass aligns, flags the rows `weak_match_rows` finds and the path's detours
-    (`path_detours`: a trained model's cost has spurious matches strong enough to lure the path
-    off through a cut and back through a freeze, measured on synthetic songs), widened by half a
-    `MATCH_WINDOW` on each side (the one-second average blurs a stretch's edges, and unflagged
-    fringe rows of false lip motion would still lure the path off through the free bridge), makes
-    them uninformative (0) and aligns again; flags accumulate over the passes. When they end up
-    covering more than `MAX_UNRELIABLE_SHARE` of the informative rows, nothing is flagged and the
-    first alignment stands (a clean synthetic song whose typical margin was just above
-    `MIN_TYPICAL_MATCH` had 34% weak rows, 61% after widening).
-
-    Args:
-        cost: float [N, M] normalised cost, 0 on uninformative rows.
-        informative: bool [N] rows that carry information.
-        config: DTW constraints.
-        passes: detection passes.
-
-    Returns:
-        The cleaned cost (float64 [N, M]), its alignment, and bool [N] the rows flagged as not
-        following the vocal.
-    """
-    cleaned = np.array(cost, dtype=np.float64, copy=True)
-    alignment = first_alignment = align_video(cleaned, config)
-    flagged = np.zeros(len(cleaned), bool)
-    for _ in range(passes):
-        unflagged = informative & ~flagged
-        weak = weak_match_rows(cleaned, alignment.ref_index, unflagged)
-        for start, end in path_detours(alignment):
-            weak[start:end] |= unflagged[start:end]
-        if not weak.any():
-            break
-        weak = binary_dilation(weak, iterations=MATCH_WINDOW // 2) & informative & ~flagged
-        flagged |= weak
-        cleaned[weak] = 0.0
-        alignment = align_video(cleaned, config)
-    if flagged.sum() > MAX_UNRELIABLE_SHARE * informative.sum():
-        # Widening and later passes grew the flags past the share that can be singled out: the
-        # clip as a whole is uncertain (its confidence says so), so nothing is singled out.
-        return np.array(cost, dtype=np.float64, copy=True), first_alignment, np.zeros(len(cleaned), bool)
-    return cleaned, alignment, flagged
-
-
-def path_offset_frames(alignment: Alignment, reliable: np.ndarray) -> float:
-    """Best constant offset of a path in frames: the median of ``i - ref_index[i]`` over reliable rows.
-
-    Args:
-        alignment: the path.
-        reliable: bool [N]; all rows are used when none is reliable.
-    """
-    offsets = np.arange(len(alignment.ref_index)) - alignment.ref_index
-    return float(np.median(offsets[reliable] if reliable.any() else offsets))
-
-
-def offset_confidence(estimate: OffsetEstimate, offset_frames: float) -> float:
-    """SyncNet-style confidence of an offset: median of the offset curve minus its value there.
-
-    Args:
-        estimate: the curve from `avsync.align.timemap.estimate_offset`.
-        offset_frames: the chosen offset (frames); the curve's nearest candidate is used.
-    """
-    nearest = int(np.argmin(np.abs(estimate.offsets - offset_frames)))
-    return float(np.median(estimate.curve) - estimate.curve[nearest])
-
-
-def retimed_fraction(time_map: TimeMap, n_frames: int, offset_frames: float) -> float:
-    """Share of video frames the map puts more than `RETIMED_TOLERANCE` frames off the constant offset.
-
-    Args:
-        time_map: the map (25 fps).
-        n_frames: video frames N.
-        offset_frames: the constant offset in frames.
-    """
-    constant = np.arange(n_frames) - offset_frames
-    return float((np.abs(time_map.ref_frames(n_frames) - constant) > RETIMED_TOLERANCE + 1e-9).mean())
-
-
-def unreliable_spans(reasons: list[str], fps: float) -> list[list[float | str]]:
-    """``[[t_video_start, t_video_end, reason], ...]`` from per-frame reasons.
-
-    Args:
-        reasons: per video frame ``""`` or a reason.
-        fps: frame rate of the frames.
-    """
-    spans: list[list[float | str]] = []
-    labels = np.array(reasons, dtype=object)
-    for reason in sorted({r for r in reasons if r}):
-        for start, end in mask_runs(labels == reason, SPAN_MERGE_GAP, MIN_SPAN_FRAMES):
-            spans.append([round(start / fps, 3), round(end / fps, 3), reason])
-    return sorted(spans, key=lambda span: span[0])
-
-
 def load_features(
     video: str | os.PathLike[str], reference: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None
 ) -> tuple[VisualFeatures, AudioFeatures]:
@@ -530,118 +179,76 @@ def load_features(
     return visual, audio
 
 
-def sync_features(
-    mouth_crops: np.ndarray,
-    valid: np.ndarray,
-    log_mel: np.ndarray,
-    network: torch.nn.Module,
-    *,
-    landmarks: np.ndarray | None = None,
-    fps: float = FPS,
-    dtw_config: DTWConfig | None = None,
-    progress: bool = False,
-) -> FeatureSync:
-    """Align a video's features to a reference's (steps 2-4 of the module docstring).
-
-    Args:
-        mouth_crops: uint8 [N, 64, 64] at `fps`.
-        valid: bool [N] usable-face mask.
-        log_mel: float32 [80, 4M] of the reference.
-        network: the model (`avsync.models.checkpoints.LoadedModel.network`).
-        landmarks: float [N, 68, 2] of the video (NaN where no face); when given, stretches whose
-            lips move over a voiceless reference are flagged and bridged too (`silent_talk_rows`).
-        fps: frame rate of both (the model's 25 fps).
-        dtw_config: DTW constraints (default `DTWConfig()`: subsequence, tempo 0.9-1.1, cuts and
-            freezes allowed).
-        progress: show a progress bar while scoring.
-
-    Raises:
-        AvsyncError: a pair model asked to score too many pairs.
-    """
-    rows = scored_rows(valid)
-    ref_voiced = voiced_frames(log_mel)
-    try:
-        raw_cost = cost_matrix(network, mouth_crops, log_mel, video_valid=rows, ref_active=ref_voiced, progress=progress)
-    except ValueError as exc:  # a pair model without a band on long inputs
-        shape = f"{len(valid)}x{log_mel.shape[1] // MELS_PER_FRAME}"
-        raise AvsyncError(f"{type(network).__name__} cannot align {shape} frames ({exc}); use a TwoTower checkpoint") from exc
-    cost, alignment, weak = robust_alignment(raw_cost, rows, dtw_config)
-    if landmarks is not None:
-        talking = silent_talk_rows(lip_activity(landmarks), ref_voiced[alignment.ref_index], rows) & ~weak
-        if talking.any():
-            weak |= talking
-            cost[talking] = 0.0
-            alignment = align_video(cost, dtw_config)
-    offset_frames = path_offset_frames(alignment, rows & ~weak)
-    estimate = estimate_offset(cost, fps)
-    return FeatureSync(
-        cost=cost, alignment=alignment, time_map=path_to_time_map(alignment, fps), estimate=estimate,
-        offset_frames=offset_frames, confidence=offset_confidence(estimate, offset_frames), scored=rows, weak=weak,
-    )  # fmt: skip
-
-
 def analyse(
-    video: str | os.PathLike[str],
-    reference: str | os.PathLike[str],
+    inputs: SyncInputs,
     model: LoadedModel,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     dtw_config: DTWConfig | None = None,
     progress: bool = True,
 ) -> SyncAnalysis:
-    """Align a video to a reference track (see the module docstring).
+    """Align a video to its reference: features, then `avsync.align.analysis.sync_features`.
 
     Args:
-        video: the video (its own audio is ignored).
-        reference: the music.
+        inputs: from `check_inputs`.
         model: the network (`avsync.models.checkpoints.load_model`).
         cache_dir: feature cache folder, or None.
-        dtw_config: DTW constraints (see `sync_features`).
+        dtw_config: DTW constraints (see `avsync.align.analysis.align_cost`).
         progress: show progress bars.
 
-    Returns:
-        The `SyncAnalysis`.
-
     Raises:
-        MediaError: unreadable or unusable inputs (see `check_inputs`, `load_features`).
+        MediaError: unreadable or unusable inputs (see `load_features`).
         AvsyncError: a pair model asked to score too many pairs.
     """
-    started = time.perf_counter()
-    video_info, _ = check_inputs(video, reference)
-    visual, audio = load_features(video, reference, cache_dir)
-    fps = visual.fps
-    n_frames = len(visual)
-    n_ref = audio.log_mel.shape[1] // MELS_PER_FRAME
-    sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, landmarks=visual.landmarks, fps=fps,
-                         dtw_config=dtw_config, progress=progress)  # fmt: skip
+    visual, audio = load_features(inputs.video, inputs.reference, cache_dir)
+    sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, landmarks=visual.landmarks,
+                         fps=visual.fps, dtw_config=dtw_config, progress=progress)  # fmt: skip
+    return SyncAnalysis(inputs, sync, visual, audio, model.describe())
+
+
+def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | None = None, mode: str | None = None,
+                 output_warnings: list[str] | None = None, runtime_s: float = 0.0) -> SyncReport:
+    """The report of an analysis (and of the synced video written from it, if any).
+
+    Args:
+        analysis: from `analyse`.
+        output: the synced video written, or None.
+        mode: how it was written (``warp`` or ``offset``).
+        output_warnings: what writing it found to say.
+        runtime_s: wall time of the whole command.
+    """
+    inputs, sync, fps = analysis.inputs, analysis.sync, analysis.visual.fps
     offset_s = sync.offset_frames / fps
-    video_fps = float(video_info.fps or fps)
-    report = SyncReport(
-        video=os.fspath(video),
-        reference=os.fspath(reference),
+    video_fps = float(inputs.video_info.fps or fps)
+    return SyncReport(
+        video=os.fspath(inputs.video),
+        reference=os.fspath(inputs.music),
         fps=round(video_fps, 6),
         offset_s=round(offset_s, 4),
         offset_frames=round(offset_s * video_fps),
         confidence=round(sync.confidence, 3),
         confidence_level=confidence_level(sync.confidence),
         time_map=sync.time_map.to_list(),
-        retimed_fraction=round(retimed_fraction(sync.time_map, n_frames, sync.offset_frames), 4),
+        retimed_fraction=round(retimed_fraction(sync.time_map, analysis.n_frames, sync.offset_frames), 4),
         dtw_cost=round(alignment_cost(sync.cost, sync.alignment.path), 4),
-        frames_without_face=int((~visual.valid).sum()),
+        frames_without_face=int((~analysis.visual.valid).sum()),
         unreliable_spans=unreliable_spans(sync.reasons(), fps),
-        warnings=_warnings(visual.valid, sync, n_ref, fps),
-        model=model.describe(),
-        runtime_s=round(time.perf_counter() - started, 3),
-        video_duration_s=round(n_frames / fps, 3),
-        reference_duration_s=round(n_ref / fps, 3),
+        warnings=_warnings(analysis) + list(output_warnings or []),
+        model=analysis.model,
+        runtime_s=round(runtime_s, 3),
+        video_duration_s=round(analysis.n_frames / fps, 3),
+        reference_duration_s=round(analysis.n_ref / fps, 3),
+        output=None if output is None else os.fspath(output),
+        mode=mode,
+        vocal=None if inputs.vocal is None else os.fspath(inputs.vocal),
     )
-    return SyncAnalysis(report, sync)
 
 
-def _warnings(valid: np.ndarray, sync: FeatureSync, n_ref: int, fps: float) -> list[str]:
+def _warnings(analysis: SyncAnalysis) -> list[str]:
     """Sentences about what makes the result less trustworthy."""
     warnings = []
-    n_frames = len(valid)
+    sync, valid, fps = analysis.sync, analysis.visual.valid, analysis.visual.fps
+    n_frames, n_ref = analysis.n_frames, analysis.n_ref
     level = confidence_level(sync.confidence)
     if level != "reliable":
         advice = "; --mode offset applies only the constant offset" if level == "unreliable" else ""
@@ -658,11 +265,14 @@ def _warnings(valid: np.ndarray, sync: FeatureSync, n_ref: int, fps: float) -> l
     if start > 1.0 or end < n_ref / fps - 1.0:
         warnings.append(f"the video covers music {max(0.0, start):.1f}-{end:.1f} s of {n_ref / fps:.1f} s; "
                         "the first/last frame is held outside it")  # fmt: skip
+    inputs = analysis.inputs
+    if inputs.vocal_info is not None and abs(inputs.vocal_info.duration - inputs.music_info.duration) > VOCAL_LENGTH_TOLERANCE_S:
+        warnings.append(f"the vocal ({inputs.vocal_info.duration:.1f} s) and the music ({inputs.music_info.duration:.1f} s) differ "
+                        "in length; the time map follows the vocal, which must start with the music")  # fmt: skip
     return warnings
 
 
-def default_plot_title(analysis: SyncAnalysis) -> str:
+def default_plot_title(report: SyncReport) -> str:
     """A one-line title for the alignment plot."""
-    report = analysis.report
     return (f"{Path(report.video).name} vs {Path(report.vocal or report.reference).name}: offset {report.offset_s:+.2f} s, "
             f"confidence {report.confidence:.2f} ({report.confidence_level})")  # fmt: skip

@@ -1,8 +1,8 @@
 """Per-epoch DTW evaluation during training: align known warps of the test clips and log the scores.
 
-`DTWEvalCallback` runs `avsync.evaluation.harness` (the same cases and scores as `avsync eval`, model only)
-at the end of every validation epoch and of `test`, on global rank 0 only, and logs under the
-stage (`val/...` or `test/...`):
+`DTWEvalCallback` runs `avsync.evaluation.harness` (the synthetic protocol of `avsync eval`, model
+only, through the analysis `avsync align` runs) at the end of every validation epoch and of `test`,
+on global rank 0 only, and logs under the stage (`val/...` or `test/...`):
 
 * ``dtw_cost``: mean normalised cost along the DTW path (lower = the model is surer of its path),
 * ``frame_err``, ``frame_err_median``: frame error of the time map against the true warp (frames),
@@ -13,9 +13,9 @@ stage (`val/...` or `test/...`):
 plus one PNG per clip (cost matrix with the found and the true path) in
 ``<run folder>/plots/dtw/<stage>_epoch<NNN>/`` that also goes to the logger (W&B) as the image list
 ``<stage>/dtw_alignment``, the per-case scores appended to ``<run folder>/dtw_eval.jsonl``, and a
-compact table printed to the log. The clips' features are loaded once (from the training cache) and
-kept in memory; the warps are deterministic and draw nothing from the global random state, so
-training runs stay reproducible. Networks that score pairs one by one (PosterCNN) are skipped
+compact table printed to the log. The clips' features are loaded once (from the training cache),
+kept in memory and warped at the feature level; the warps are deterministic and draw nothing from
+the global random state, so training runs stay reproducible. Networks that score pairs one by one (PosterCNN) are skipped
 unless ``pair_models=True`` (too slow for every epoch on a CPU).
 """
 
@@ -31,8 +31,9 @@ from torch import nn
 
 from avsync.errors import AvsyncError
 from avsync.evaluation.harness import (
-    EvalCase,
+    Case,
     EvalReport,
+    ModelMethod,
     format_table,
     is_pair_model,
     load_eval_clips,
@@ -84,10 +85,10 @@ class DTWEvalCallback(pl.Callback):
         self.data, self.cache, self.split = data, cache, split
         self.n_clips, self.max_frames, self.every_n_epochs = n_clips, max_frames, every_n_epochs
         self.seed, self.plots, self.batch_size, self.pair_models = seed, plots, batch_size, pair_models
-        self._cases: list[EvalCase] | None = None
+        self._cases: list[Case] | None = None
         self._disabled = False
 
-    def _load_cases(self, trainer: pl.Trainer) -> list[EvalCase] | None:
+    def _load_cases(self, trainer: pl.Trainer) -> list[Case] | None:
         """The warped cases (loaded on first use), or None when there are none (warned once)."""
         if self._cases is not None or self._disabled:
             return self._cases
@@ -145,8 +146,7 @@ class DTWEvalCallback(pl.Callback):
         started = time.perf_counter()
         folder = run_directory(trainer)
         plots_dir = folder / "plots" / "dtw" / f"{stage}_epoch{trainer.current_epoch:03d}" if self.plots and folder else None
-        report = run_evaluation(network, cases, baseline=False, plots_dir=plots_dir, batch_size=self.batch_size,
-                                progress=False)
+        report = run_evaluation([ModelMethod(network, batch_size=self.batch_size)], cases, plots_dir=plots_dir, progress=False)
         means = report.summary()["model"]
         for name, field in LOGGED.items():
             pl_module.log(f"{stage}/{name}", means[field], rank_zero_only=True)

@@ -1,0 +1,158 @@
+"""One analysis for every caller: a video's features against a reference's, to the time map.
+
+`align_cost` takes a normalised cost matrix (rows = video frames, columns = reference frames,
+25 fps; a model's from `avsync.align.cost.cost_matrix`, or the classical baseline's) through the
+robust alignment (`avsync.align.robust`) to a `FeatureSync`: the path, the time map, the constant
+offset over the reliable rows and its confidence. `sync_features` is the same from a network and
+the features. `avsync align`, `avsync eval`, the per-epoch callback and the real-clip evaluation all
+go through here, so the numbers the evaluations report are those of the shipped aligner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from avsync.align.cost import cost_matrix
+from avsync.align.dtw import Alignment, DTWConfig, align_video
+from avsync.align.robust import (
+    lip_activity,
+    offset_confidence,
+    path_offset_frames,
+    robust_alignment,
+    scored_rows,
+    silent_talk_rows,
+)
+from avsync.align.timemap import (
+    OffsetEstimate,
+    TimeMap,
+    estimate_offset,
+    path_to_time_map,
+)
+from avsync.conventions import FPS, MELS_PER_FRAME
+from avsync.errors import AvsyncError
+from avsync.features.audio import voiced_frames
+
+REASON_NO_FACE = "no face"
+REASON_NO_MATCH = "lips do not follow the vocal"
+
+
+@dataclass
+class FeatureSync:
+    """The alignment of a video's mouth crops to a reference's log-mel (`sync_features`).
+
+    Attributes:
+        cost: float64 [N, M] normalised cost with the unreliable rows made uninformative (0).
+        alignment: the DTW path over `cost`.
+        time_map: the smoothed map, 25 fps.
+        estimate: the offset curve (SyncNet style) over `cost`.
+        offset_frames: the best constant offset in 25 fps frames (positive: video late).
+        confidence: `offset_confidence` of that offset.
+        scored: bool [N] rows whose window mostly shows a face (`scored_rows`).
+        weak: bool [N] rows where the lips do not follow the vocal (`robust_alignment`).
+    """
+
+    cost: np.ndarray
+    alignment: Alignment
+    time_map: TimeMap
+    estimate: OffsetEstimate
+    offset_frames: float
+    confidence: float
+    scored: np.ndarray
+    weak: np.ndarray
+
+    @property
+    def unreliable(self) -> np.ndarray:
+        """bool [N] rows the path bridges (no face, or lips not following the vocal)."""
+        return ~self.scored | self.weak
+
+    def reasons(self) -> list[str]:
+        """Per row ``""`` or why it is unreliable (`REASON_NO_FACE`, `REASON_NO_MATCH`)."""
+        return [REASON_NO_FACE if not scored else REASON_NO_MATCH if weak else ""
+                for scored, weak in zip(self.scored.tolist(), self.weak.tolist(), strict=True)]  # fmt: skip
+
+
+def align_cost(
+    raw_cost: np.ndarray,
+    scored: np.ndarray,
+    ref_voiced: np.ndarray,
+    *,
+    landmarks: np.ndarray | None = None,
+    offset_frames: float | None = None,
+    fps: float = FPS,
+    dtw_config: DTWConfig | None = None,
+) -> FeatureSync:
+    """Robust alignment of a normalised cost matrix to the time map, offset and confidence.
+
+    Args:
+        raw_cost: float [N, M] normalised cost (low = match), 0 on uninformative rows and columns.
+        scored: bool [N] rows with a usable face (`avsync.align.robust.scored_rows`).
+        ref_voiced: bool [M] voiced reference frames (`avsync.features.audio.voiced_frames`).
+        landmarks: float [N, 68, 2] of the video (NaN where no face); when given, stretches whose
+            lips move over a voiceless reference are flagged and bridged too (`silent_talk_rows`).
+        offset_frames: the constant offset when the method finds it another way (the classical
+            baseline's cross-correlation); None: the median path offset over the reliable rows.
+        fps: frame rate of both.
+        dtw_config: DTW constraints (default `DTWConfig()`: subsequence, tempo 0.9-1.1, cuts and
+            freezes allowed).
+    """
+    cost, alignment, weak = robust_alignment(raw_cost, scored, dtw_config)
+    if landmarks is not None:
+        talking = silent_talk_rows(lip_activity(landmarks), ref_voiced[alignment.ref_index], scored) & ~weak
+        if talking.any():
+            weak |= talking
+            cost[talking] = 0.0
+            alignment = align_video(cost, dtw_config)
+    if offset_frames is None:
+        offset_frames = path_offset_frames(alignment, scored & ~weak)
+    estimate = estimate_offset(cost, fps)
+    return FeatureSync(
+        cost=cost, alignment=alignment, time_map=path_to_time_map(alignment, fps), estimate=estimate,
+        offset_frames=offset_frames, confidence=offset_confidence(estimate, offset_frames), scored=scored, weak=weak,
+    )  # fmt: skip
+
+
+def sync_features(
+    mouth_crops: np.ndarray,
+    valid: np.ndarray,
+    log_mel: np.ndarray,
+    network: torch.nn.Module,
+    *,
+    landmarks: np.ndarray | None = None,
+    fps: float = FPS,
+    dtw_config: DTWConfig | None = None,
+    band: tuple[float, float, int] | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> FeatureSync:
+    """Align a video's features to a reference's with a network: its cost, then `align_cost`.
+
+    Args:
+        mouth_crops: uint8 [N, 64, 64] at `fps`.
+        valid: bool [N] usable-face mask.
+        log_mel: float32 [80, 4M] of the reference.
+        network: the model (`avsync.models.checkpoints.LoadedModel.network`).
+        landmarks: float [N, 68, 2] of the video, NaN where no face (see `align_cost`).
+        fps: frame rate of both (the model's 25 fps).
+        dtw_config: DTW constraints (see `align_cost`).
+        band: ``(offset, slope, radius)``: score (a pair model) and search only the cells within
+            `radius` of ``j = offset + slope * i``; None: every cell.
+        batch_size: windows or pairs per forward pass.
+        progress: show a progress bar while scoring.
+
+    Raises:
+        AvsyncError: a pair model asked to score too many pairs.
+    """
+    rows = scored_rows(valid)
+    if band is not None:
+        dtw_config = replace(dtw_config or DTWConfig(), band_offset=band[0], band_slope=band[1], band_radius=band[2])
+    ref_voiced = voiced_frames(log_mel)
+    try:
+        raw_cost = cost_matrix(network, mouth_crops, log_mel, video_valid=rows, ref_active=ref_voiced, band=band,
+                               batch_size=batch_size, progress=progress)
+    except ValueError as exc:  # a pair model without a band on long inputs
+        shape = f"{len(valid)}x{log_mel.shape[1] // MELS_PER_FRAME}"
+        raise AvsyncError(f"{type(network).__name__} cannot align {shape} frames ({exc}); use a TwoTower checkpoint") from exc
+    return align_cost(raw_cost, rows, ref_voiced, landmarks=landmarks, fps=fps, dtw_config=dtw_config)
