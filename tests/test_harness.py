@@ -119,7 +119,7 @@ def test_real_protocol_on_a_synthetic_song_and_align_gives_the_same_answer(tmp_p
     from avsync.training.lit_module import LitAVSync
 
     torch.manual_seed(0)
-    write_dataset(tmp_path / "data", songs=1, seconds=(MIN_CLIP_FRAMES + 10) / 25, seed=8, distractors=0.0, workers=1, progress=False)
+    write_dataset(tmp_path / "data", songs=1, seconds=210 / 25, seed=8, distractors=0.0, workers=1, progress=False)
     records = read_manifest(tmp_path / "data")
     cache = FeatureCache(tmp_path / "cache")
     cases = make_file_cases(records, cache, tmp_path / "cases", protocol="real", seeds=(0,))

@@ -75,8 +75,8 @@ from avsync.pipeline.retime import constant_time_map
 
 PROTOCOLS = ("synthetic", "real")
 REAL_KINDS = ("shift", "tempo", "cutfreeze")
-MIN_CLIP_FRAMES = 200
-"""Shortest clip the real protocol warps (8 s): a cut of 50 frames must leave the 150 a warp needs."""
+MIN_CLIP_FRAMES = 100
+"""Shortest clip the real protocol warps (4 s): after a 50-frame cut and a shift, 35 frames are left."""
 MAX_CUT_FRAMES = 50
 """Longest cut a warp makes (`avsync.evaluation.warp`); with the tempo range it bounds the pair band."""
 SUMMARY_FIELDS = ("frame_err_mean", "frame_err_median", "within1", "offset_acc", "offset_err", "dtw_cost")
@@ -217,13 +217,13 @@ def draw_warp(kind: str, n_frames: int, seed: int) -> FrameMap:
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(REAL_KINDS)}")
     rng = np.random.default_rng(seed)
     if kind == "shift":
-        return make_warp("shift", n_frames, rng)
+        return make_warp("shift", n_frames, rng, min_frames=MIN_CLIP_FRAMES)
     if kind == "tempo":
-        base = make_warp("tempo", n_frames, rng)
+        base = make_warp("tempo", n_frames, rng, min_frames=MIN_CLIP_FRAMES)
     else:
-        cut = make_warp("cut", n_frames, rng)
-        base = compose(cut, make_warp("freeze", len(cut), rng), kind)
-    return compose(base, make_warp("shift", len(base), rng), kind)
+        cut = make_warp("cut", n_frames, rng, min_frames=MIN_CLIP_FRAMES)
+        base = compose(cut, make_warp("freeze", len(cut), rng, min_frames=0), kind)
+    return compose(base, make_warp("shift", len(base), rng, min_frames=0), kind)
 
 
 def _case_file(folder: Path, record: ClipRecord, frame_map: FrameMap, kind: str, seed: int) -> Path:

@@ -101,21 +101,22 @@ def _freeze(rng: np.random.Generator, src: np.ndarray) -> tuple[np.ndarray, dict
     return np.r_[src[: at + 1], np.full(length, src[at]), src[at + 1 :]], {"freeze_at": at, "freeze_frames": length}
 
 
-def make_warp(kind: str, n_frames: int, seed: int | np.random.Generator) -> FrameMap:
+def make_warp(kind: str, n_frames: int, seed: int | np.random.Generator, *, min_frames: int = MIN_FRAMES) -> FrameMap:
     """Draw a warp of a clip of ``n_frames`` frames, deterministically from ``seed``.
 
     Args:
         kind: one of ``WARP_KINDS`` (see the module docstring).
         n_frames: length of the original clip in frames (at least ``MIN_FRAMES``).
         seed: an int or a numpy Generator.
+        min_frames: the shortest clip accepted.
 
     Returns:
         The :class:`FrameMap`.
     """
     if kind not in WARP_KINDS:
         raise ValueError(f"unknown warp kind {kind!r}; choose from {', '.join(WARP_KINDS)}")
-    if n_frames < MIN_FRAMES:
-        raise ValueError(f"a warp needs a clip of at least {MIN_FRAMES} frames, got {n_frames}")
+    if n_frames < min_frames:
+        raise ValueError(f"a warp needs a clip of at least {min_frames} frames, got {n_frames}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     identity = np.arange(n_frames, dtype=np.int64)
     if kind == "shift":
