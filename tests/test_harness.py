@@ -12,7 +12,6 @@ import pytest
 from conftest import identity_map
 
 from avsync.evaluation.harness import (
-    MIN_CLIP_FRAMES,
     REAL_KINDS,
     BaselineMethod,
     CaseResult,

@@ -17,7 +17,7 @@ from avsync.features.manifest import (
     write_manifest,
 )
 
-REALAV = Path("/work/shared/data/realav")
+REALAV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "realav"  # ../shared beside the repository
 
 
 def touch(path: Path) -> Path:

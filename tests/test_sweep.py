@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from avsync.cli import main as avsync_main
-from avsync.commands.sweep import (
+from avsync.training.sweep import (
     TrialResult,
     best_value,
     expand_command,

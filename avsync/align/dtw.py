@@ -60,17 +60,11 @@ class DTWConfig:
     """Step constraints and penalties of :func:`align_video`.
 
     Penalties are in cost units; :func:`avsync.align.cost.normalise_cost` puts model costs on a
-    robust z-scale (median 0, spread 1), where the defaults below were tuned: freeze and cut
-    penalties of 15 were the best of 6/15/30/60 on known warps of the synthetic val clips
-    (TwoTower after 6 epochs, share within +-1 frame 0.84/0.90/0.90/-) and test clips
-    (0.86/0.87/0.87/0.86); the same on clean synthetic costs up to 30 (60 loses a short combo).
-    A tempo penalty of 1.0 (with `avsync.align.timemap.path_to_time_map`'s tolerance of 2
-    frames) replaced 0.1: cheap tempo steps let the path wander 1-3 frames along model noise.
-    Share within +-1 frame, 0.1 -> 1.0: synthetic val warps 0.951 -> 0.994 (`make train`
-    checkpoint) and 0.975 -> 0.997 (shipped); test warps 0.861 -> 0.881 and 0.869 -> 0.902; 30
-    real held-out cases (shipped) 28% -> 30%, offset accuracy 40% -> 50%; in-sync synthetic songs
-    re-timed 13% -> 1% of frames against their vocal (shipped). A penalty of 2.0 did better on
-    the synthetic warps but raised the real cases' mean frame error from 7.3 to 10.7.
+    robust z-scale (median 0, spread 1). A freeze or a cut costs 15: far above what one noisy
+    stretch of a window model's cost can save, so the path leaves the offset only for a real edit,
+    yet under what a real cut or freeze of a second saves by following the match. A tempo step
+    costs 1.0: cheap steps let the path wander 1-3 frames along model noise. The measurements
+    behind these values are in docs/results_log.md.
 
     Args:
         subsequence: open begin and end on the reference axis.
