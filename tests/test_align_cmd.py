@@ -188,6 +188,26 @@ def test_checkpoint_that_is_not_one(capsys, tmp_path: Path, faceless: Path, tone
         assert_one_line_error(status, err, "foreign.ckpt", "not an avsync model checkpoint")
 
 
+class _RunsCode:
+    """Pickles to a call of `pathlib.Path.touch` on load: what a crafted checkpoint could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_before_it_runs(capsys, tmp_path: Path, faceless: Path, tone: Path) -> None:
+    marker = tmp_path / "code-ran"
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"model": _RunsCode(marker)}}, crafted)
+    status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", crafted)
+    assert_one_line_error(status, err, "crafted.ckpt", "not an avsync model checkpoint")
+    assert "could run code" in err
+    assert not marker.exists()
+
+
 def test_loading_a_model_does_not_import_lightning() -> None:
     """Inference rebuilds the network from the checkpoint alone (Lightning costs seconds of start-up)."""
     code = "import sys; from avsync.models.checkpoints import load_model; load_model(None, 'cpu'); print(sorted(m for m in sys.modules if 'lightning' in m))"

@@ -154,8 +154,12 @@ def load_model(checkpoint: str | os.PathLike[str] | None, device: str = "auto") 
         raise AvsyncError("is a folder, not a model checkpoint", path)
     target = resolve_device(device)
     try:
-        network = network_from_checkpoint(torch.load(path, map_location=target, weights_only=False))
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        # weights_only: tensors and plain containers only, so a crafted file cannot run code on load
+        network = network_from_checkpoint(torch.load(path, map_location=target, weights_only=True))
+    except pickle.UnpicklingError as exc:
+        raise AvsyncError("not an avsync model checkpoint (it holds Python objects beyond weights and "
+                          "settings; refused, since loading them could run code)", path) from exc
+    except (zipfile.BadZipFile, EOFError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AvsyncError(f"not an avsync model checkpoint ({first_line[:160]})", path) from exc
     except OSError as exc:
