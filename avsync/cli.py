@@ -12,11 +12,19 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from avsync.errors import AvsyncError
 
 SUBCOMMAND_MODULES = ("synth", "prepare", "eval", "align", "sweep")
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, ``avsync: error: ...``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"avsync: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -25,7 +33,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Importing a subcommand module can pull in heavy libraries (Lightning: seconds), so a run of
     one subcommand imports only that one.
     """
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="avsync",
         description="Sync a singer's video to a music track by watching the lips.",
         epilog="Training: avsync {fit,validate,test} --config experiments/base.yaml ... (LightningCLI).",

@@ -25,7 +25,20 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as exit_info:
         main(["no-such-command"])
     assert exit_info.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "invalid choice" in err
+    assert err.startswith("avsync: error: ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["align", "--mode", "foo", "v.mp4", "m.wav"], ["align", "v.mp4"], ["align", "v.mp4", "m.wav", "--bogus"],
+                                  ["eval", "--clips", "x"]])
+def test_usage_errors_are_one_line_pointing_to_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("avsync: error: avsync") and "--help)" in err
 
 
 def test_running_one_light_subcommand_does_not_import_lightning() -> None:
