@@ -314,3 +314,15 @@ def test_bad_vocal_stems(capsys, tmp_path: Path, song: Path, faceless: Path, unt
     status, _, err = run_cli(capsys, video, music, "--vocal", long_vocal, "--report", report, "--checkpoint", untrained_ckpt, "--device", "cpu")
     assert status == 0, err
     assert any("differ in length" in warning for warning in json.loads(report.read_text())["warnings"])
+
+
+def test_too_long_output_name_is_refused_before_any_work(capsys, monkeypatch, tmp_path: Path, faceless: Path, tone: Path) -> None:
+    import avsync.commands.align as align_command
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output name was checked")
+
+    monkeypatch.setattr(align_command, "load_model", no_model)
+    long_name = tmp_path / ("x" * 250 + ".json")
+    status, _, err = run_cli(capsys, faceless, tone, "--report", long_name)
+    assert_one_line_error(status, err, "file name too long")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 import av
 import numpy as np
@@ -322,3 +325,57 @@ def test_display_rotation_is_applied(tmp_path, rotation):
     _, native = next(media.iter_video_frames(path))
     assert (native.height, native.width) == upright.shape[:2]
     assert np.abs(native.to_ndarray(format="gray").astype(int) - upright[..., 0]).mean() < 8
+
+
+def test_atomic_output_gets_the_umask_mode_and_keeps_a_file_that_appeared(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        target = tmp_path / "out.json"
+        with media.atomic_path(target) as temporary:
+            temporary.write_text("new")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+        appeared = tmp_path / "appeared.json"
+        with pytest.raises(AvsyncError, match="appeared while avsync was working"), media.keep_existing():
+            with media.atomic_path(appeared) as temporary:
+                temporary.write_text("ours")
+                appeared.write_text("theirs")
+        assert appeared.read_text() == "theirs"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["appeared.json", "out.json"]
+        with media.keep_existing(), media.atomic_path(tmp_path / "fresh.json") as temporary:
+            temporary.write_text("ok")
+        assert (tmp_path / "fresh.json").read_text() == "ok" and stat.S_IMODE((tmp_path / "fresh.json").stat().st_mode) == 0o644
+    finally:
+        os.umask(previous)
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_but_not_live_ones(tmp_path: Path) -> None:
+    target = tmp_path / "song.mp4"
+    stale = tmp_path / ".song.abc123.tmp.mp4"
+    fresh = tmp_path / ".song.def456.tmp.mp4"
+    held = tmp_path / ".song.ghi789.tmp.mp4"
+    foreign = tmp_path / ".other.abc123.tmp.mp4"
+    for path in (stale, fresh, held, foreign):
+        path.write_bytes(b"x")
+    old = time.time() - 3600
+    for path in (stale, held, foreign):
+        os.utime(path, (old, old))
+    with open(held, "rb"):
+        assert media.remove_stale_temporaries(target) == [stale]
+    assert not stale.exists() and fresh.exists() and held.exists() and foreign.exists()
+
+
+def test_sigterm_removes_the_temporary_output(tmp_path: Path) -> None:
+    code = (
+        "import os, signal, sys, time\n"
+        "from avsync import cli\n"
+        "from avsync.io import media\n"
+        "def run(args):\n"
+        f"    with media.atomic_path({str(tmp_path / 'out.mp4')!r}) as t:\n"
+        "        t.write_bytes(b'partial'); os.kill(os.getpid(), signal.SIGTERM); time.sleep(10)\n"
+        "cli.build_parser = lambda only=None: type('P', (), {'parse_args': lambda self, a: type('N', (), {'func': staticmethod(run)})()})()\n"
+        "sys.exit(cli.main(['align']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 143, result.stderr
+    assert result.stderr.strip() == "avsync: terminated"
+    assert list(tmp_path.iterdir()) == []

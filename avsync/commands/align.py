@@ -8,6 +8,7 @@ Outputs are written to temporary files and renamed only on success; inputs are n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -15,11 +16,13 @@ import time
 from pathlib import Path
 
 from avsync.errors import AvsyncError
+from avsync.io.media import keep_existing, remove_stale_temporaries
 from avsync.models.checkpoints import load_model
 from avsync.pipeline.plots import plot_alignment
 from avsync.pipeline.report import summarise
 from avsync.pipeline.retime import SPANS, write_offset, write_retimed
 from avsync.pipeline.sync import (
+    SyncAnalysis,
     analyse,
     build_report,
     check_inputs,
@@ -94,6 +97,24 @@ def _check_folder_writable(path: Path) -> None:
     os.unlink(probe_path)
 
 
+TEMPORARY_NAME_EXTRA = 24
+"""Bytes `avsync.io.media.atomic_path` adds to an output's name for its temporary file."""
+
+
+def _check_name_length(path: Path) -> None:
+    """Raise unless the file system takes the output's name (and its temporary's) in that folder."""
+    folder = path.parent
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(path.name.encode()) + TEMPORARY_NAME_EXTRA > limit:
+        raise AvsyncError(f"file name too long ({len(path.name.encode())} bytes; this folder takes at most "
+                          f"{limit - TEMPORARY_NAME_EXTRA})", path)  # fmt: skip
+
+
 def check_outputs(outputs: dict[str, Path | None], inputs: list[Path], force: bool) -> None:
     """Refuse outputs that would overwrite an input, each other, or an existing file without --force.
 
@@ -118,6 +139,8 @@ def check_outputs(outputs: dict[str, Path | None], inputs: list[Path], force: bo
         if path.exists() and not force:
             raise AvsyncError(f"{option}: file exists (use --force to replace it)", path)
         _check_folder_writable(path)
+        _check_name_length(path)
+        remove_stale_temporaries(path)
 
 
 def _check_suffixes(args: argparse.Namespace) -> None:
@@ -136,6 +159,12 @@ def run(args: argparse.Namespace) -> int:
     check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, sources, args.force)
     model = load_model(args.checkpoint, args.device)
     analysis = analyse(inputs, model, cache_dir=args.cache, progress=not args.quiet)
+    with contextlib.nullcontext() if args.force else keep_existing():
+        return _write_outputs(args, analysis, started)
+
+
+def _write_outputs(args: argparse.Namespace, analysis: SyncAnalysis, started: float) -> int:
+    """Write the synced video, plot and report of an analysis and print the summary."""
     output_warnings: list[str] = []
     if args.output is not None:
         if args.mode == "offset":

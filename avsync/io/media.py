@@ -20,7 +20,9 @@ decoder conceals (a glitch inside otherwise decodable video) is not reported.
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import glob
 import io
 import itertools
 import math
@@ -31,6 +33,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from time import time as wall_clock
 from typing import TypeVar
 
 import av
@@ -528,12 +531,75 @@ def read_audio(path: PathLike, *, sample_rate: int = 16000) -> np.ndarray:
     return samples[-shift:]
 
 
+_KEEP_EXISTING: contextvars.ContextVar[bool] = contextvars.ContextVar("keep_existing", default=False)
+STALE_TEMP_AGE_S = 60.0
+"""A temporary output of ours untouched this long and open in no process is left over from a killed run."""
+
+
+@contextmanager
+def keep_existing() -> Iterator[None]:
+    """Within the block, `atomic_path` refuses to replace a file that exists when it renames.
+
+    A command checks its outputs before the heavy work; this makes the final rename check again,
+    so a file that appears meanwhile is never replaced without ``--force``.
+    """
+    token = _KEEP_EXISTING.set(True)
+    try:
+        yield
+    finally:
+        _KEEP_EXISTING.reset(token)
+
+
+def _default_mode() -> int:
+    """The mode the umask gives a new file (``mkstemp`` makes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _open_files() -> set[str]:
+    """Real paths of the files any process has open (empty where /proc cannot tell)."""
+    opened = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            opened.update(os.path.realpath(fd) for fd in fd_dir.iterdir())
+        except OSError:
+            continue
+    return opened
+
+
+def remove_stale_temporaries(path: PathLike) -> list[Path]:
+    """Remove temporary files `atomic_path` left for `path` when a run was killed (SIGKILL, power loss).
+
+    Only files named as ours (``.<stem>.*.tmp<suffix>`` beside `path`), untouched for
+    `STALE_TEMP_AGE_S` and open in no process, are removed.
+
+    Returns:
+        The removed files.
+    """
+    target = Path(path)
+    candidates = [c for c in target.parent.glob(f".{glob.escape(target.stem)}.*.tmp{glob.escape(target.suffix)}") if c.is_file()]
+    now = wall_clock()
+    candidates = [c for c in candidates if now - c.stat().st_mtime > STALE_TEMP_AGE_S]
+    if not candidates:
+        return []
+    opened = _open_files()
+    removed = []
+    for candidate in candidates:
+        if os.path.realpath(candidate) not in opened:
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path` that replaces `path` when the block succeeds.
 
     The temporary file keeps `path`'s suffix (so format guessing by extension works) and is
-    removed when the block raises; parent folders are created.
+    removed when the block raises; parent folders are created. The result gets the mode the
+    umask gives new files. Inside `keep_existing`, a `path` that exists at the rename is kept
+    and the write fails instead.
 
     Args:
         path: the final output path.
@@ -542,7 +608,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         The temporary path to write.
 
     Raises:
-        AvsyncError: the folder cannot be created or written.
+        AvsyncError: the folder cannot be created or written; `path` appeared (inside `keep_existing`).
     """
     target = Path(path)
     try:
@@ -555,10 +621,28 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
-        os.replace(temporary, target)
+        os.chmod(temporary, _default_mode())
+        if _KEEP_EXISTING.get():
+            _link_new(Path(temporary), target)
+        else:
+            os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _link_new(temporary: Path, target: Path) -> None:
+    """Move `temporary` to `target` only if `target` does not exist (atomically, by a hard link)."""
+    try:
+        os.link(temporary, target)
+    except FileExistsError as exc:
+        raise AvsyncError("file exists: it appeared while avsync was working (use --force to replace it)", target) from exc
+    except OSError:  # no hard links on this file system: check, then rename
+        if target.exists():
+            raise AvsyncError("file exists: it appeared while avsync was working (use --force to replace it)", target) from None
+        os.replace(temporary, target)
+        return
+    temporary.unlink()
 
 
 def _as_frame_array(frame: np.ndarray) -> tuple[np.ndarray, str]:
