@@ -21,5 +21,11 @@ class AvsyncError(Exception):
         super().__init__(" ".join(text.split()))
 
 
+class DiskFullError(AvsyncError):
+    """The disk filled up while writing an output (nothing half-written is left); exit status 1."""
+
+    exit_code = 1
+
+
 class MediaError(AvsyncError):
     """A media file is missing, unreadable, corrupt, or lacks a needed stream."""

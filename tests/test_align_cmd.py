@@ -326,3 +326,19 @@ def test_too_long_output_name_is_refused_before_any_work(capsys, monkeypatch, tm
     long_name = tmp_path / ("x" * 250 + ".json")
     status, _, err = run_cli(capsys, faceless, tone, "--report", long_name)
     assert_one_line_error(status, err, "file name too long")
+
+
+def test_span_with_offset_mode_and_a_file_as_cache_are_refused_at_once(capsys, tmp_path: Path, faceless: Path, tone: Path) -> None:
+    status, _, err = run_cli(capsys, faceless, tone, "--mode", "offset", "--span", "video")
+    assert_one_line_error(status, err, "--span applies to --mode warp only")
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("x")
+    status, _, err = run_cli(capsys, faceless, tone, "--cache", not_a_folder)
+    assert_one_line_error(status, err, "--cache is a file")
+
+
+def test_hand_made_checkpoint_without_weights_is_one_line(capsys, tmp_path: Path, faceless: Path, tone: Path) -> None:
+    empty = tmp_path / "empty.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"model": {"class_path": "avsync.models.two_tower.TwoTower", "init_args": {}}}}, empty)
+    status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", empty)
+    assert_one_line_error(status, err, "empty.ckpt", "not an avsync model checkpoint")

@@ -174,3 +174,36 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, monkeypatch, capfd):
         assert out == ""
         assert err.count("\n") == 1, err
         assert err.startswith(f"avsync: error: {path}: ") and problem in err
+
+
+def test_music_with_nan_samples_is_refused_naming_them(tmp_path: Path) -> None:
+    from avsync.features.extract import extract_audio
+
+    samples = np.sin(np.linspace(0, 400, 16000 * 2)).astype(np.float32)
+    samples[16000:16010] = np.nan
+    path = tmp_path / "nan.wav"
+    media.write_audio(path, samples, 16000, float32=True)
+    with pytest.raises(MediaError, match=r"10 NaN or infinite samples \(the first at 1.00 s\)"):
+        extract_audio(path)
+
+
+def test_a_full_disk_is_one_line_exit_1_and_leaves_nothing(tmp_path: Path, monkeypatch, capfd) -> None:
+    import errno
+
+    target = tmp_path / "out.mp4"
+    with pytest.raises(AvsyncError) as info:
+        with media.atomic_path(target) as temporary:
+            temporary.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert info.value.exit_code == 1 and str(info.value) == f"{target}: no space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offset_confidence_is_never_negative() -> None:
+    from avsync.align.robust import offset_confidence
+    from avsync.align.timemap import OffsetEstimate
+
+    curve = np.array([0.0, -1.0, 0.5, 0.2, 0.1])
+    estimate = OffsetEstimate(offsets=np.arange(-2, 3).astype(float), curve=curve, offset_frames=-1.0, offset_s=-0.04, confidence=0.2)
+    assert offset_confidence(estimate, 0.0) == 0.0  # worse than the median offset
+    assert offset_confidence(estimate, -1.0) == pytest.approx(1.1)

@@ -58,9 +58,9 @@ def test_strip_checkpoint_keeps_what_inference_needs(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_shipped_model_finds_the_shift_of_a_new_synthetic_song(tmp_path: Path) -> None:
     """A song it never saw, shifted by 7 frames: the aligned offset is within one frame."""
+    from avsync.align.analysis import sync_features
     from avsync.features.cache import FeatureCache, load_clip
     from avsync.features.manifest import read_manifest
-    from avsync.align.analysis import sync_features
     from avsync.synth.dataset import write_dataset
 
     write_dataset(tmp_path / "data", songs=1, seconds=8.0, seed=11, distractors=0.0, workers=1, progress=False)

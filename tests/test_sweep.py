@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from avsync.cli import main as avsync_main
+from avsync.errors import AvsyncError
+from avsync.training.lit_module import METRICS_FILE
 from avsync.training.sweep import (
     TrialResult,
     best_value,
@@ -18,8 +20,6 @@ from avsync.training.sweep import (
     summary_table,
     trial_options,
 )
-from avsync.errors import AvsyncError
-from avsync.training.lit_module import METRICS_FILE
 from tests.test_train import REPO, tiny_data  # noqa: F401 (session fixture shared with test_train)
 
 

@@ -311,14 +311,15 @@ def path_offset_frames(alignment: Alignment, reliable: np.ndarray) -> float:
 
 
 def offset_confidence(estimate: OffsetEstimate, offset_frames: float) -> float:
-    """SyncNet-style confidence of an offset: median of the offset curve minus its value there.
+    """SyncNet-style confidence of an offset: median of the offset curve minus its value there (0 when
+    the offset scores worse than the median offset).
 
     Args:
         estimate: the curve from `avsync.align.timemap.estimate_offset`.
         offset_frames: the chosen offset (frames); the curve's nearest candidate is used.
     """
     nearest = int(np.argmin(np.abs(estimate.offsets - offset_frames)))
-    return float(np.median(estimate.curve) - estimate.curve[nearest])
+    return max(0.0, float(np.median(estimate.curve) - estimate.curve[nearest]))
 
 
 def retimed_fraction(time_map: TimeMap, n_frames: int, offset_frames: float) -> float:

@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "copying the video without re-encoding where possible",
     )  # fmt: skip
     parser.add_argument(
-        "--span", choices=SPANS, default="music",
+        "--span", choices=SPANS, default=None,
         help="what the synced video covers (warp mode): the whole music, holding the first/last frame where "
         "the video does not reach (default), or only the part of the music the video covers (faster)",
     )  # fmt: skip
@@ -143,6 +143,15 @@ def check_outputs(outputs: dict[str, Path | None], inputs: list[Path], force: bo
         remove_stale_temporaries(path)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    if args.mode == "offset" and args.span is not None:
+        raise AvsyncError("--span applies to --mode warp only (--mode offset copies the video, shifted, without re-timing)")
+    if args.cache is not None and (args.cache.exists() and not args.cache.is_dir()):
+        raise AvsyncError("--cache is a file; give a folder", args.cache)
+    if args.cache is not None and args.cache.is_dir() and not os.access(args.cache, os.W_OK | os.X_OK):
+        raise AvsyncError("--cache is not writable", args.cache)
+
+
 def _check_suffixes(args: argparse.Namespace) -> None:
     if args.output is not None and args.output.suffix.lower() not in VIDEO_SUFFIXES:
         raise AvsyncError(f"-o must end in {', '.join(VIDEO_SUFFIXES)}", args.output)
@@ -154,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     """Validate, analyse, write the outputs and print the summary; returns the exit status."""
     started = time.perf_counter()
     _check_suffixes(args)
+    _check_options(args)
+    args.span = args.span or "music"
     inputs = check_inputs(args.video, args.music, args.vocal)
     sources = [path for path in (args.video, args.music, args.vocal) if path is not None]
     check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, sources, args.force)

@@ -207,5 +207,9 @@ def extract_audio(audio_path: str | Path, mel_cfg: MelConfig = MelConfig()) -> A
         MediaError: missing, unreadable or corrupt file, or no audio stream.
     """
     samples = media.read_audio(audio_path, sample_rate=mel_cfg.sample_rate)
+    broken = ~np.isfinite(samples)
+    if broken.any():
+        first = int(np.argmax(broken)) / mel_cfg.sample_rate
+        raise MediaError(f"has {int(broken.sum())} NaN or infinite samples (the first at {first:.2f} s); repair the audio", audio_path)
     mel = log_mel(samples, mel_cfg).numpy().astype(np.float32, copy=False)
     return AudioFeatures(mel, mel_cfg.sample_rate, mel_cfg.fps, audio_params(mel_cfg))

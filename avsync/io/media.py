@@ -21,6 +21,7 @@ decoder conceals (a glitch inside otherwise decodable video) is not reported.
 from __future__ import annotations
 
 import contextvars
+import errno
 import functools
 import glob
 import io
@@ -40,7 +41,7 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 
-from avsync.errors import AvsyncError, MediaError
+from avsync.errors import AvsyncError, DiskFullError, MediaError
 from avsync.io.background import prefetch
 
 PathLike = str | os.PathLike[str]
@@ -620,7 +621,12 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         raise AvsyncError(f"cannot write here ({exc.strerror})", path) from exc
     os.close(handle)
     try:
-        yield Path(temporary)
+        try:
+            yield Path(temporary)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFullError("no space left on device", target) from exc
+            raise
         os.chmod(temporary, _default_mode())
         if _KEEP_EXISTING.get():
             _link_new(Path(temporary), target)

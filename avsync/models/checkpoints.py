@@ -159,7 +159,7 @@ def load_model(checkpoint: str | os.PathLike[str] | None, device: str = "auto") 
     except pickle.UnpicklingError as exc:
         raise AvsyncError("not an avsync model checkpoint (it holds Python objects beyond weights and "
                           "settings; refused, since loading them could run code)", path) from exc
-    except (zipfile.BadZipFile, EOFError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+    except (zipfile.BadZipFile, EOFError, KeyError, TypeError, ValueError, RuntimeError, AttributeError, StopIteration) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AvsyncError(f"not an avsync model checkpoint ({first_line[:160]})", path) from exc
     except OSError as exc:
