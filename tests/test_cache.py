@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import avsync.features.cache
-from avsync.errors import AvsyncError, MediaError
+from avsync.errors import AvsyncError, DiskFullError, MediaError
 from avsync.features.audio import MelConfig
 from avsync.features.cache import (
     FeatureCache,
@@ -184,7 +184,7 @@ def test_a_failed_write_leaves_no_entry_and_no_temporary_file(tmp_path: Path, mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(avsync.features.cache.np, "savez", partial_write)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DiskFullError, match="no space left on device"):
         cache.audio(audio)
     monkeypatch.undo()
     leftovers = [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()]

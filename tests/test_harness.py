@@ -157,6 +157,21 @@ def test_real_protocol_on_a_synthetic_song_and_align_gives_the_same_answer(tmp_p
     assert aligned["offset_s"] == pytest.approx(round(found.offset_found / 25.0, 4))
     assert aligned["time_map"] == found.time_map.to_list()
 
+    # an audited clip whose picture is 3 frames late: training pairs and truths are corrected
+    from dataclasses import replace
+
+    from avsync.features.cache import load_clip
+
+    late = replace(records[0], av_offset=3)
+    plain, corrected = load_clip(records[0], cache), load_clip(late, cache)
+    assert np.array_equal(corrected.mouth_crops, plain.mouth_crops[3 : 3 + len(corrected)])
+    assert np.array_equal(corrected.log_mel, plain.log_mel[:, : 4 * len(corrected)])
+    assert np.array_equal(corrected.landmarks, plain.landmarks[3 : 3 + len(corrected)], equal_nan=True)
+    late_cases = make_file_cases([late], cache, tmp_path / "cases", protocol="real", seeds=(0,))
+    assert [c.video for c in late_cases] == [c.video for c in cases]  # the same warped files
+    score_case = run_evaluation([ConstantMethod()], late_cases[:1], cache=cache, progress=False).results[0]
+    assert score_case.offset_true == cases[0].frame_map.true_offset_frames + 3 and score_case.within1 >= 0.95
+
     faceless = make_av_file("faceless.mp4", seconds=2.0)
     groups = speaker_groups([records[0].video, records[0].video, faceless])
     assert groups[0] == groups[1] != groups[2]

@@ -206,3 +206,18 @@ def test_the_shared_real_clips_folder_reads_as_39_clips_with_their_own_audio() -
     assert all(r.audio is None and r.video.is_file() for r in records)
     assert {r.id.split("/")[0] for r in records} == {"LipNet", "LivePortrait", "deep_avsr", "pcavs"}
     assert set(Counter(r.split for r in records)) == {"train", "val", "test"}
+
+
+def test_audited_offset_and_note_are_read_and_written(tmp_path: Path) -> None:
+    from avsync.features.manifest import read_jsonl, write_manifest
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "a", "video": "a.mp4", "split": "test", "av_offset": -6, "note": "audio 6 frames late by every cue"}\n'
+                        '{"id": "b", "video": "b.mp4", "split": "train"}\n')
+    first, second = read_jsonl(manifest)
+    assert (first.av_offset, first.note, second.av_offset, second.note) == (-6, "audio 6 frames late by every cue", 0, None)
+    write_manifest([first, second], tmp_path / "again.jsonl")
+    assert read_jsonl(tmp_path / "again.jsonl")[0].av_offset == -6
+    manifest.write_text('{"id": "a", "video": "a.mp4", "split": "test", "av_offset": 1.5}\n')
+    with pytest.raises(AvsyncError, match="av_offset must be a whole number"):
+        read_jsonl(manifest)

@@ -121,6 +121,7 @@ class Case:
         clip: the unwarped features (in-memory cases), or None.
         video: the warped video, no audio (file cases), or None.
         reference: the audio the source clip is in sync with (file cases), or None.
+        av_offset: the source clip's own audited offset (`ClipRecord.av_offset`), in the truth.
     """
 
     name: str
@@ -131,11 +132,22 @@ class Case:
     clip: EvalClip | None = field(default=None, repr=False)
     video: Path | None = None
     reference: Path | None = None
+    av_offset: int = 0
+
+    @property
+    def true_ref_index(self) -> np.ndarray:
+        """int [N]: the reference frame each warped frame belongs at (``src_index - av_offset``)."""
+        return self.frame_map.src_index - self.av_offset
+
+    @property
+    def true_offset_frames(self) -> float:
+        """The best constant offset of the truth (positive: video late)."""
+        return self.frame_map.true_offset_frames + self.av_offset
 
     @property
     def true_path(self) -> np.ndarray:
-        """int [N, 2] cells ``(i, src_index[i])``."""
-        return np.stack([np.arange(len(self.frame_map)), self.frame_map.src_index], axis=1)
+        """int [N, 2] cells ``(i, true_ref_index[i])``."""
+        return np.stack([np.arange(len(self.frame_map)), self.true_ref_index], axis=1)
 
     def features(self, cache: FeatureCache | None) -> EvalClip:
         """The warped video's features and the reference's log-mel, as `avsync align` would see them.
@@ -262,13 +274,12 @@ def load_eval_clips(data: str | Path, cache: str | Path, *, split: str = "test",
             break
         try:
             features = load_clip(record, feature_cache, params=visual)
-            landmarks = feature_cache.visual(record.video, visual).landmarks
         except MediaError:
             continue
         if len(features) < MIN_FRAMES:
             continue
         frames = len(features) if max_frames is None else min(len(features), max_frames)
-        clips.append(EvalClip(record.id, features.mouth_crops[:frames], features.valid[:frames], landmarks[:frames],
+        clips.append(EvalClip(record.id, features.mouth_crops[:frames], features.valid[:frames], features.landmarks[:frames],
                               features.log_mel[:, : 4 * frames], record.speaker))  # fmt: skip
         bar.update()
     bar.close()
@@ -333,7 +344,7 @@ def make_file_cases(records: Sequence[ClipRecord], cache: FeatureCache, case_dir
             video = _case_file(folder, record, frame_map, kind, seed)
             name = f"{record.id}:{kind}" if protocol == "synthetic" else f"{record.id}:{kind}:{seed}"
             planned.append((Case(name, kind, record.id, record.speaker, frame_map, video=video,
-                                 reference=record.reference_audio), record))  # fmt: skip
+                                 reference=record.reference_audio, av_offset=record.av_offset), record))  # fmt: skip
         used += 1
     if not planned:
         raise AvsyncError(f"no usable clip (readable, at least {shortest} frames)")
@@ -416,7 +427,7 @@ def pair_band(n_frames: int) -> tuple[float, float, int]:
 
 def score(case: Case, method: str, sync: FeatureSync | None) -> CaseResult:
     """Score an alignment against the case's truth (``sync=None``: the perfect constant offset)."""
-    offset_true = case.frame_map.true_offset_frames
+    offset_true = case.true_offset_frames
     if sync is None:
         n = len(case.frame_map)
         time_map = constant_time_map(offset_true / FPS, (n - 1) / FPS, FPS)
@@ -424,7 +435,7 @@ def score(case: Case, method: str, sync: FeatureSync | None) -> CaseResult:
     else:
         time_map, offset_found, confidence = sync.time_map, sync.offset_frames, sync.confidence
         dtw_cost = alignment_cost(sync.cost, sync.alignment.path)
-    errors = frame_errors(time_map, case.frame_map.src_index)
+    errors = frame_errors(time_map, case.true_ref_index)
     offset_err = abs(offset_found - offset_true)
     return CaseResult(
         case=case.name, kind=case.kind, method=method, clip=case.clip_id, speaker=case.speaker, offset_true=offset_true,
@@ -541,7 +552,7 @@ def run_evaluation(methods: Sequence[Method], cases: Sequence[Case], *, cache: F
             report.plots.append(plot_alignment(result.sync.cost, result.sync.alignment.path, case.true_path, f"{stem}.png", title=title))
             if time_map_plots:
                 report.plots.append(plot_time_map(result.time_map, f"{stem}_timemap.png",
-                                                  true_ref_index=case.frame_map.src_index, title=title))
+                                                  true_ref_index=case.true_ref_index, title=title))
     return report
 
 

@@ -424,6 +424,7 @@ class ClipFeatures:
             requested and available (for augmentation), else None.
         fps: frame rate (25.0).
         speaker: the record's speaker, if known.
+        landmarks: float32 ``[T, 68, 2]``, NaN where no face (None for clips made in memory).
     """
 
     id: str
@@ -434,6 +435,7 @@ class ClipFeatures:
     accompaniment_mel: np.ndarray | None
     fps: float
     speaker: str | None = None
+    landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -459,7 +461,8 @@ def load_clip(
         accompaniment: also load the accompaniment's log-mel (None when the record has none).
 
     Returns:
-        The clip's `ClipFeatures`, ``T = min(video frames, audio frames)``.
+        The clip's `ClipFeatures`, video and audio in sync (corrected by the record's `av_offset`),
+        ``T = min(video frames, audio frames)``.
 
     Raises:
         MediaError: a missing or unreadable media file.
@@ -468,16 +471,21 @@ def load_clip(
     reference = cache.audio(record.reference_audio, mel_cfg)
     extra = cache.audio(record.accompaniment, mel_cfg) if accompaniment and record.accompaniment else None
     per_frame = mel_cfg.mels_per_frame
-    frames = min(len(visual), reference.log_mel.shape[1] // per_frame)
+    # an audited clip whose picture is `av_offset` frames late starts its video that much later
+    first_frame, first_column = max(record.av_offset, 0), per_frame * max(-record.av_offset, 0)
+    frames = min(len(visual) - first_frame, (reference.log_mel.shape[1] - first_column) // per_frame)
     if extra is not None:
-        frames = min(frames, extra.log_mel.shape[1] // per_frame)
+        frames = min(frames, (extra.log_mel.shape[1] - first_column) // per_frame)
+    frames = max(frames, 0)
+    columns = slice(first_column, first_column + per_frame * frames)
     return ClipFeatures(
         id=record.id,
         split=record.split,
-        mouth_crops=visual.mouth_crops[:frames],
-        valid=visual.valid[:frames],
-        log_mel=reference.log_mel[:, : per_frame * frames],
-        accompaniment_mel=None if extra is None else extra.log_mel[:, : per_frame * frames],
+        mouth_crops=visual.mouth_crops[first_frame : first_frame + frames],
+        valid=visual.valid[first_frame : first_frame + frames],
+        log_mel=reference.log_mel[:, columns],
+        accompaniment_mel=None if extra is None else extra.log_mel[:, columns],
         fps=visual.fps,
         speaker=record.speaker,
+        landmarks=visual.landmarks[first_frame : first_frame + frames],
     )

@@ -61,6 +61,10 @@ class ClipRecord:
         accompaniment: the music without the voice, if available.
         truth: per-frame ground truth (synthetic data), if available.
         speaker: who is on screen (keeps splits speaker-disjoint), if known.
+        av_offset: frames (25 fps) by which the clip's own picture is late on its reference
+            (positive: video late), found by an audit: video frame ``i`` belongs at reference
+            frame ``i - av_offset``. Training pairs and evaluation truths correct for it.
+        note: why the clip is corrected (or anything else worth knowing about it).
     """
 
     id: str
@@ -71,6 +75,8 @@ class ClipRecord:
     accompaniment: Path | None = None
     truth: Path | None = None
     speaker: str | None = None
+    av_offset: int = 0
+    note: str | None = None
 
     @property
     def reference_audio(self) -> Path:
@@ -83,6 +89,10 @@ class ClipRecord:
         for field in PATH_FIELDS:
             value = getattr(self, field)
             line[field] = None if value is None else _relative(value, folder)
+        if self.av_offset:
+            line["av_offset"] = self.av_offset
+        if self.note:
+            line["note"] = self.note
         return line
 
 
@@ -157,11 +167,16 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[ClipRecord]:
         seen.add(clip_id)
         paths = {field: (folder / entry[field]) if entry.get(field) else None for field in PATH_FIELDS}
         speaker = entry.get("speaker")
+        av_offset = entry.get("av_offset", 0)
+        if not isinstance(av_offset, int) or isinstance(av_offset, bool):
+            raise AvsyncError(f"{where}: av_offset must be a whole number of frames, got {av_offset!r}")
         records.append(
             ClipRecord(
                 id=clip_id,
                 split=_check_split(str(entry["split"]), where),
                 speaker=None if speaker is None else str(speaker),
+                av_offset=av_offset,
+                note=entry.get("note"),
                 **paths,
             )
         )
