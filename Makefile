@@ -12,11 +12,12 @@ CACHE   ?= cache
 CKPT    ?=
 SWEEP   ?= experiments/sweeps/twotower_lr.yaml
 REAL    ?= experiments/real_clips.jsonl
+FOLDS   ?= 0 1 2 3 4
 PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
 DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
 
-.PHONY: help install test test-fast train synth eval eval-real bench sweep clean
+.PHONY: help install test test-fast train synth eval eval-real folds eval-folds bench sweep clean
 
 help: ## list the targets and their variables
 	@echo "usage: make TARGET [VAR=value ...]"
@@ -53,6 +54,20 @@ eval: $(STAMP) $(DEFAULT_DATA) ## DTW alignment cost and frame error of CKPT (de
 eval-real: $(STAMP) ## the real-face benchmark: warped real clips (REAL's test split, needs ../shared/data) aligned by CKPT, baseline, perfect offset
 	$(VENV)/bin/avsync eval --protocol real --data $(REAL) --cache $(CACHE) --constant --out results/eval_real.json \
 	    --checkpoint $(or $(CKPT),shipped)
+
+folds: $(STAMP) ## write the 5 leave-speakers-out fold manifests of REAL into experiments/real_folds/
+	$(PY) -c "import json; from avsync.evaluation.folds import write_fold_manifests as w; print(*w('$(REAL)', '$(CACHE)', 'experiments/real_folds', folds=json.load(open('experiments/real_folds/folds.json'))), sep='\n')"
+
+eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold train, align its unseen speakers, then pool (results/folds/EXP/)
+	@set -e; for k in $(FOLDS); do \
+	    $(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
+	        --data.data=experiments/real_folds/fold$$k.jsonl --data.cache=$(CACHE) \
+	        --trainer.logger.init_args.name=$(EXP)_fold$$k; \
+	    ckpt=$$(ls -t runs/$(EXP)_fold$$k/*/checkpoints/last.ckpt | head -n 1); \
+	    $(VENV)/bin/avsync eval --protocol real --data experiments/real_folds/fold$$k.jsonl --split test --cache $(CACHE) \
+	        --checkpoint $$ckpt --constant --quiet --out results/folds/$(EXP)/fold$$k.json; \
+	done
+	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)/fold*.json --out results/folds/$(EXP)/pooled.json
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
 	$(PY) -m benchmarks

@@ -31,6 +31,13 @@ class AugmentConfig:
         noise_snr_db: (low, high) vocal-to-noise ratio range in dB.
         mix_prob: probability of mixing in the accompaniment (when the clip has one).
         mix_snr_db: (low, high) vocal-to-accompaniment ratio range in dB (the vocal's gain in the mix).
+        lip_scale: per-clip gain range 1 +- lip_scale of each lip-geometry value (speakers move
+            their lips more or less).
+        lip_noise: standard deviation of the noise added to the standardised lip geometry
+            (landmark jitter).
+        frame_gain, frame_offset, frame_tilt, frame_noise: per-clip gain spread, level offset and
+            spectral tilt (standard deviations) and per-value noise of standardised frame log-mel
+            (`avsync.features.audio.frame_log_mel`): other microphones, rooms and voices.
     """
 
     brightness: float = 0.1
@@ -42,6 +49,12 @@ class AugmentConfig:
     noise_snr_db: tuple[float, float] = (5.0, 30.0)
     mix_prob: float = 0.5
     mix_snr_db: tuple[float, float] = (-5.0, 15.0)
+    lip_scale: float = 0.1
+    lip_noise: float = 0.15
+    frame_gain: float = 0.1
+    frame_offset: float = 0.3
+    frame_tilt: float = 0.3
+    frame_noise: float = 0.15
 
 
 def _uniform(low: float, high: float, size: tuple[int, ...], like: Tensor) -> Tensor:
@@ -113,3 +126,36 @@ def augment_mel(log_mel: Tensor, accompaniment: Tensor, cfg: AugmentConfig) -> T
     add_noise = (torch.rand(batch, 1, 1, device=log_mel.device) < cfg.noise_prob).to(log_mel.dtype)
     mixture = mixture + add_noise * vocal_power / 10 ** (snr / 10) * noise
     return mixture.log()
+
+
+def augment_lips(lips: Tensor, cfg: AugmentConfig) -> Tensor:
+    """Per-clip gain of each lip-geometry value and landmark jitter.
+
+    Args:
+        lips: float `[B, 16, C]` standardised lip geometry (`avsync.features.lips.lip_geometry`).
+        cfg: strengths.
+
+    Returns:
+        float `[B, 16, C]`.
+    """
+    gain = 1 + cfg.lip_scale * torch.randn(lips.shape[0], 1, lips.shape[2], device=lips.device, dtype=lips.dtype)
+    return lips * gain + cfg.lip_noise * torch.randn_like(lips)
+
+
+def augment_frames(frames: Tensor, cfg: AugmentConfig) -> Tensor:
+    """Gain, level offset, spectral tilt and noise on standardised frame log-mel.
+
+    Args:
+        frames: float `[B, M, 80]`.
+        cfg: strengths.
+
+    Returns:
+        float `[B, M, 80]`.
+    """
+    batch, _, n_mels = frames.shape
+
+    def per_clip() -> Tensor:
+        return torch.randn(batch, 1, 1, device=frames.device, dtype=frames.dtype)
+
+    tilt = torch.linspace(-1, 1, n_mels, device=frames.device, dtype=frames.dtype).view(1, 1, n_mels) * cfg.frame_tilt * per_clip()
+    return frames * (1 + cfg.frame_gain * per_clip()) + cfg.frame_offset * per_clip() + tilt + cfg.frame_noise * torch.randn_like(frames)

@@ -27,7 +27,14 @@ from avsync.features.cache import (
 )
 from avsync.features.extract import VisualParams
 from avsync.features.manifest import ClipRecord, read_manifest
-from datamodules.augment import AugmentConfig, augment_mel, augment_mouth
+from datamodules.augment import (
+    AugmentConfig,
+    augment_frames,
+    augment_lips,
+    augment_mel,
+    augment_mouth,
+)
+from datamodules.lip_segments import FixedSegments, RandomSegments, SegmentSource
 from datamodules.sampling import ShiftConfig, WindowPair, WindowSampler
 
 
@@ -35,24 +42,30 @@ class RandomPairs(Dataset):
     """Training pairs drawn at random: key `k` gives the same pair every time it is asked for.
 
     Keys come from `EpochKeySampler` (`epoch * len + index`), so every epoch sees new pairs.
-    Even keys are positives, odd keys negatives.
+    Even keys are positives, odd keys negatives; with `context`, every pair is a positive with its
+    audio context (training over all offsets at once, `LitAVSync(loss="offsets")`).
 
     Args:
         sampler: draws the pairs.
         length: pairs per epoch.
         seed: base seed.
+        context: draw positives with `mel_context` only.
     """
 
-    def __init__(self, sampler: WindowSampler, length: int, seed: int) -> None:
+    def __init__(self, sampler: WindowSampler, length: int, seed: int, context: bool = False) -> None:
         self.sampler = sampler
         self.length = length
         self.seed = seed
+        self.context = context
+        self.starts = sampler.context_starts() if context else None
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, key: int) -> dict:
         rng = np.random.default_rng([self.seed, int(key)])
+        if self.context:
+            return self.sampler.item(self.sampler.draw(rng, positive=True, starts=self.starts), context=True)
         return self.sampler.item(self.sampler.draw(rng, positive=key % 2 == 0))
 
 
@@ -102,6 +115,12 @@ class AVPairsDataModule(pl.LightningDataModule):
         visual: mouth-crop extraction parameters (part of the cache key).
         prepare_workers: processes used to build the cache.
         seed: base seed of the training pairs and the fixed sets.
+        video_input: what the network reads from the video, ``"mouth"`` crops or ``"lips"`` geometry
+            (must match the network's `avsync.models.video_input`). With ``"lips"`` the sets hold
+            segments (`datamodules.lip_segments`): ``samples_per_epoch`` and ``val_pairs`` count
+            segments of ``segment_frames`` frames.
+        train_context: training batches hold positives with their audio context (`mel_context`),
+            for training over all offsets (set from `LitAVSync`'s ``loss``).
     """
 
     def __init__(
@@ -118,6 +137,9 @@ class AVPairsDataModule(pl.LightningDataModule):
         visual: VisualParams = VisualParams(),
         prepare_workers: int = 1,
         seed: int = 0,
+        video_input: str = "mouth",
+        train_context: bool = False,
+        segment_frames: int = 48,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # under LightningCLI these are the config's plain values
@@ -165,10 +187,14 @@ class AVPairsDataModule(pl.LightningDataModule):
         for split in needed:
             if split in self.datasets:
                 continue
+            if self.hparams.video_input == "lips":
+                self._setup_segments(records, split)
+                continue
             sampler = self._sampler(records, split)
             self.samplers[split] = sampler
             if split == "train":
-                self.datasets[split] = RandomPairs(sampler, self.hparams.samples_per_epoch, self.hparams.seed)
+                self.datasets[split] = RandomPairs(sampler, self.hparams.samples_per_epoch, self.hparams.seed,
+                                                   context=self.hparams.train_context)  # fmt: skip
             else:
                 try:
                     pairs = sampler.fixed_pairs(self.hparams.val_pairs, seed=self.hparams.seed + 1)
@@ -179,6 +205,19 @@ class AVPairsDataModule(pl.LightningDataModule):
                 f"{split}: {len(sampler.clips)} clips, {sampler.usable_windows} usable windows, "
                 f"{len(self.datasets[split])} pairs per epoch"
             )
+
+    def _setup_segments(self, records: list[ClipRecord], split: str) -> None:
+        """Lip-geometry segments of a split (for sequence networks)."""
+        try:
+            source = SegmentSource(self._clips(records, split), self.hparams.segment_frames, self.hparams.max_offset)
+        except ValueError as exc:
+            raise AvsyncError(f"{split} split: {exc}", self.hparams.data) from exc
+        if split == "train":
+            self.datasets[split] = RandomSegments(source, self.hparams.samples_per_epoch, self.hparams.seed)
+        else:
+            self.datasets[split] = FixedSegments(source, self.hparams.val_pairs, seed=self.hparams.seed + 1)
+        rank_zero_info(f"{split}: {len(source.ids)} clips, {len(self.datasets[split])} segments of "
+                       f"{self.hparams.segment_frames} frames per epoch")  # fmt: skip
 
     def _loader(self, dataset: Dataset, **kwargs) -> DataLoader:
         workers = self.hparams.num_workers
@@ -206,10 +245,19 @@ class AVPairsDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
         """Scale mouth crops to 0..1 on the device and augment training batches there."""
+        trainer = self.trainer
+        training = self.augment is not None and trainer is not None and trainer.training
+        if "audio_frames" in batch:  # lip-geometry segments
+            if training:
+                batch["lips"] = augment_lips(batch["lips"], self.augment)
+                batch["audio_frames"] = augment_frames(batch["audio_frames"], self.augment)
+            return batch
         batch["mouth"] = batch["mouth"].float().div_(255.0)
         accompaniment = batch.pop("accompaniment")
-        trainer = self.trainer
-        if self.augment is not None and trainer is not None and trainer.training:
+        accompaniment_context = batch.pop("accompaniment_context", None)
+        if training:
             batch["mouth"] = augment_mouth(batch["mouth"], self.augment)
             batch["log_mel"] = augment_mel(batch["log_mel"], accompaniment, self.augment)
+            if accompaniment_context is not None:
+                batch["mel_context"] = augment_mel(batch["mel_context"], accompaniment_context, self.augment)
         return batch

@@ -166,26 +166,30 @@ class WindowSampler:
                 to `max_offset` frames after the mouth window (for offset accuracy).
 
         Returns:
-            dict with `mouth` uint8 `[16, 64, 64]`, `log_mel` float32 `[80, 64]`, `accompaniment`
-            float32 `[80, 64]` (silence when the clip has none), `label` float32, `shift` int, and
-            with `context` also `mel_context` float32 `[80, 4 * (16 + 2 * max_offset)]`.
+            dict with `mouth` uint8 `[16, 64, 64]`, `log_mel` float32
+            `[80, 64]`, `accompaniment` float32 `[80, 64]` (silence when the clip has none), `label`
+            float32, `shift` int, and with `context` also `mel_context` and `accompaniment_context`
+            float32 `[80, 4 * (16 + 2 * max_offset)]`.
         """
         clip = self.clips[pair.clip_index]
         audio = slice(MELS_PER_FRAME * pair.audio_start, MELS_PER_FRAME * (pair.audio_start + WINDOW_FRAMES))
-        if clip.accompaniment_mel is None:
-            accompaniment = np.full((clip.log_mel.shape[0], MELS_PER_FRAME * WINDOW_FRAMES), np.log(LOG_OFFSET), np.float32)
-        else:
-            accompaniment = np.ascontiguousarray(clip.accompaniment_mel[:, audio], dtype=np.float32)
         item: dict[str, np.ndarray | float | int] = {
             "mouth": np.ascontiguousarray(clip.mouth_crops[pair.video_start : pair.video_start + WINDOW_FRAMES]),
             "log_mel": np.ascontiguousarray(clip.log_mel[:, audio], dtype=np.float32),
-            "accompaniment": accompaniment,
+            "accompaniment": self._accompaniment(clip, audio),
             "label": np.float32(pair.label),
             "shift": pair.shift,
         }
         if context:
             margin = self.max_offset
-            first = MELS_PER_FRAME * (pair.video_start - margin)
-            last = MELS_PER_FRAME * (pair.video_start + WINDOW_FRAMES + margin)
-            item["mel_context"] = np.ascontiguousarray(clip.log_mel[:, first:last], dtype=np.float32)
+            columns = slice(MELS_PER_FRAME * (pair.video_start - margin), MELS_PER_FRAME * (pair.video_start + WINDOW_FRAMES + margin))
+            item["mel_context"] = np.ascontiguousarray(clip.log_mel[:, columns], dtype=np.float32)
+            item["accompaniment_context"] = self._accompaniment(clip, columns)
         return item
+
+    @staticmethod
+    def _accompaniment(clip: ClipFeatures, columns: slice) -> np.ndarray:
+        """The accompaniment's log-mel at `columns`, or silence when the clip has none."""
+        if clip.accompaniment_mel is None:
+            return np.full((clip.log_mel.shape[0], columns.stop - columns.start), np.log(LOG_OFFSET), np.float32)
+        return np.ascontiguousarray(clip.accompaniment_mel[:, columns], dtype=np.float32)

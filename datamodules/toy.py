@@ -15,6 +15,48 @@ from avsync.features.cache import ClipFeatures
 from avsync.models.layers import MELS_PER_FRAME, MOUTH_SIZE, N_MELS
 
 
+def face_template() -> np.ndarray:
+    """A frontal 68-point face (iBUG order) of about 100 pixels, mouth closed: float `[68, 2]`."""
+    points = np.zeros((68, 2))
+    angles = np.linspace(np.pi, 2 * np.pi, 17)
+    points[0:17] = np.stack([50 * np.cos(angles), -60 * np.sin(angles) - 10], axis=1)  # jaw, ear to ear below
+    points[17:22] = np.stack([np.linspace(-40, -10, 5), np.full(5, -45.0)], axis=1)  # brows
+    points[22:27] = np.stack([np.linspace(10, 40, 5), np.full(5, -45.0)], axis=1)
+    points[27:31] = np.stack([np.zeros(4), np.linspace(-35, -5, 4)], axis=1)  # nose bridge
+    points[31:36] = np.stack([np.linspace(-10, 10, 5), np.full(5, 0.0)], axis=1)  # nostrils
+    for first, centre in ((36, -25.0), (42, 25.0)):  # eyes
+        eye = np.linspace(0, 2 * np.pi, 7)[:-1]
+        points[first : first + 6] = np.stack([centre - 8 * np.cos(eye), -30 + 3 * np.sin(eye)], axis=1)
+    outer = np.linspace(0, 2 * np.pi, 13)[:-1]
+    points[48:60] = np.stack([-20 * np.cos(outer), 20 + 6 * np.sin(outer)], axis=1)  # lips
+    inner = np.linspace(0, 2 * np.pi, 9)[:-1]
+    points[60:68] = np.stack([-12 * np.cos(inner), 20 + 1 * np.sin(inner)], axis=1)
+    return points
+
+
+def toy_landmarks(opening: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """68 landmarks per frame whose lips open with `opening`, on a head that drifts, turns and scales.
+
+    Args:
+        opening: float `[T]` in 0..1.
+        rng: random generator.
+
+    Returns:
+        float32 `[T, 68, 2]` in pixels.
+    """
+    frames = len(opening)
+    faces = np.repeat(face_template()[None], frames, axis=0)
+    faces[:, 55:60, 1] += 12 * opening[:, None]
+    faces[:, 65:68, 1] += 14 * opening[:, None]
+    faces[:, 8, 1] += 8 * opening  # the chin follows
+    drift = np.cumsum(rng.normal(0, 0.5, (frames, 3)), axis=0) * np.array([1.0, 1.0, 0.01])
+    angle, scale = drift[:, 2], rng.uniform(0.8, 1.5) * (1 + 0.05 * np.sin(np.arange(frames) / 20))
+    rotation = np.stack([np.stack([np.cos(angle), -np.sin(angle)], -1), np.stack([np.sin(angle), np.cos(angle)], -1)], -2)
+    centre = np.array([160.0, 120.0]) + drift[:, :2]
+    moved = scale[:, None, None] * np.einsum("tij,tkj->tki", rotation, faces) + centre[:, None]
+    return moved.astype(np.float32)
+
+
 def opening_track(frames: int, rng: np.random.Generator) -> np.ndarray:
     """Syllables of 3-10 frames with random loudness, separated by rests of 2-8 frames.
 
@@ -45,7 +87,8 @@ def toy_clip(frames: int, seed: int, clip_id: str | None = None, split: str = "t
 
     Returns:
         `ClipFeatures` with mouth_crops uint8 `[T, 64, 64]`, all frames valid, log_mel float32
-        `[80, 4T]` and an accompaniment log-mel of the same shape.
+        `[80, 4T]`, an accompaniment log-mel of the same shape, and landmarks float32 `[T, 68, 2]`
+        of a moving head whose lips open with the same hidden opening.
     """
     rng = np.random.default_rng(seed)
     opening = opening_track(frames, rng)
@@ -70,4 +113,5 @@ def toy_clip(frames: int, seed: int, clip_id: str | None = None, split: str = "t
         log_mel=log_mel,
         accompaniment_mel=accompaniment,
         fps=FPS,
+        landmarks=toy_landmarks(opening, rng),
     )

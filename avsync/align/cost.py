@@ -31,18 +31,19 @@ MAX_FULL_PAIRS = 250_000
 """Largest N * M a pair model scores without a band."""
 
 
-def video_windows(mouth_crops: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-    """Mouth clips centred on the given frames.
+def video_windows(video: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    """Video windows centred on the given frames: mouth clips, or lip-geometry windows.
 
     Args:
-        mouth_crops: uint8 [T, 64, 64].
+        video: uint8 [T, 64, 64] mouth crops, or float [T, C] lip geometry.
         rows: int [B] frame indices.
 
     Returns:
-        float [B, 16, 64, 64] in 0..1.
+        float [B, 16, 64, 64] in 0..1 (crops), or float [B, 16, C] (geometry).
     """
-    index = np.clip(rows[:, None] - HALF_WINDOW + np.arange(WINDOW_FRAMES)[None, :], 0, len(mouth_crops) - 1)
-    return torch.from_numpy(mouth_crops[index]).float().div_(255.0)
+    index = np.clip(rows[:, None] - HALF_WINDOW + np.arange(WINDOW_FRAMES)[None, :], 0, len(video) - 1)
+    windows = torch.from_numpy(video[index]).float()
+    return windows.div_(255.0) if video.dtype == np.uint8 else windows
 
 
 def audio_windows(log_mel: np.ndarray, cols: np.ndarray) -> torch.Tensor:
@@ -77,9 +78,10 @@ def model_logits(
     """Match logits of every (video frame, reference frame) pair the model is asked to score.
 
     Args:
-        model: a TwoTower (all pairs, through embeddings) or any network with
-            ``score_candidates`` (pairs inside ``band``).
-        mouth_crops: uint8 [N, 64, 64] of the video.
+        model: a TwoTower (all pairs, through embeddings), a LipSync (``sequence_logits``) or any
+            network with ``score_candidates`` (pairs inside ``band``).
+        mouth_crops: uint8 [N, 64, 64] of the video (float [N, C] lip geometry for a network whose
+            ``video_input`` is ``"lips"``).
         log_mel: float [80, 4M] of the reference.
         band: ``(offset, slope, radius)`` for pair models; None scores every pair (only up to
             ``MAX_FULL_PAIRS``). Ignored by the TwoTower, whose full matrix is cheap.
@@ -89,11 +91,13 @@ def model_logits(
     Returns:
         float32 [N, M]; NaN where not scored.
     """
-    if mouth_crops.ndim != 3:
-        raise ValueError(f"mouth_crops must be grayscale [T, 64, 64], got {mouth_crops.shape}")
+    if mouth_crops.ndim not in (2, 3):
+        raise ValueError(f"video features must be grayscale crops [T, 64, 64] or lip geometry [T, C], got {mouth_crops.shape}")
     was_training = model.training
     model.eval()
     try:
+        if hasattr(model, "sequence_logits"):  # LipSync: whole sequences at once
+            return model.sequence_logits(mouth_crops, log_mel)
         if hasattr(model, "encode_video"):
             return _two_tower_logits(model, mouth_crops, log_mel, batch_size, progress)
         return _pair_logits(model, mouth_crops, log_mel, band, batch_size, progress)
@@ -204,8 +208,8 @@ def cost_matrix(
     """The normalised DTW cost of a video against a reference (see the module docstring).
 
     Args:
-        model: TwoTower or pair network.
-        mouth_crops: uint8 [N, 64, 64].
+        model: TwoTower, LipSync or pair network.
+        mouth_crops: uint8 [N, 64, 64] (float [N, C] lip geometry for LipSync).
         log_mel: float [80, 4M].
         video_valid: bool [N] usable-face mask (``VisualFeatures.valid``).
         ref_active: bool [M] voiced reference frames (``avsync.features.audio.voiced_frames``).

@@ -26,6 +26,7 @@ from avsync.errors import AvsyncError
 from avsync.evaluation.harness import (
     PROTOCOLS,
     BaselineMethod,
+    CaseResult,
     ConstantMethod,
     EvalReport,
     ModelMethod,
@@ -76,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-baseline", action="store_true", help="do not score the classical baseline")
     parser.add_argument("--constant", action="store_true",
                         help="also score the perfect constant-offset aligner (the best any offset-only tool can do)")
+    parser.add_argument("--pool", metavar="JSON", type=Path, nargs="+",
+                        help="pool the results of earlier runs (e.g. one per cross-validation fold) into one table "
+                        "with speaker-bootstrap intervals, instead of evaluating")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -95,7 +99,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise AvsyncError("--out must end in .json", args.out)
     if args.out.is_dir():
         raise AvsyncError("--out is a folder; give a .json file", args.out)
-    for path in (args.out, args.plots):
+    for path in (args.out, args.plots) if args.plots is not None else (args.out,):
         folder = _nearest_existing(path.parent)
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise AvsyncError(f"cannot write here: {folder} is not a writable folder", path)
@@ -119,8 +123,33 @@ def _comparison(report: EvalReport) -> str:
                                                        baseline["frame_err_mean"], model["offset_acc"], baseline["offset_acc"])
 
 
+def pool(args: argparse.Namespace) -> int:
+    """Merge the per-case results of earlier runs, print and write the pooled tables."""
+    results = []
+    for path in args.pool:
+        try:
+            results += [CaseResult(**case) for case in json.loads(path.read_text(encoding="utf-8"))["cases"]]
+        except FileNotFoundError as exc:
+            raise AvsyncError("file not found", path) from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AvsyncError(f"not an avsync eval result ({type(exc).__name__}: {exc})", path) from exc
+    report = EvalReport(results)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps({"pooled": [str(p) for p in args.pool], **report.to_dict()}, indent=1) + "\n", encoding="utf-8")
+    markdown = format_markdown(report)
+    with atomic_path(args.out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown + "\n", encoding="utf-8")
+    print(f"{len(results)} results of {len({r.case for r in results})} cases from {len(args.pool)} runs")
+    print(markdown)
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate, warp the cases, evaluate, print the table and write the JSON, Markdown and plots."""
+    if args.pool:
+        _check_options(args)
+        return pool(args)
     if args.plots is None:
         args.plots = args.out.with_name(f"{args.out.stem}_plots")
     _check_options(args)

@@ -48,6 +48,7 @@ class AvsyncCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.max_offset", "model.max_offset")
+        parser.link_arguments("model.loss", "data.train_context", compute_fn=lambda loss: loss == "offsets")
 
     def after_fit(self) -> None:
         callback = self.trainer.checkpoint_callback

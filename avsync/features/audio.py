@@ -133,3 +133,21 @@ def voiced_frames(log_mel: np.ndarray, silence_db: float = SILENCE_DB) -> np.nda
     level = (peak + np.log(np.exp(grouped - peak).mean(axis=(0, 2), keepdims=True))).ravel()  # log mean power
     reference = np.percentile(level, 99)
     return level > max(reference - silence_db * np.log(10.0) / 10.0, np.log(LOG_OFFSET) + 1.0)
+
+
+def frame_log_mel(log_mel: np.ndarray) -> np.ndarray:
+    """Log-mel with one column per video frame, each band standardised over the clip.
+
+    The mean of a frame's `MELS_PER_FRAME` columns; standardising each band over the whole clip
+    takes out the recording's colour and level and keeps how the voice moves.
+
+    Args:
+        log_mel: float `[80, 4M]`.
+
+    Returns:
+        float32 `[M, 80]`.
+    """
+    frames = log_mel.shape[1] // MELS_PER_FRAME
+    per_frame = log_mel[:, : frames * MELS_PER_FRAME].reshape(log_mel.shape[0], frames, MELS_PER_FRAME).mean(axis=2).T
+    per_frame = per_frame.astype(np.float64)
+    return ((per_frame - per_frame.mean(axis=0)) / (per_frame.std(axis=0) + 1e-6)).astype(np.float32)

@@ -1,4 +1,5 @@
-"""LightningModule: trains a match / no-match network with binary cross-entropy and validates it.
+"""LightningModule: trains a match / no-match network (binary cross-entropy, or cross-entropy over
+all offsets) and validates it.
 
 Logged metrics (names fixed by docs/design.md): `train/loss`, `train/acc`, `val/loss`, `val/acc`,
 `val/auc`, `val/offset_acc` (and the same under `test/`). Offset accuracy: for each validation
@@ -22,12 +23,14 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
-from avsync.models import describe
+from avsync.errors import AvsyncError
+from avsync.models import describe, is_sequence_model
 from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
 from avsync.pipeline.plots import save_figure
 from avsync.training.wandb_setup import run_directory
 
 CLI_INSTANTIATOR = "pytorch_lightning.cli.instantiate_module"
+LOSSES = ("bce", "offsets")
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -61,6 +64,10 @@ class LitAVSync(pl.LightningModule):
         warmup_fraction: share of the steps spent warming up to `lr`.
         max_offset: offset accuracy scores shifts `-max_offset..max_offset` frames.
         offset_tolerance: a best shift within this many frames of the truth counts as right.
+        loss: ``"bce"``: binary cross-entropy on positive and shifted-negative pairs; ``"offsets"``:
+            cross-entropy over all `2 * max_offset + 1` shifts of each window's audio, the true one
+            being the target (SyncNet/VocaLiST style: every window teaches every offset). A
+            sequence network (LipSync) always trains over all offsets, on lip segments.
     """
 
     def __init__(
@@ -71,7 +78,10 @@ class LitAVSync(pl.LightningModule):
         warmup_fraction: float = 0.1,
         max_offset: int = 15,
         offset_tolerance: int = 1,
+        loss: str = "bce",
     ) -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         # The checkpoint alone rebuilds the network: store it the way LightningCLI does.
@@ -100,24 +110,63 @@ class LitAVSync(pl.LightningModule):
         """Match logits `[B]` of mouth clips `[B, 16, 64, 64]` and mel windows `[B, 80, 64]`."""
         return self.model(mouth_clips, log_mel)
 
+    def _video(self, batch: dict[str, Tensor]) -> Tensor:
+        """The batch's mouth windows (networks that read lip geometry train on segments instead)."""
+        if "mouth" not in batch:
+            raise AvsyncError(f"{type(self.model).__name__} reads mouth windows but the batches hold lip segments: "
+                              "set data.video_input: mouth")  # fmt: skip
+        return batch["mouth"]
+
+    def _segment_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Cross-entropy over all offsets of every scorable frame of lip segments, and which were right."""
+        if "offset_mask" not in batch:
+            raise AvsyncError(f"{type(self.model).__name__} reads lip geometry but the batches hold mouth windows: "
+                              "set data.video_input: lips")  # fmt: skip
+        max_offset = self.hparams.max_offset
+        logits = self.model.offset_logits(batch["lips"], batch["audio_frames"], max_offset)
+        mask = batch["offset_mask"]
+        rows = mask[..., max_offset]
+        logits = logits.masked_fill(~mask, -1e4)[rows]
+        target = torch.full((len(logits),), max_offset, device=logits.device)
+        right = ((logits.detach().argmax(dim=1) - max_offset).abs() <= self.hparams.offset_tolerance).float()
+        return F.cross_entropy(logits, target), right
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        logits = self(batch["mouth"], batch["log_mel"])
-        loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
-        self.train_acc(logits.detach(), batch["label"].long())
+        if is_sequence_model(self.model):
+            loss, right = self._segment_loss(batch)
+            self.train_acc(right, torch.ones_like(right))
+        elif self.hparams.loss == "offsets":
+            max_offset = self.hparams.max_offset
+            shift_logits = self.model.score_candidates(self._video(batch), candidate_windows(batch["mel_context"], max_offset))
+            target = torch.full((len(shift_logits),), max_offset, device=shift_logits.device)
+            loss = F.cross_entropy(shift_logits, target)
+            self.train_acc(((shift_logits.detach().argmax(dim=1) - max_offset).abs() <= self.hparams.offset_tolerance).float(),
+                           torch.ones_like(target))  # fmt: skip
+        else:
+            logits = self(self._video(batch), batch["log_mel"])
+            loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
+            self.train_acc(logits.detach(), batch["label"].long())
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
     def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
         metrics = self.eval_metrics[stage]
-        logits = self(batch["mouth"], batch["log_mel"])
+        if is_sequence_model(self.model):
+            loss, right = self._segment_loss(batch)
+            metrics["loss"].update(loss, weight=len(right))
+            metrics["offset_acc"].update(right)
+            for name in ("loss", "offset_acc"):
+                self.log(f"{stage}/{name}", metrics[name], on_step=False, on_epoch=True, prog_bar=True)
+            return
+        logits = self(self._video(batch), batch["log_mel"])
         labels = batch["label"]
         metrics["loss"].update(F.binary_cross_entropy_with_logits(logits, labels), weight=labels.numel())
         metrics["acc"].update(logits, labels.long())
         metrics["auc"].update(logits, labels.long())
 
         max_offset = self.hparams.max_offset
-        shift_logits = self.model.score_candidates(batch["mouth"], candidate_windows(batch["mel_context"], max_offset))
+        shift_logits = self.model.score_candidates(self._video(batch), candidate_windows(batch["mel_context"], max_offset))
         best_shift = shift_logits.argmax(dim=1) - max_offset
         metrics["offset_acc"].update((best_shift.abs() <= self.hparams.offset_tolerance).float())
         self.shift_logit_sum += shift_logits.sum(dim=0)
@@ -143,7 +192,8 @@ class LitAVSync(pl.LightningModule):
         run folder and plot the mean logit per audio shift."""
         if self.trainer.sanity_checking:
             return
-        values = {f"{stage}/{name}": float(metric.compute()) for name, metric in self.eval_metrics[stage].items()}
+        values = {f"{stage}/{name}": float(metric.compute()) for name, metric in self.eval_metrics[stage].items()
+                  if metric.update_count}  # sequence networks score offsets only  # fmt: skip
         train_loss = self.trainer.callback_metrics.get("train/loss")
         if stage == "val" and train_loss is not None:
             values["train/loss"] = float(train_loss)

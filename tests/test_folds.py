@@ -1,0 +1,48 @@
+"""Speaker folds for cross-validation, and pooling the folds' evaluation results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from avsync.cli import main
+from avsync.errors import AvsyncError
+from avsync.evaluation.folds import speaker_folds
+from avsync.evaluation.harness import CaseResult
+from avsync.features.manifest import ClipRecord
+
+
+def record(clip_id: str, speaker: str | None) -> ClipRecord:
+    return ClipRecord(clip_id, Path(f"/{clip_id}.mp4"), None, "train", speaker=speaker)
+
+
+def test_speakers_are_dealt_into_balanced_disjoint_folds() -> None:
+    records = [record(f"c{i}", f"s{i % 7}") for i in range(14)] + [record("lonely", None)]
+    lengths = {f"c{i}": 100 + 10 * i for i in range(14)} | {"lonely": 50}
+    folds = speaker_folds(records, lengths, k=3)
+    everyone = [speaker for fold in folds for speaker in fold]
+    assert sorted(everyone) == sorted({f"s{i}" for i in range(7)} | {"lonely"})  # each speaker once
+    load = [sum(lengths[r.id] for r in records if (r.speaker or r.id) in fold) for fold in folds]
+    assert max(load) - min(load) <= max(lengths.values()) * 2
+    assert folds == speaker_folds(list(reversed(records)), lengths, k=3)  # deterministic
+    with pytest.raises(AvsyncError, match="cannot make"):
+        speaker_folds(records[:2], lengths, k=3)
+
+
+def _result(case: str, speaker: str, acc: float) -> dict:
+    return CaseResult(case, "shift", "model", case, speaker, 0.0, 0.0, 0.0, acc, 1.0, "reliable", 0.0, 0.0, acc, 0.0).to_dict()
+
+
+def test_pooling_the_folds_results(tmp_path: Path, capsys) -> None:
+    for fold, rows in enumerate(([_result("a", "p", 1.0)], [_result("b", "q", 0.0), _result("c", "q", 1.0)])):
+        (tmp_path / f"fold{fold}.json").write_text(json.dumps({"cases": rows}))
+    out = tmp_path / "pooled.json"
+    assert main(["eval", "--pool", str(tmp_path / "fold0.json"), str(tmp_path / "fold1.json"), "--out", str(out)]) == 0
+    pooled = json.loads(out.read_text())
+    assert pooled["summary"]["model"]["cases"] == 3 and pooled["summary"]["model"]["offset_acc_shift"] == pytest.approx(2 / 3)
+    assert "| model | 3 | 67% (" in out.with_suffix(".md").read_text()
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["eval", "--pool", str(tmp_path / "bad.json"), "--out", str(out)]) == 2
+    assert "not an avsync eval result" in capsys.readouterr().err
