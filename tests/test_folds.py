@@ -46,3 +46,15 @@ def test_pooling_the_folds_results(tmp_path: Path, capsys) -> None:
     (tmp_path / "bad.json").write_text("{}")
     assert main(["eval", "--pool", str(tmp_path / "bad.json"), "--out", str(out)]) == 2
     assert "not an avsync eval result" in capsys.readouterr().err
+
+
+def test_reliability_bins_and_the_threshold_a_reliable_verdict_needs(tmp_path: Path) -> None:
+    from avsync.evaluation.calibration import plot_reliability, precision_threshold, reliability
+
+    results = [CaseResult(**{**_result(f"c{i}", "p", float(i >= 4)), "confidence": 0.2 * i}) for i in range(10)]
+    table = reliability(results, [0.0, 0.5, 1.0])
+    assert [(cases, share) for _, _, cases, share in table] == [(3, 0.0), (2, 0.5), (5, 1.0)]
+    assert precision_threshold(results, 0.95, min_cases=3) == pytest.approx(0.8)  # c4..c9 are all right
+    assert precision_threshold(results[:3], 0.95, min_cases=1) == float("inf")
+    png = plot_reliability(results, tmp_path / "r.png", edges=[0.0, 0.5, 1.0], thresholds=[0.5])
+    assert png.stat().st_size > 1000

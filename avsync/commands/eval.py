@@ -21,8 +21,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from avsync.align.dtw import DTWConfig
 from avsync.errors import AvsyncError
+from avsync.evaluation.calibration import plot_reliability, precision_threshold
 from avsync.evaluation.harness import (
     PROTOCOLS,
     BaselineMethod,
@@ -42,6 +45,7 @@ from avsync.features.cache import FeatureCache
 from avsync.features.manifest import read_manifest
 from avsync.io.media import atomic_path
 from avsync.models.checkpoints import load_model
+from avsync.pipeline.report import CONFIDENCE_RELIABLE
 
 DEFAULT_OUT = Path("results/eval.json")
 
@@ -123,6 +127,25 @@ def _comparison(report: EvalReport) -> str:
                                                        baseline["frame_err_mean"], model["offset_acc"], baseline["offset_acc"])
 
 
+RELIABILITY_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+"""Confidence bins of the reliability plot."""
+
+
+def _reliability(report: EvalReport, out: Path) -> str:
+    """Write the model's reliability plot beside `out`; one line on what "reliable" would need."""
+    results = [r for r in report.results if r.method == "model"]
+    if not results:
+        return ""
+    threshold = precision_threshold(results)
+    png = out.with_name(f"{out.stem}_reliability.png")
+    plot_reliability(results, png, edges=RELIABILITY_EDGES, thresholds=[CONFIDENCE_RELIABLE],
+                     title=f"model: offset within +-1 frame by confidence ({len(results)} cases)")  # fmt: skip
+    above = [r.offset_acc for r in results if r.confidence > CONFIDENCE_RELIABLE]
+    share = f"{100 * np.mean(above):.0f}% right" if above else "none"
+    return (f"confidence > {CONFIDENCE_RELIABLE:g} (reliable): {len(above)} cases, {share}; 95% right needs confidence > "
+            f"{threshold:.2f}; plot {png}")
+
+
 def pool(args: argparse.Namespace) -> int:
     """Merge the per-case results of earlier runs, print and write the pooled tables."""
     results = []
@@ -141,6 +164,7 @@ def pool(args: argparse.Namespace) -> int:
         tmp.write_text(markdown + "\n", encoding="utf-8")
     print(f"{len(results)} results of {len({r.case for r in results})} cases from {len(args.pool)} runs")
     print(markdown)
+    print(_reliability(report, args.out))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0
 
@@ -189,5 +213,6 @@ def run(args: argparse.Namespace) -> int:
     if comparison:
         print(comparison)
     print(markdown)
+    print(_reliability(report, args.out))
     print(f"wrote {args.out}, {args.out.with_suffix('.md')} and {len(report.plots)} plots in {args.plots}/")
     return 0
