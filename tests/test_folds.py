@@ -49,7 +49,11 @@ def test_pooling_the_folds_results(tmp_path: Path, capsys) -> None:
 
 
 def test_reliability_bins_and_the_threshold_a_reliable_verdict_needs(tmp_path: Path) -> None:
-    from avsync.evaluation.calibration import plot_reliability, precision_threshold, reliability
+    from avsync.evaluation.calibration import (
+        plot_reliability,
+        precision_threshold,
+        reliability,
+    )
 
     results = [CaseResult(**{**_result(f"c{i}", "p", float(i >= 4)), "confidence": 0.2 * i}) for i in range(10)]
     table = reliability(results, [0.0, 0.5, 1.0])

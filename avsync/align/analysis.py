@@ -34,8 +34,7 @@ from avsync.align.timemap import (
 from avsync.conventions import FPS, MELS_PER_FRAME
 from avsync.errors import AvsyncError
 from avsync.features.audio import voiced_frames
-from avsync.features.lips import lip_geometry
-from avsync.models import video_input
+from avsync.models import is_pair_model
 
 REASON_NO_FACE = "no face"
 REASON_NO_MATCH = "lips do not follow the vocal"
@@ -136,8 +135,8 @@ def sync_features(
         valid: bool [N] usable-face mask.
         log_mel: float32 [80, 4M] of the reference.
         network: the model (`avsync.models.checkpoints.LoadedModel.network`).
-        landmarks: float [N, 68, 2] of the video, NaN where no face (see `align_cost`); a network
-            that reads lip geometry (`avsync.models.video_input`) gets it from them.
+        landmarks: float [N, 68, 2] of the video, NaN where no face (see `align_cost`); networks
+            that read lip geometry (`avsync.models.video_input`) get it from them.
         fps: frame rate of both (the model's 25 fps).
         dtw_config: DTW constraints (see `align_cost`).
         band: ``(offset, slope, radius)``: score (a pair model) and search only the cells within
@@ -149,17 +148,15 @@ def sync_features(
         AvsyncError: a pair model asked to score too many pairs.
     """
     rows = scored_rows(valid)
-    if video_input(network) == "lips":
-        if landmarks is None:
-            raise ValueError(f"{type(network).__name__} reads lip geometry: pass the landmarks")
-        mouth_crops = lip_geometry(landmarks)
     if band is not None:
         dtw_config = replace(dtw_config or DTWConfig(), band_offset=band[0], band_slope=band[1], band_radius=band[2])
     ref_voiced = voiced_frames(log_mel)
     try:
-        raw_cost = cost_matrix(network, mouth_crops, log_mel, video_valid=rows, ref_active=ref_voiced, band=band,
-                               batch_size=batch_size, progress=progress)
+        raw_cost = cost_matrix(network, mouth_crops, log_mel, landmarks=landmarks, video_valid=rows, ref_active=ref_voiced,
+                               band=band, batch_size=batch_size, progress=progress)
     except ValueError as exc:  # a pair model without a band on long inputs
+        if not is_pair_model(network):
+            raise
         shape = f"{len(valid)}x{log_mel.shape[1] // MELS_PER_FRAME}"
         raise AvsyncError(f"{type(network).__name__} cannot align {shape} frames ({exc}); use a TwoTower checkpoint") from exc
     return align_cost(raw_cost, rows, ref_voiced, landmarks=landmarks, fps=fps, dtw_config=dtw_config)

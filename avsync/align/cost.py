@@ -24,6 +24,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from avsync.features.lips import lip_geometry
+from avsync.models import video_input
+from avsync.models.ensemble import Ensemble
 from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
 
 HALF_WINDOW = WINDOW_FRAMES // 2
@@ -199,6 +202,7 @@ def cost_matrix(
     mouth_crops: np.ndarray,
     log_mel: np.ndarray,
     *,
+    landmarks: np.ndarray | None = None,
     video_valid: np.ndarray | None = None,
     ref_active: np.ndarray | None = None,
     band: tuple[float, float, int] | None = None,
@@ -208,9 +212,12 @@ def cost_matrix(
     """The normalised DTW cost of a video against a reference (see the module docstring).
 
     Args:
-        model: TwoTower, LipSync or pair network.
-        mouth_crops: uint8 [N, 64, 64] (float [N, C] lip geometry for LipSync).
+        model: TwoTower, LipSync, pair network, or an `Ensemble` of them (the weighted sum of its
+            members' normalised costs, normalised again).
+        mouth_crops: uint8 [N, 64, 64].
         log_mel: float [80, 4M].
+        landmarks: float [N, 68, 2], NaN where no face: the lip geometry of networks that read it
+            (`avsync.models.video_input`) is made from them.
         video_valid: bool [N] usable-face mask (``VisualFeatures.valid``).
         ref_active: bool [M] voiced reference frames (``avsync.features.audio.voiced_frames``).
         band: ``(offset, slope, radius)`` for pair networks.
@@ -220,5 +227,15 @@ def cost_matrix(
     Returns:
         float64 [N, M].
     """
-    logits = model_logits(model, mouth_crops, log_mel, band=band, batch_size=batch_size, progress=progress)
+    if isinstance(model, Ensemble):
+        total = sum(weight * cost_matrix(member, mouth_crops, log_mel, landmarks=landmarks, video_valid=video_valid,
+                                         ref_active=ref_active, band=band, batch_size=batch_size, progress=progress)
+                    for member, weight in zip(model.members, model.weights, strict=True))  # fmt: skip
+        return normalise_cost(total, video_valid, ref_active)
+    video = mouth_crops
+    if video_input(model) == "lips":
+        if landmarks is None:
+            raise ValueError(f"{type(model).__name__} reads lip geometry: pass the landmarks")
+        video = lip_geometry(landmarks)
+    logits = model_logits(model, video, log_mel, band=band, batch_size=batch_size, progress=progress)
     return normalise_cost(logit_cost(logits), video_valid, ref_active)

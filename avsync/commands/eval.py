@@ -35,7 +35,6 @@ from avsync.evaluation.harness import (
     ModelMethod,
     format_markdown,
     format_table,
-    is_pair_model,
     make_file_cases,
     pair_band,
     run_evaluation,
@@ -44,6 +43,7 @@ from avsync.evaluation.warp import MIN_FRAMES
 from avsync.features.cache import FeatureCache
 from avsync.features.manifest import read_manifest
 from avsync.io.media import atomic_path
+from avsync.models import is_pair_model
 from avsync.models.checkpoints import load_model
 from avsync.pipeline.report import CONFIDENCE_RELIABLE
 

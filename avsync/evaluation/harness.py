@@ -69,7 +69,7 @@ from avsync.features.cache import FeatureCache, file_hash, load_clip
 from avsync.features.extract import VisualParams
 from avsync.features.landmarks import mouth_opening
 from avsync.features.manifest import ClipRecord, read_manifest
-from avsync.models import is_sequence_model
+from avsync.models import is_pair_model
 from avsync.pipeline.plots import plot_alignment, plot_time_map
 from avsync.pipeline.report import confidence_level
 from avsync.pipeline.retime import constant_time_map
@@ -409,15 +409,6 @@ class ConstantMethod:
 
     def align(self, features: EvalClip) -> None:
         return None
-
-
-def is_pair_model(model: nn.Module) -> bool:
-    """Whether a network scores (mouth, audio) pairs one by one (PosterCNN), not through embeddings.
-
-    A pair model costs one forward pass per scored cell: ``N * (2 * radius + 1)`` in `pair_band`
-    (about 24,000 for a 6 s clip, 210,000 for 30 s), against ``N + M`` encoder passes for a TwoTower.
-    """
-    return not hasattr(model, "encode_video") and not is_sequence_model(model)
 
 
 def pair_band(n_frames: int) -> tuple[float, float, int]:

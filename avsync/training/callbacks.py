@@ -35,13 +35,13 @@ from avsync.evaluation.harness import (
     EvalReport,
     ModelMethod,
     format_table,
-    is_pair_model,
     load_eval_clips,
     make_cases,
     run_evaluation,
 )
 from avsync.evaluation.warp import MIN_FRAMES
 from avsync.features.extract import VisualParams
+from avsync.models import is_pair_model
 from avsync.training.wandb_setup import run_directory
 
 RESULTS_FILE = "dtw_eval.jsonl"
