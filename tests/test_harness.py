@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import identity_map
 
+from avsync.align.timemap import constant_time_map
 from avsync.evaluation.harness import (
     REAL_KINDS,
     BaselineMethod,
@@ -28,7 +29,6 @@ from avsync.evaluation.harness import (
 from avsync.evaluation.metrics import frame_errors
 from avsync.evaluation.speakers import speaker_groups
 from avsync.evaluation.warp import make_warp
-from avsync.pipeline.retime import constant_time_map
 
 
 @pytest.mark.parametrize("kind", REAL_KINDS)

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from conftest import frame_index, index_frame, write_stored_frames, write_test_clip
 
-from avsync.align.timemap import TimeMap
+from avsync.align.timemap import TimeMap, constant_time_map
 from avsync.errors import AvsyncError
 from avsync.io import media
 from avsync.pipeline.retime import (
-    constant_time_map,
     output_times,
     pick_frames,
     source_times,

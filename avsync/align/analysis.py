@@ -18,16 +18,19 @@ import torch
 from avsync.align.cost import cost_matrix
 from avsync.align.dtw import Alignment, DTWConfig, align_video
 from avsync.align.robust import (
+    MIN_WARP_GAIN,
     lip_activity,
     offset_confidence,
     path_offset_frames,
     robust_alignment,
     scored_rows,
     silent_talk_rows,
+    warp_gain,
 )
 from avsync.align.timemap import (
     OffsetEstimate,
     TimeMap,
+    constant_time_map,
     estimate_offset,
     path_to_time_map,
 )
@@ -87,6 +90,9 @@ def align_cost(
 ) -> FeatureSync:
     """Robust alignment of a normalised cost matrix to the time map, offset and confidence.
 
+    The time map follows the path only where the path beats the constant offset clearly
+    (`avsync.align.robust.MIN_WARP_GAIN`); otherwise it is the constant offset.
+
     Args:
         raw_cost: float [N, M] normalised cost (low = match), 0 on uninformative rows and columns.
         scored: bool [N] rows with a usable face (`avsync.align.robust.scored_rows`).
@@ -109,8 +115,12 @@ def align_cost(
     if offset_frames is None:
         offset_frames = path_offset_frames(alignment, scored & ~weak)
     estimate = estimate_offset(cost, fps)
+    if warp_gain(cost, alignment, offset_frames, scored & ~weak) < MIN_WARP_GAIN:
+        time_map = constant_time_map(offset_frames / fps, (len(cost) - 1) / fps, fps)
+    else:
+        time_map = path_to_time_map(alignment, fps)
     return FeatureSync(
-        cost=cost, alignment=alignment, time_map=path_to_time_map(alignment, fps), estimate=estimate,
+        cost=cost, alignment=alignment, time_map=time_map, estimate=estimate,
         offset_frames=offset_frames, confidence=offset_confidence(estimate, offset_frames), scored=scored, weak=weak,
     )  # fmt: skip
 

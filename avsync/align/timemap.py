@@ -234,3 +234,18 @@ def estimate_offset(cost: np.ndarray, fps: float = FPS, *, max_offset: int | Non
         offsets=offsets_arr,
         curve=curve_arr,
     )
+
+
+def constant_time_map(offset_s: float, video_duration: float, fps: float = FPS) -> TimeMap:
+    """The time map of a constant offset: video time ``t_ref + offset_s`` at reference time ``t_ref``.
+
+    Args:
+        offset_s: ``t_video - t_ref`` in seconds.
+        video_duration: seconds of video covered (from video time 0).
+        fps: the map's frame rate.
+
+    Returns:
+        A two-knot :class:`TimeMap`.
+    """
+    knots = np.array([[-offset_s, 0.0], [video_duration - offset_s, video_duration]], dtype=np.float64)
+    return TimeMap(knots=knots, fps=fps)

@@ -50,7 +50,7 @@ from tqdm import tqdm
 from avsync.align.analysis import FeatureSync, align_cost, sync_features
 from avsync.align.dtw import DTWConfig, alignment_cost
 from avsync.align.robust import scored_rows
-from avsync.align.timemap import TimeMap
+from avsync.align.timemap import TimeMap, constant_time_map
 from avsync.conventions import FPS
 from avsync.errors import AvsyncError, MediaError
 from avsync.evaluation.baseline import baseline_cost, speech_band_envelope, xcorr_offset
@@ -72,7 +72,6 @@ from avsync.features.manifest import ClipRecord, read_manifest
 from avsync.models import is_pair_model
 from avsync.pipeline.plots import plot_alignment, plot_time_map
 from avsync.pipeline.report import confidence_level
-from avsync.pipeline.retime import constant_time_map
 
 PROTOCOLS = ("synthetic", "real")
 REAL_KINDS = ("shift", "tempo", "cutfreeze")

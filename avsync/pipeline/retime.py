@@ -39,8 +39,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from avsync.align.timemap import TimeMap
-from avsync.conventions import FPS
+from avsync.align.timemap import TimeMap, constant_time_map
 from avsync.errors import AvsyncError, MediaError
 from avsync.io import media
 from avsync.io.media import FrameT
@@ -52,21 +51,6 @@ DEFAULT_AUDIO_RATE = 48000
 REMUX_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9"})
 """Video codecs `write_offset` copies into MP4/MOV/MKV; others are re-encoded (MPEG-1/2 video in
 MP4, for one, came out a frame off in tests)."""
-
-
-def constant_time_map(offset_s: float, video_duration: float, fps: float = FPS) -> TimeMap:
-    """The time map of a constant offset: video time ``t_ref + offset_s`` at reference time ``t_ref``.
-
-    Args:
-        offset_s: ``t_video - t_ref`` in seconds.
-        video_duration: seconds of video covered (from video time 0).
-        fps: the map's frame rate.
-
-    Returns:
-        A two-knot :class:`TimeMap`.
-    """
-    knots = np.array([[-offset_s, 0.0], [video_duration - offset_s, video_duration]], dtype=np.float64)
-    return TimeMap(knots=knots, fps=fps)
 
 
 def output_times(time_map: TimeMap, reference_duration: float, fps: float, span: str = "music") -> np.ndarray:
