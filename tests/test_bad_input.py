@@ -207,3 +207,31 @@ def test_offset_confidence_is_never_negative() -> None:
     estimate = OffsetEstimate(offsets=np.arange(-2, 3).astype(float), curve=curve, offset_frames=-1.0, offset_s=-0.04, confidence=0.2)
     assert offset_confidence(estimate, 0.0) == 0.0  # worse than the median offset
     assert offset_confidence(estimate, -1.0) == pytest.approx(1.1)
+
+
+def test_what_is_really_wrong_is_said(tmp_path: Path) -> None:
+    import os
+
+    loop_a, loop_b, dangling = tmp_path / "a.mp4", tmp_path / "b.mp4", tmp_path / "gone.mp4"
+    os.symlink(loop_b, loop_a)
+    os.symlink(loop_a, loop_b)
+    os.symlink(tmp_path / "nothing.mp4", dangling)
+    image = tmp_path / "still.png"
+    import av as _av
+
+    with _av.open(str(image), "w", format="image2") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "rgb24"
+        frame = _av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    expected = {loop_a: "symbolic link that loops", dangling: "symbolic link to a file that does not exist",
+                image: r"is a still image \(png\), not a video"}
+    if Path("/dev/zero").exists():
+        expected[Path("/dev/zero")] = "is not a regular file"
+    for path, message in expected.items():
+        with pytest.raises(MediaError, match=message):
+            media.probe(path)

@@ -28,6 +28,7 @@ import io
 import itertools
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -132,9 +133,18 @@ class VideoFrames:
 def _open_input(path: PathLike) -> av.container.InputContainer:
     """Open a media file for reading, turning every failure into a one-line `MediaError`."""
     if not os.path.exists(path):
+        if os.path.islink(path):
+            try:
+                os.stat(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise MediaError("is a symbolic link that loops (it never reaches a file)", path) from exc
+            raise MediaError("is a symbolic link to a file that does not exist", path)
         raise MediaError("file not found", path)
     if os.path.isdir(path):
         raise MediaError("is a folder, not a media file", path)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise MediaError("is not a regular file (a device, pipe or socket); give a media file", path)
     if os.path.getsize(path) == 0:
         raise MediaError("is empty (0 bytes)", path)
     try:
@@ -227,6 +237,8 @@ def probe(path: PathLike) -> MediaInfo:
     with _open_input(path) as container:
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
+        if video is not None and audio is None and (container.format.name.endswith("_pipe") or container.format.name == "image2"):
+            raise MediaError(f"is a still image ({video.codec_context.name}), not a video", path)
         duration = container.duration / av.time_base if container.duration else None
         if not duration:
             stream_lengths = [_seconds(s.duration, s.time_base) for s in (video, audio) if s is not None]

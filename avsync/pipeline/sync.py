@@ -259,7 +259,8 @@ def _warnings(analysis: SyncAnalysis) -> list[str]:
     if sync.weak.sum() > 0.25 * max(1, sync.scored.sum()):
         warnings.append(f"the lips do not follow the vocal in {100 * sync.weak.sum() / n_frames:.0f}% of the video")
     if n_frames > n_ref:
-        warnings.append(f"the video ({n_frames / fps:.1f} s) is longer than the music ({n_ref / fps:.1f} s)")
+        warnings.append(f"the video ({n_frames / fps:.2f} s, {n_frames} frames at {fps:g} fps) is longer than the music "
+                        f"({n_ref / fps:.2f} s, {n_ref} frames)")  # fmt: skip
     knots = sync.time_map.knots
     start, end = float(knots[0, 0]), float(knots[-1, 0]) + 1.0 / fps
     if start > 1.0 or end < n_ref / fps - 1.0:
