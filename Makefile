@@ -13,6 +13,8 @@ CKPT    ?=
 SWEEP   ?= experiments/sweeps/twotower_lr.yaml
 REAL    ?= experiments/real_clips.jsonl
 FOLDS   ?= 0 1 2 3 4
+WITH    ?=
+WITH_WEIGHT ?= 2.0
 PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
 DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
@@ -58,16 +60,20 @@ eval-real: $(STAMP) ## the real-face benchmark: warped real clips (REAL's test s
 folds: $(STAMP) ## write the 5 leave-speakers-out fold manifests of REAL into experiments/real_folds/
 	$(PY) -c "import json; from avsync.evaluation.folds import write_fold_manifests as w; print(*w('$(REAL)', '$(CACHE)', 'experiments/real_folds', folds=json.load(open('experiments/real_folds/folds.json'))), sep='\n')"
 
-eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold train, align its unseen speakers, then pool (results/folds/EXP/)
+eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold train, align its unseen speakers, pool (WITH=CKPT: as an ensemble with CKPT)
 	@set -e; for k in $(FOLDS); do \
 	    $(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
 	        --data.data=experiments/real_folds/fold$$k.jsonl --data.cache=$(CACHE) \
 	        --trainer.logger.init_args.name=$(EXP)_fold$$k; \
 	    ckpt=$$(ls -t runs/$(EXP)_fold$$k/*/checkpoints/last.ckpt | head -n 1); \
+	    if [ -n "$(WITH)" ]; then \
+	        $(PY) -c "from avsync.models.ensemble import combine_checkpoints as c; c(['$$ckpt', '$(WITH)'], [1.0, $(WITH_WEIGHT)], '$$ckpt.ensemble')"; \
+	        ckpt=$$ckpt.ensemble; \
+	    fi; \
 	    $(VENV)/bin/avsync eval --protocol real --data experiments/real_folds/fold$$k.jsonl --split test --cache $(CACHE) \
-	        --checkpoint $$ckpt --constant --quiet --out results/folds/$(EXP)/fold$$k.json; \
+	        --checkpoint $$ckpt --constant --quiet --out results/folds/$(EXP)$(if $(WITH),_ensemble,)/fold$$k.json; \
 	done
-	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)/fold*.json --out results/folds/$(EXP)/pooled.json
+	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)$(if $(WITH),_ensemble,)/fold*.json --out results/folds/$(EXP)$(if $(WITH),_ensemble,)/pooled.json
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
 	$(PY) -m benchmarks

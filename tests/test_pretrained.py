@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from avsync.errors import AvsyncError
-from avsync.models import TwoTower
+from avsync.models import Ensemble, LipSync, TwoTower
 from avsync.models.checkpoints import load_model
 from avsync.models.pretrained import (
     pretrained_checkpoint,
@@ -20,30 +20,35 @@ from avsync.models.pretrained import (
 MAX_BYTES = 20 * 1024 * 1024
 
 
-def test_shipped_model_is_small_and_loads_as_a_two_tower() -> None:
+def test_shipped_model_is_small_and_loads_as_lipsync_and_twotower() -> None:
     path = pretrained_checkpoint()
-    assert path.stat().st_size < MAX_BYTES
+    assert sum(p.stat().st_size for p in path.parent.glob("*.ckpt")) < MAX_BYTES
     loaded = load_model(path, "cpu")
-    assert isinstance(loaded.network, TwoTower) and not loaded.network.training
-    assert loaded.describe()["network"] == "TwoTower"
+    assert isinstance(loaded.network, Ensemble) and not loaded.network.training
+    assert loaded.describe()["network"] == "Ensemble"
+    lips, pixels = loaded.network.members
+    assert isinstance(lips, LipSync) and isinstance(pixels, TwoTower) and loaded.network.weights == [1.0, 2.0]
     # Unit-length embeddings of the right size for a batch of windows.
-    embedding = loaded.network.encode_video(torch.rand(2, 16, 64, 64))
-    assert embedding.shape == (2, loaded.network.config["embed_dim"])
+    embedding = pixels.encode_video(torch.rand(2, 16, 64, 64))
+    assert embedding.shape == (2, pixels.config["embed_dim"])
     assert torch.allclose(embedding.norm(dim=-1), torch.ones(2), atol=1e-5)
+    member = load_model(pretrained_checkpoint("twotower_realsynth"), "cpu").network  # the member, shipped on its own
+    assert all(torch.equal(a, b) for a, b in zip(member.state_dict().values(), pixels.state_dict().values(), strict=True))
 
 
 def test_metadata_says_what_it_was_trained_on_and_how_it_scored() -> None:
     metadata = pretrained_metadata()
     assert metadata["checkpoint"] == pretrained_checkpoint().name
-    assert metadata["experiment"] == "experiments/twotower_realsynth.yaml"
-    assert {"train", "val", "test"} <= set(metadata["speakers"])
-    table = metadata["held_out_results"]
-    assert {"classical", "constant"} <= set(table)
-    assert 0.0 <= table["shipped"]["within1_all"] <= 1.0
+    assert metadata["members"]["LipSync"]["experiment"] == "experiments/lipsync_real.yaml"
+    assert metadata["members"]["TwoTower"]["experiment"] == "experiments/twotower_realsynth.yaml"
+    table = metadata["held_out_results_unseen_by_both_members"]["summary"]
+    assert {"model", "baseline", "constant"} <= set(table)
+    assert 0.0 <= table["model"]["within1_all"] <= 1.0
+    assert pretrained_metadata("twotower_realsynth")["experiment"] == "experiments/twotower_realsynth.yaml"
 
 
 def test_strip_checkpoint_keeps_what_inference_needs(tmp_path: Path) -> None:
-    stripped = strip_checkpoint(pretrained_checkpoint(), tmp_path / "copy.ckpt")
+    stripped = strip_checkpoint(pretrained_checkpoint("twotower_realsynth"), tmp_path / "copy.ckpt")
     kept = torch.load(stripped, map_location="cpu", weights_only=False)
     assert set(kept) <= {"epoch", "global_step", "pytorch-lightning_version", "state_dict", "hparams_name", "hyper_parameters"}
     assert isinstance(load_model(stripped, "cpu").network, TwoTower)
@@ -66,6 +71,7 @@ def test_shipped_model_finds_the_shift_of_a_new_synthetic_song(tmp_path: Path) -
     write_dataset(tmp_path / "data", songs=1, seconds=8.0, seed=11, distractors=0.0, workers=1, progress=False)
     clip = load_clip(read_manifest(tmp_path / "data")[0], FeatureCache(tmp_path / "cache"))
     shift = 7  # the video starts 7 frames into the song: offset -7
-    found = sync_features(clip.mouth_crops[shift:], clip.valid[shift:], clip.log_mel, load_model(pretrained_checkpoint(), "cpu").network)
+    found = sync_features(clip.mouth_crops[shift:], clip.valid[shift:], clip.log_mel, load_model(pretrained_checkpoint(), "cpu").network,
+                          landmarks=clip.landmarks[shift:])  # fmt: skip
     assert abs(found.offset_frames - (-shift)) <= 1
     assert np.isfinite(found.cost).all()

@@ -1,9 +1,12 @@
-"""The model shipped inside avsync, the default of `avsync align` and `avsync eval`.
+"""The models shipped inside avsync; ``lipsync_twotower`` is the default of `avsync align` and `avsync eval`.
 
-``twotower_realsynth.ckpt`` is a `avsync.training.lit_module.LitAVSync` checkpoint (weights and the
-hyperparameters that rebuild the network; no optimizer state), loadable by
-`avsync.models.checkpoints.load_model`. ``twotower_realsynth.json`` says what it was trained on, how, and
-how it scored on held-out speakers (docs/real_faces.md has the whole table).
+``lipsync_twotower.ckpt`` is an `avsync.models.Ensemble` of LipSync (lip geometry,
+`experiments/lipsync_real.yaml`) and the TwoTower ``twotower_realsynth.ckpt`` (mouth pixels,
+`experiments/twotower_realsynth.yaml`), their costs weighted 1 and 2 (`combine_checkpoints`). Each
+``.ckpt`` holds weights and the description that rebuilds the network (no optimizer state),
+loadable by `avsync.models.checkpoints.load_model`; the ``.json`` beside it says what it was trained
+on, how, and how it scored on held-out speakers (docs/real_faces.md has the whole table). The
+TwoTower ships on its own too, as the member a cross-validated ensemble needs (`make eval-folds WITH=...`).
 """
 
 from __future__ import annotations
@@ -13,29 +16,29 @@ from pathlib import Path
 
 from avsync.errors import AvsyncError
 
-PRETRAINED_NAME = "twotower_realsynth"
+PRETRAINED_NAME = "lipsync_twotower"
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
 
-def pretrained_checkpoint() -> Path:
-    """Path of the shipped checkpoint.
+def pretrained_checkpoint(name: str = PRETRAINED_NAME) -> Path:
+    """Path of a shipped checkpoint (default: the default model).
 
     Raises:
         AvsyncError: the file is missing (a broken installation).
     """
-    path = PRETRAINED_DIR / f"{PRETRAINED_NAME}.ckpt"
+    path = PRETRAINED_DIR / f"{name}.ckpt"
     if not path.is_file():
         raise AvsyncError("the shipped model is missing from the installation (reinstall avsync, or pass --checkpoint)", path)
     return path
 
 
-def pretrained_metadata() -> dict:
-    """What the shipped model was trained on and how it scored (the JSON beside it).
+def pretrained_metadata(name: str = PRETRAINED_NAME) -> dict:
+    """What a shipped model was trained on and how it scored (the JSON beside it).
 
     Raises:
         AvsyncError: the file is missing or not valid JSON.
     """
-    path = PRETRAINED_DIR / f"{PRETRAINED_NAME}.json"
+    path = PRETRAINED_DIR / f"{name}.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
