@@ -45,7 +45,7 @@ from avsync.features.manifest import read_manifest
 from avsync.io.media import atomic_path
 from avsync.models import is_pair_model
 from avsync.models.checkpoints import load_model
-from avsync.pipeline.report import CONFIDENCE_RELIABLE
+from avsync.pipeline.report import CONFIDENCE_RELIABLE, CONFIDENCE_UNCERTAIN
 
 DEFAULT_OUT = Path("results/eval.json")
 
@@ -138,7 +138,8 @@ def _reliability(report: EvalReport, out: Path) -> str:
         return ""
     threshold = precision_threshold(results)
     png = out.with_name(f"{out.stem}_reliability.png")
-    plot_reliability(results, png, edges=RELIABILITY_EDGES, thresholds=[CONFIDENCE_RELIABLE],
+    edges = sorted({*RELIABILITY_EDGES, CONFIDENCE_UNCERTAIN, CONFIDENCE_RELIABLE})
+    plot_reliability(results, png, edges=edges, thresholds=[CONFIDENCE_UNCERTAIN, CONFIDENCE_RELIABLE],
                      title=f"model: offset within +-1 frame by confidence ({len(results)} cases)")  # fmt: skip
     above = [r.offset_acc for r in results if r.confidence > CONFIDENCE_RELIABLE]
     share = f"{100 * np.mean(above):.0f}% right" if above else "none"

@@ -38,11 +38,12 @@ from pathlib import Path
 
 from avsync.io.media import atomic_path
 
-CONFIDENCE_RELIABLE = 1.1
+CONFIDENCE_RELIABLE = 1.11
 """Confidence above which the offset is reliable: on the real-face benchmark (5 leave-speakers-out
-folds, 204 warped cases of 46 speakers, the shipped ensemble) every case above 1.1 had its offset
-within +-1 frame, against 79% above 0.5; on the synthetic test songs everything above 0.3 was right.
-The confidence separates right from wrong offsets only weakly on real faces, so few get this verdict."""
+folds, 204 warped cases, the shipped ensemble) the 5 cases above 1.11 all had their offset within
++-1 frame; the next two (1.10, 1.11) did not, and above 0.5 only 79% did. On the synthetic test
+songs every case above 0.3 was right. The confidence separates right from wrong offsets only
+weakly on real faces, so few get this verdict (docs/real_faces.md)."""
 CONFIDENCE_UNCERTAIN = 0.3
 """Confidence below which the offset is unreliable; in between it is uncertain. On the real-face
 benchmark two thirds of the cases below 0.3 had a wrong offset; synthetic songs aligned to
