@@ -6,7 +6,7 @@ own 30 s mix, then 75 s more (3 minutes, 44.1 kHz WAV). Both are made once in a 
 
 Each case runs the real command in a fresh process (imports, model loading, feature extraction
 without a cache, cost matrix, DTW, outputs) and reports its wall time and peak resident memory
-(``ru_maxrss`` of the child). The model is the command's default, the shipped TwoTower, so the
+(``ru_maxrss`` of the child). The model is the command's default, the shipped ensemble, so the
 time map (and with it the re-timing work) is the one a user gets.
 Target: under 30 s (faster than the clip plays) with the MP4 written.
 """

@@ -1,8 +1,11 @@
-"""Networks that score whether a mouth clip `[B, 16, 64, 64]` and a log-mel window `[B, 80, 64]` match.
+"""Networks that score whether what the lips do and what the audio says match.
 
-Both return logits `[B]` from `forward(mouth_clips, log_mel)` and normalise their inputs themselves
-(callers pass crops scaled to 0..1 and raw log-mel). Both also have
+`PosterCNN` and `TwoTower` read a mouth clip `[B, 16, 64, 64]` and a log-mel window `[B, 80, 64]`:
+both return logits `[B]` from `forward(mouth_clips, log_mel)`, normalise their inputs themselves
+(callers pass crops scaled to 0..1 and raw log-mel) and have
 `score_candidates(mouth_clips [B,16,64,64], mel_candidates [B,K,80,64]) -> logits [B,K]`.
+`LipSync` reads lip geometry and scores whole sequences (`avsync.models.lip_sync`); an `Ensemble`
+adds its members' costs (`avsync.models.ensemble`).
 """
 
 from torch import nn
