@@ -50,7 +50,7 @@ class FeatureSync:
     Attributes:
         cost: float64 [N, M] normalised cost with the unreliable rows made uninformative (0).
         alignment: the DTW path over `cost`.
-        time_map: the smoothed map, 25 fps.
+        time_map: the smoothed path, or the constant offset when the path gains too little over it; 25 fps.
         estimate: the offset curve (SyncNet style) over `cost`.
         offset_frames: the best constant offset in 25 fps frames (positive: video late).
         confidence: `offset_confidence` of that offset.
