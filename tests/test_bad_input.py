@@ -206,7 +206,7 @@ def test_offset_confidence_is_never_negative() -> None:
     curve = np.array([0.0, -1.0, 0.5, 0.2, 0.1])
     estimate = OffsetEstimate(offsets=np.arange(-2, 3).astype(float), curve=curve, offset_frames=-1.0, offset_s=-0.04, confidence=0.2)
     assert offset_confidence(estimate, 0.0) == 0.0  # worse than the median offset
-    assert offset_confidence(estimate, -1.0) == pytest.approx(1.1)
+    assert offset_confidence(estimate, -1.0) == pytest.approx(1.1 / (1.4826 * 0.1))  # in units of the curve's spread
 
 
 def test_what_is_really_wrong_is_said(tmp_path: Path) -> None:

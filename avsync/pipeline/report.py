@@ -9,8 +9,9 @@ Fields (all times in seconds; other fields may be added, these never change mean
   video is late (advance it by ``offset_s`` to fix); negative: the video is early.
 * ``offset_frames``: ``offset_s`` in frames of the video's own rate (rounded).
 * ``confidence``: how far the best constant offset stands out from a typical one, SyncNet style:
-  the median minus the minimum of the mean normalised cost along each candidate offset, in units
-  of the cost's robust spread (see `CONFIDENCE_RELIABLE`, `CONFIDENCE_UNCERTAIN`).
+  the median of the mean normalised cost along each candidate offset minus its value at the chosen
+  offset, in units of that curve's robust spread (`avsync.align.robust.offset_confidence`; see
+  `CONFIDENCE_RELIABLE`, `CONFIDENCE_UNCERTAIN`).
 * ``confidence_level``: ``"reliable"``, ``"uncertain"`` or ``"unreliable"`` by those thresholds.
 * ``time_map``: ``[[t_ref, t_video], ...]``, both columns non-decreasing: the input video's
   content at ``t_video`` belongs at reference (music) time ``t_ref``; linear between knots; it
@@ -38,16 +39,15 @@ from pathlib import Path
 
 from avsync.io.media import atomic_path
 
-CONFIDENCE_RELIABLE = 1.11
-"""Confidence above which the offset is reliable: on the real-face benchmark (5 leave-speakers-out
-folds, 204 warped cases, the shipped ensemble) the 5 cases above 1.11 all had their offset within
-+-1 frame; the next two (1.10, 1.11) did not, and above 0.5 only 79% did. On the synthetic test
-songs every case above 0.3 was right. The confidence separates right from wrong offsets only
-weakly on real faces, so few get this verdict (docs/real_faces.md)."""
-CONFIDENCE_UNCERTAIN = 0.3
+CONFIDENCE_RELIABLE = 3.2
+"""Confidence above which the offset is reliable. On the real-face benchmark (5 leave-speakers-out
+folds, 204 warped cases, the shipped ensemble) 23 of the 24 cases above 3.2 had their offset within
++-1 frame (above 2.0: 83%); on the synthetic test songs every case above 1.5 was right, and songs
+aligned to another song's mix stayed below 2.6."""
+CONFIDENCE_UNCERTAIN = 1.0
 """Confidence below which the offset is unreliable; in between it is uncertain. On the real-face
-benchmark two thirds of the cases below 0.3 had a wrong offset; synthetic songs aligned to
-another song's mix stayed below 0.26 (the TwoTower alone, 2026-11-25)."""
+benchmark 72% of the 79 cases below 1.0 had a wrong offset; synthetic songs aligned to another
+song's mix had a median of 0.44."""
 SHORT_LIST = re.compile(r"\[\s+([^\[\]{}]{0,100}?)\s+\]")
 """An innermost JSON list short enough to print on one line."""
 
