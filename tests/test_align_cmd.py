@@ -317,12 +317,12 @@ def test_bad_vocal_stems(capsys, tmp_path: Path, song: Path, faceless: Path, unt
 
 
 def test_too_long_output_name_is_refused_before_any_work(capsys, monkeypatch, tmp_path: Path, faceless: Path, tone: Path) -> None:
-    import avsync.commands.align as align_command
+    import avsync.models.checkpoints
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the output name was checked")
 
-    monkeypatch.setattr(align_command, "load_model", no_model)
+    monkeypatch.setattr(avsync.models.checkpoints, "load_model", no_model)
     long_name = tmp_path / ("x" * 250 + ".json")
     status, _, err = run_cli(capsys, faceless, tone, "--report", long_name)
     assert_one_line_error(status, err, "file name too long")
@@ -342,3 +342,12 @@ def test_hand_made_checkpoint_without_weights_is_one_line(capsys, tmp_path: Path
     torch.save({"state_dict": {}, "hyper_parameters": {"model": {"class_path": "avsync.models.two_tower.TwoTower", "init_args": {}}}}, empty)
     status, _, err = run_cli(capsys, faceless, tone, "--checkpoint", empty)
     assert_one_line_error(status, err, "empty.ckpt", "not an avsync model checkpoint")
+
+
+def test_a_user_mistake_is_reported_before_torch_is_imported(tmp_path: Path) -> None:
+    code = ("import sys; from avsync.cli import main; "
+            f"status = main(['align', {str(tmp_path / 'missing.mp4')!r}, {str(tmp_path / 'missing.wav')!r}]); "
+            "print(status, 'torch' in sys.modules)")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["2", "False"]
+    assert result.stderr.strip().endswith("missing.mp4: file not found")

@@ -1,7 +1,8 @@
 """``avsync align VIDEO MUSIC``: sync a video to a music track by the lips; report, plot, MP4.
 
-Everything cheap is checked before the heavy work (input headers, output paths, the output
-folder, the checkpoint), so a user mistake ends at once with one line and exit status 2.
+Everything cheap is checked before the heavy work and before torch is even imported (input
+headers, output paths, the output folder), so a user mistake ends at once with one line and exit
+status 2.
 Outputs are written to temporary files and renamed only on success; inputs are never touched.
 """
 
@@ -14,20 +15,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avsync.errors import AvsyncError
 from avsync.io.media import keep_existing, remove_stale_temporaries
-from avsync.models.checkpoints import load_model
-from avsync.pipeline.plots import plot_alignment
-from avsync.pipeline.report import summarise
-from avsync.pipeline.retime import SPANS, write_offset, write_retimed
-from avsync.pipeline.sync import (
-    SyncAnalysis,
-    analyse,
-    build_report,
-    check_inputs,
-    default_plot_title,
-)
+from avsync.pipeline.checks import SPANS, check_inputs
+
+if TYPE_CHECKING:
+    from avsync.pipeline.sync import SyncAnalysis
 
 MODES = ("warp", "offset")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
@@ -168,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
     inputs = check_inputs(args.video, args.music, args.vocal)
     sources = [path for path in (args.video, args.music, args.vocal) if path is not None]
     check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, sources, args.force)
+    # torch, the model and the features load only now, after every cheap check has passed
+    from avsync.models.checkpoints import load_model
+    from avsync.pipeline.sync import analyse
+
     model = load_model(args.checkpoint, args.device)
     analysis = analyse(inputs, model, cache_dir=args.cache, progress=not args.quiet)
     with contextlib.nullcontext() if args.force else keep_existing():
@@ -176,6 +175,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_outputs(args: argparse.Namespace, analysis: SyncAnalysis, started: float) -> int:
     """Write the synced video, plot and report of an analysis and print the summary."""
+    from avsync.pipeline.plots import plot_alignment
+    from avsync.pipeline.report import summarise
+    from avsync.pipeline.retime import write_offset, write_retimed
+    from avsync.pipeline.sync import build_report, default_plot_title
+
     output_warnings: list[str] = []
     if args.output is not None:
         if args.mode == "offset":

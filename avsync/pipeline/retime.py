@@ -43,8 +43,8 @@ from avsync.align.timemap import TimeMap, constant_time_map
 from avsync.errors import AvsyncError, MediaError
 from avsync.io import media
 from avsync.io.media import FrameT
+from avsync.pipeline.checks import SPANS
 
-SPANS = ("music", "video")
 TIME_EPSILON_S = 1e-6
 # Fallback audio rate when the reference's header does not declare one.
 DEFAULT_AUDIO_RATE = 48000

@@ -1,7 +1,8 @@
 """The `avsync align` pipeline: check the inputs once, features, analysis, report.
 
-1. `check_inputs` reads every input's header once (`SyncInputs`): a missing or unreadable file,
-   a video without pictures or a reference without sound ends here, before any heavy work;
+1. `avsync.pipeline.checks.check_inputs` reads every input's header once (`SyncInputs`): a
+   missing or unreadable file, a video without pictures or a reference without sound ends there,
+   before any heavy work (or import);
 2. `analyse` loads the reference's log-mel and the video's mouth crops and landmarks
    (`avsync.features`, through the feature cache when one is given; a silent reference or a
    video without any face is a user error) and aligns them (`avsync.align.analysis.sync_features`:
@@ -31,12 +32,10 @@ from avsync.features.extract import (
     extract_audio,
     extract_visual,
 )
-from avsync.io import media
 from avsync.models.checkpoints import LoadedModel
+from avsync.pipeline.checks import MIN_VIDEO_S, SyncInputs
 from avsync.pipeline.report import SyncReport, confidence_level
 
-MIN_VIDEO_S = 1.0
-"""Shortest video (and reference) that can be aligned."""
 SILENCE_POWER = 1e-3
 """Summed mel power of the loudest reference frame below which the reference is silent (a
 full-scale sine gives about 1e4, so this is about -70 dB)."""
@@ -44,29 +43,6 @@ LOW_FACE_SHARE = 0.2
 """Warn when more than this share of the video has no usable face."""
 VOCAL_LENGTH_TOLERANCE_S = 1.0
 """A vocal stem whose length differs from the music's by more than this gets a warning."""
-
-
-@dataclass(frozen=True)
-class SyncInputs:
-    """The checked inputs of one alignment, each probed once.
-
-    Attributes:
-        video, video_info: the video and its header.
-        music, music_info: the reference track (the output's audio) and its header.
-        vocal, vocal_info: the isolated vocal the alignment follows instead of the music, or None.
-    """
-
-    video: Path
-    video_info: media.MediaInfo
-    music: Path
-    music_info: media.MediaInfo
-    vocal: Path | None = None
-    vocal_info: media.MediaInfo | None = None
-
-    @property
-    def reference(self) -> Path:
-        """What the lips are aligned to: the vocal when given, else the music."""
-        return self.vocal or self.music
 
 
 @dataclass
@@ -88,51 +64,6 @@ class SyncAnalysis:
     def n_ref(self) -> int:
         """Reference frames at the model's rate."""
         return self.audio.log_mel.shape[1] // MELS_PER_FRAME
-
-
-def check_inputs(video: str | os.PathLike[str], music: str | os.PathLike[str],
-                 vocal: str | os.PathLike[str] | None = None) -> SyncInputs:
-    """Cheap checks of the inputs from their headers (each file is probed once).
-
-    Args:
-        video: the video file.
-        music: the music (or any file with an audio stream).
-        vocal: the music's isolated vocal, or None.
-
-    Returns:
-        The `SyncInputs`.
-
-    Raises:
-        MediaError: a missing or unreadable file, no video stream in the video, no audio stream
-            in a reference, or a file shorter than `MIN_VIDEO_S`.
-    """
-    video_info = media.probe(video)
-    if not video_info.has_video:
-        raise MediaError("has no video stream", video)
-    if video_info.duration < MIN_VIDEO_S:
-        raise MediaError(f"is too short to align ({video_info.duration:.2f} s; at least {MIN_VIDEO_S:g} s needed)", video)
-    return SyncInputs(Path(video), video_info, Path(music), check_reference(music),
-                      None if vocal is None else Path(vocal), None if vocal is None else check_reference(vocal))  # fmt: skip
-
-
-def check_reference(reference: str | os.PathLike[str]) -> media.MediaInfo:
-    """Cheap checks of a reference (the music, or its vocal) from its header.
-
-    Args:
-        reference: any file with an audio stream.
-
-    Returns:
-        Its `MediaInfo`.
-
-    Raises:
-        MediaError: a missing or unreadable file, no audio stream, or shorter than `MIN_VIDEO_S`.
-    """
-    reference_info = media.probe(reference)
-    if not reference_info.has_audio:
-        raise MediaError("has no audio stream (the reference must carry the music)", reference)
-    if reference_info.duration < MIN_VIDEO_S:
-        raise MediaError(f"is too short to align against ({reference_info.duration:.2f} s)", reference)
-    return reference_info
 
 
 def check_not_silent(log_mel: np.ndarray, path: str | os.PathLike[str]) -> None:
