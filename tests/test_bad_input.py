@@ -235,3 +235,13 @@ def test_what_is_really_wrong_is_said(tmp_path: Path) -> None:
     for path, message in expected.items():
         with pytest.raises(MediaError, match=message):
             media.probe(path)
+
+
+def test_a_wav_cut_off_at_half_its_bytes_is_reported_as_truncated(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.wav"
+    media.write_audio(whole, (0.3 * np.sin(np.arange(16000 * 4) / 10)).astype(np.float32), 16000)
+    half = tmp_path / "half.wav"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert media.probe(whole).duration == pytest.approx(4.0, abs=0.01)
+    with pytest.raises(MediaError, match=r"half.wav: is truncated \(its header declares 128,000 bytes of audio, the file holds 6[0-9],[0-9]{3}\)"):
+        media.probe(half)

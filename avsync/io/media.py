@@ -239,6 +239,8 @@ def probe(path: PathLike) -> MediaInfo:
         audio = container.streams.audio[0] if container.streams.audio else None
         if video is not None and audio is None and (container.format.name.endswith("_pipe") or container.format.name == "image2"):
             raise MediaError(f"is a still image ({video.codec_context.name}), not a video", path)
+        if container.format.name == "wav":
+            _check_wav_length(path)
         duration = container.duration / av.time_base if container.duration else None
         if not duration:
             stream_lengths = [_seconds(s.duration, s.time_base) for s in (video, audio) if s is not None]
@@ -280,6 +282,24 @@ def _demuxed_duration(container: av.container.InputContainer) -> float:
     except av.FFmpegError:
         pass
     return max(0.0, end - start) if end > -math.inf else 0.0
+
+
+def _check_wav_length(path: PathLike) -> None:
+    """Raise when a WAV file holds fewer bytes than its data chunk declares (cut off in a copy or a
+    download: FFmpeg then reads what is there and reports the shorter length as the duration)."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    position = 12
+    while position + 8 <= len(head):
+        chunk, size = head[position : position + 4], int.from_bytes(head[position + 4 : position + 8], "little")
+        if chunk == b"data":
+            available = os.path.getsize(path) - (position + 8)
+            if size not in (0, 0xFFFFFFFF) and available < size - 4096:  # 0 and 0xFFFFFFFF: streamed, size unknown
+                raise MediaError(f"is truncated (its header declares {size:,} bytes of audio, the file holds {max(available, 0):,})", path)
+            return
+        position += 8 + size + (size & 1)
 
 
 def _check_complete(path: PathLike, decoded_end: float, declared_end: float | None) -> None:
