@@ -24,6 +24,7 @@ from avsync.features.tracking import (
     FACE_TOO_SMALL,
     NO_FACE,
     UNSTABLE,
+    FaceTracker,
     TrackerConfig,
     box_from_landmarks,
     iou,
@@ -179,6 +180,15 @@ def test_several_faces_the_largest_is_chosen_and_kept_when_a_larger_one_appears(
     both = canvas[10:]  # both present from the start: the largest (right) face
     track = track_faces(both, make_backend("dlib"), TrackerConfig(detect_every=3))
     assert track.valid.all() and (mouth_centre(track.landmarks)[:, 0] > 300).all()
+    for face, side in (("left", -1), ("right", 1), ("0.1,0.5", -1), ("largest", 1)):  # the user's choice
+        tracker = FaceTracker(make_backend("dlib"), TrackerConfig(detect_every=3, face=face))
+        centres = np.array([mouth_centre(points[None])[0] for points, _ in map(tracker.update, both) if points is not None])
+        assert len(centres) == len(both) and (np.sign(centres[:, 0] - 260) == side).all(), face
+        assert tracker.faces_seen == 2 and (tracker.chosen_at[0] < 0.5) == (side < 0)
+    with pytest.raises(ValueError, match="face must be"):
+        TrackerConfig(face="middle")
+    with pytest.raises(ValueError, match="must lie in 0..1"):
+        TrackerConfig(face="2,0.5")
 
 
 def test_small_faces_are_marked_too_small() -> None:

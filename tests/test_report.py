@@ -100,3 +100,24 @@ def test_summary_lines() -> None:
 def test_summary_of_a_clean_analysis_has_no_extra_lines() -> None:
     report = make_report(frames_without_face=0, unreliable_spans=[], warnings=[], retimed_fraction=0.0)
     assert len(summarise(report).splitlines()) == 3
+
+
+def test_two_faces_are_named_in_a_warning_with_the_followed_one() -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from avsync.align.timemap import constant_time_map
+    from avsync.pipeline.sync import _warnings
+
+    sync = SimpleNamespace(confidence=5.0, weak=np.zeros(100, bool), scored=np.ones(100, bool),
+                           time_map=constant_time_map(0.0, 99 / 25, 25.0))
+    visual = SimpleNamespace(valid=np.ones(100, bool), fps=25.0, faces_seen=2, followed_at=(0.72, 0.4),
+                             params={"tracker": {"face": "right"}})
+    inputs = SimpleNamespace(vocal_info=None)
+    analysis = SimpleNamespace(sync=sync, visual=visual, n_frames=100, n_ref=100, inputs=inputs)
+    (warning,) = _warnings(analysis)
+    assert warning == ("2 faces in the picture: followed the right one (at 72% across, 40% down); "
+                       "choose another with --face left|right|largest|X,Y")
+    visual.faces_seen = 1
+    assert _warnings(analysis) == []

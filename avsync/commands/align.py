@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avsync.errors import AvsyncError
+from avsync.features.tracking import face_point
 from avsync.io.media import keep_existing, remove_stale_temporaries
 from avsync.pipeline.checks import SPANS, check_inputs
 
@@ -61,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", metavar="CKPT", type=Path,
                         help="model checkpoint: a .ckpt path, 'latest' (the newest under runs/) or 'shipped' "
                         "(default: the model shipped with avsync)")
+    parser.add_argument("--face", default="largest", metavar="WHICH",
+                        help="the face to follow when several are in the picture: largest (default), left, right, "
+                        "or X,Y (the face nearest that point, as fractions of the frame, e.g. 0.7,0.4)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--cache", metavar="DIR", type=Path, help="feature cache folder (reuse features between runs)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")
@@ -139,6 +143,10 @@ def check_outputs(outputs: dict[str, Path | None], inputs: list[Path], force: bo
 
 
 def _check_options(args: argparse.Namespace) -> None:
+    try:
+        face_point(args.face)
+    except ValueError as exc:
+        raise AvsyncError(f"--face: {exc}") from None
     if args.mode == "offset" and args.span is not None:
         raise AvsyncError("--span applies to --mode warp only (--mode offset copies the video, shifted, without re-timing)")
     if args.cache is not None and (args.cache.exists() and not args.cache.is_dir()):
@@ -164,11 +172,14 @@ def run(args: argparse.Namespace) -> int:
     sources = [path for path in (args.video, args.music, args.vocal) if path is not None]
     check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, sources, args.force)
     # torch, the model and the features load only now, after every cheap check has passed
+    from avsync.features.extract import VisualParams
+    from avsync.features.tracking import TrackerConfig
     from avsync.models.checkpoints import load_model
     from avsync.pipeline.sync import analyse
 
     model = load_model(args.checkpoint, args.device)
-    analysis = analyse(inputs, model, cache_dir=args.cache, progress=not args.quiet)
+    visual_params = VisualParams(tracker=TrackerConfig(face=args.face))
+    analysis = analyse(inputs, model, cache_dir=args.cache, visual_params=visual_params, progress=not args.quiet)
     with contextlib.nullcontext() if args.force else keep_existing():
         return _write_outputs(args, analysis, started)
 

@@ -23,7 +23,7 @@ from avsync.io import media
 from avsync.io.background import prefetch
 
 # Bump when extraction changes what it produces for the same parameters (invalidates the cache).
-VISUAL_VERSION = 1
+VISUAL_VERSION = 2
 AUDIO_VERSION = 1
 PREFETCH_FRAMES = 8
 
@@ -70,6 +70,9 @@ class VisualFeatures:
         landmarks: float32 ``[T, 68, 2]`` in source-pixel coordinates, NaN where invalid.
         fps: frame rate of the features (25.0).
         params: `VisualParams.params` of the extraction.
+        faces_seen: the most faces one full-frame search found (0: none).
+        followed_at: where the followed face was when the most faces were seen, as fractions of
+            the frame's width and height (None when no face was found).
     """
 
     mouth_crops: np.ndarray
@@ -78,6 +81,8 @@ class VisualFeatures:
     landmarks: np.ndarray
     fps: float
     params: dict
+    faces_seen: int = 1
+    followed_at: tuple[float, float] | None = None
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -90,6 +95,8 @@ class VisualFeatures:
             "invalid_reason": np.array(self.invalid_reason, dtype=np.str_),
             "landmarks": self.landmarks,
             "fps": np.float64(self.fps),
+            "faces_seen": np.int64(self.faces_seen),
+            "followed_at": np.array(self.followed_at if self.followed_at is not None else (np.nan, np.nan), np.float64),
         }
 
     @classmethod
@@ -102,6 +109,8 @@ class VisualFeatures:
             landmarks=arrays["landmarks"],
             fps=float(arrays["fps"]),
             params=params,
+            faces_seen=int(arrays["faces_seen"]),
+            followed_at=None if np.isnan(arrays["followed_at"]).any() else tuple(float(v) for v in arrays["followed_at"]),
         )
 
 
@@ -190,6 +199,8 @@ def extract_visual(video_path: str | Path, params: VisualParams = VisualParams()
         landmarks=np.stack(landmarks).astype(np.float32),
         fps=float(params.fps),
         params=params.params(),
+        faces_seen=tracker.faces_seen,
+        followed_at=tracker.chosen_at,
     )
 
 

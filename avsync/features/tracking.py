@@ -14,7 +14,8 @@ frame's landmarks). The detector runs
 - at once when the landmarks look wrong (the box jumps, or the landmark spread collapses or
   explodes); if they still look wrong after re-detection the frame is invalid.
 
-Choice of the singer among several faces: the current track is kept as long as it is confirmed
+Choice of the singer among several faces (`TrackerConfig.face`: the largest by default, or the
+leftmost, the rightmost, or the one nearest a point): the current track is kept as long as it is confirmed
 (the most persistent face); a new track starts on the face overlapping the last singer box, else
 on the largest face. Frames without a usable face get landmarks None and a reason:
 ``"no face detected"``, ``"face too small"`` or ``"landmarks unstable"``.
@@ -59,6 +60,9 @@ class TrackerConfig:
             before the landmarks count as unstable.
         min_iou: overlap (intersection over union) for a detection to be the tracked face.
         max_unconfirmed: frames after the last confirming detection before a track is dropped.
+        face: which face to follow when several are in the picture: ``largest``, ``left``,
+            ``right``, or ``X,Y`` (the face nearest that point, as fractions of the frame's width
+            and height, e.g. ``0.7,0.4``).
     """
 
     detect_every: int = 5
@@ -67,6 +71,50 @@ class TrackerConfig:
     max_jump: float = 0.3
     min_iou: float = 0.3
     max_unconfirmed: int = 10
+    face: str = "largest"
+
+    def __post_init__(self) -> None:
+        face_point(self.face)  # raises ValueError on a bad choice
+
+
+FACE_CHOICES = ("largest", "left", "right")
+
+
+def face_point(face: str) -> tuple[float, float] | None:
+    """The point an ``X,Y`` face choice names (fractions of the frame), None for a named choice.
+
+    Raises:
+        ValueError: neither one of `FACE_CHOICES` nor two numbers in 0..1.
+    """
+    if face in FACE_CHOICES:
+        return None
+    try:
+        x, y = (float(part) for part in face.split(","))
+    except ValueError:
+        raise ValueError(f"face must be {', '.join(FACE_CHOICES)} or X,Y (fractions of the frame), got {face!r}") from None
+    if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+        raise ValueError(f"face X,Y must lie in 0..1 (fractions of the frame), got {face!r}")
+    return x, y
+
+
+def choose_face(boxes: np.ndarray, face: str, frame_size: tuple[int, int]) -> int:
+    """Index of the face to follow among detected boxes ``[K, 4]`` (x0, y0, x1, y1).
+
+    Args:
+        boxes: the detections.
+        face: the choice (see `TrackerConfig.face`).
+        frame_size: ``(width, height)`` of the frame.
+    """
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    if face == "left":
+        return int(np.argmin(centres[:, 0]))
+    if face == "right":
+        return int(np.argmax(centres[:, 0]))
+    point = face_point(face)
+    if point is None:
+        return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+    target = np.array(point) * np.array(frame_size, dtype=np.float64)
+    return int(np.argmin(np.linalg.norm(centres - target, axis=1)))
 
 
 @dataclass
@@ -146,6 +194,8 @@ class FaceTracker:
         self._last_check = 0
         self._confirmed = 0
         self._unconfirmed = False
+        self.faces_seen = 0  # most faces one full-frame search found
+        self.chosen_at: tuple[float, float] | None = None  # where the followed face was, as fractions of the frame
 
     def update(self, frame: np.ndarray) -> tuple[np.ndarray | None, str]:
         """Landmarks of the singer in the next frame of the video.
@@ -205,17 +255,23 @@ class FaceTracker:
     def _acquire(self, frame: np.ndarray) -> bool:
         """Search the whole frame; start tracking the singer (or the largest face). True if found."""
         width = frame.shape[1]
-        for detect_width in (self.config.detect_width, 2 * self.config.detect_width):
-            boxes = self._detect(frame, detect_width / width)
-            if len(boxes):
-                break
-        else:
+        boxes = self._detect(frame, self.config.detect_width / width)
+        # Small faces need the finer search too (the singer may be the small one, and every face in
+        # the picture is counted); a search runs only when the track starts or was lost.
+        finer = self._detect(frame, 2 * self.config.detect_width / width)
+        new = [box for box in finer if not len(boxes) or iou(box, boxes).max() < self.config.min_iou]
+        boxes = np.concatenate([boxes.reshape(-1, 4), np.array(new).reshape(-1, 4)]) if new else boxes
+        if not len(boxes):
             return False
         overlaps = iou(self._singer, boxes) if self._singer is not None else np.zeros(len(boxes))
         if overlaps.max() >= self.config.min_iou:
             choice = int(overlaps.argmax())
         else:
-            choice = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+            choice = choose_face(boxes, self.config.face, (frame.shape[1], frame.shape[0]))
+        if len(boxes) > self.faces_seen:
+            self.faces_seen = len(boxes)
+            centre = (boxes[choice, :2] + boxes[choice, 2:]) / 2
+            self.chosen_at = (float(centre[0] / frame.shape[1]), float(centre[1] / frame.shape[0]))
         self._box = boxes[choice]
         self._confirmed = self._last_check = self._index
         return True

@@ -82,7 +82,8 @@ def check_not_silent(log_mel: np.ndarray, path: str | os.PathLike[str]) -> None:
 
 
 def load_features(
-    video: str | os.PathLike[str], reference: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None
+    video: str | os.PathLike[str], reference: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
+    visual_params: VisualParams = VisualParams(),
 ) -> tuple[VisualFeatures, AudioFeatures]:
     """The reference's log-mel (checked for silence first, it is cheap) and the video's mouth crops.
 
@@ -90,6 +91,7 @@ def load_features(
         video: the video.
         reference: the music.
         cache_dir: feature cache folder, or None to compute without caching.
+        visual_params: extraction parameters (which face to follow among several, ...).
 
     Raises:
         MediaError: unreadable media, a silent reference, or a video without any face.
@@ -102,7 +104,7 @@ def load_features(
         cache = FeatureCache(cache_dir)
         audio = cache.audio(reference, MelConfig())
     check_not_silent(audio.log_mel, reference)
-    visual = extract_visual(video, VisualParams()) if cache_dir is None else cache.visual(video, VisualParams())
+    visual = extract_visual(video, visual_params) if cache_dir is None else cache.visual(video, visual_params)
     if len(visual) < MIN_VIDEO_S * visual.fps:
         raise MediaError(f"is too short to align ({len(visual)} frames at {visual.fps:g} fps)", video)
     if not visual.valid.any():
@@ -116,6 +118,7 @@ def analyse(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     dtw_config: DTWConfig | None = None,
+    visual_params: VisualParams = VisualParams(),
     progress: bool = True,
 ) -> SyncAnalysis:
     """Align a video to its reference: features, then `avsync.align.analysis.sync_features`.
@@ -124,6 +127,7 @@ def analyse(
         inputs: from `check_inputs`.
         model: the network (`avsync.models.checkpoints.load_model`).
         cache_dir: feature cache folder, or None.
+        visual_params: extraction parameters (`VisualParams`; e.g. which face to follow).
         dtw_config: DTW constraints (see `avsync.align.analysis.align_cost`).
         progress: show progress bars.
 
@@ -131,7 +135,7 @@ def analyse(
         MediaError: unreadable or unusable inputs (see `load_features`).
         AvsyncError: a pair model asked to score too many pairs.
     """
-    visual, audio = load_features(inputs.video, inputs.reference, cache_dir)
+    visual, audio = load_features(inputs.video, inputs.reference, cache_dir, visual_params)
     sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, landmarks=visual.landmarks,
                          fps=visual.fps, dtw_config=dtw_config, progress=progress)  # fmt: skip
     return SyncAnalysis(inputs, sync, visual, audio, model.describe())
@@ -184,6 +188,11 @@ def _warnings(analysis: SyncAnalysis) -> list[str]:
     if level != "reliable":
         advice = "; --mode offset applies only the constant offset" if level == "unreliable" else ""
         warnings.append(f"confidence is {level} ({sync.confidence:.2f}): check the result by eye{advice}")
+    if analysis.visual.faces_seen > 1 and analysis.visual.followed_at is not None:
+        x, y = analysis.visual.followed_at
+        rule = analysis.visual.params.get("tracker", {}).get("face", "largest")
+        warnings.append(f"{analysis.visual.faces_seen} faces in the picture: followed the {rule} one "
+                        f"(at {100 * x:.0f}% across, {100 * y:.0f}% down); choose another with --face left|right|largest|X,Y")  # fmt: skip
     no_face = 1.0 - float(valid.mean())
     if no_face > LOW_FACE_SHARE:
         warnings.append(f"{100 * no_face:.0f}% of the video shows no usable face; those stretches follow their neighbours")
