@@ -238,3 +238,20 @@ def test_the_time_map_leaves_the_constant_offset_only_for_a_clear_gain() -> None
     warped = align_cost(strong, everything, voiced)
     assert warp_gain(warped.cost, warped.alignment, warped.offset_frames, everything) >= MIN_WARP_GAIN
     assert np.mean(np.abs(warped.time_map.ref_frames(N_ROWS) - drift) <= 1) > 0.9
+
+
+def test_music_shorter_than_the_video_is_aligned_inside_it() -> None:
+    """300 video frames, 200 music frames heard from video frame 60 on: offset +60, the map
+    continues past the music's ends instead of inventing a cut."""
+    from avsync.align.analysis import align_cost
+
+    n, m, late = 300, 200, 60
+    rng = np.random.default_rng(4)
+    cost = rng.normal(0.0, 1.0, (n, m))
+    rows = np.arange(late, late + m)
+    cost[rows, rows - late] -= 3.0
+    sync = align_cost(cost, np.ones(n, bool), np.ones(m, bool))
+    assert sync.offset_frames == late
+    frames = sync.time_map.ref_frames(n)
+    assert np.abs(frames[late : late + m] - np.arange(m)).max() <= 1
+    assert frames[0] == pytest.approx(-late, abs=1) and frames[-1] == pytest.approx(n - 1 - late, abs=1)

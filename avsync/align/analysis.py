@@ -91,7 +91,9 @@ def align_cost(
     """Robust alignment of a normalised cost matrix to the time map, offset and confidence.
 
     The time map follows the path only where the path beats the constant offset clearly
-    (`avsync.align.robust.MIN_WARP_GAIN`); otherwise it is the constant offset.
+    (`avsync.align.robust.MIN_WARP_GAIN`); otherwise it is the constant offset. When the video is
+    too long to fit on the reference even at the slowest tempo the DTW allows, the reference is
+    aligned inside the video instead (`_align_music_inside_video`).
 
     Args:
         raw_cost: float [N, M] normalised cost (low = match), 0 on uninformative rows and columns.
@@ -105,6 +107,10 @@ def align_cost(
         dtw_config: DTW constraints (default `DTWConfig()`: subsequence, tempo 0.9-1.1, cuts and
             freezes allowed).
     """
+    config = dtw_config or DTWConfig()
+    if raw_cost.shape[0] * config.min_rate > raw_cost.shape[1] and config.band_radius is None:
+        # even at its slowest the video cannot fit on the reference: the music lies inside the video
+        return _align_music_inside_video(raw_cost, scored, offset_frames, fps, dtw_config)
     cost, alignment, weak = robust_alignment(raw_cost, scored, dtw_config)
     if landmarks is not None:
         talking = silent_talk_rows(lip_activity(landmarks), ref_voiced[alignment.ref_index], scored) & ~weak
@@ -122,6 +128,40 @@ def align_cost(
     return FeatureSync(
         cost=cost, alignment=alignment, time_map=time_map, estimate=estimate,
         offset_frames=offset_frames, confidence=offset_confidence(estimate, offset_frames), scored=scored, weak=weak,
+    )  # fmt: skip
+
+
+def _align_music_inside_video(raw_cost: np.ndarray, scored: np.ndarray, offset_frames: float | None, fps: float,
+                              dtw_config: DTWConfig | None) -> FeatureSync:
+    """Align a reference shorter than the video: each reference frame to a video frame.
+
+    A video longer than its music cannot put every frame on the music without inventing cuts, so
+    the roles swap: the DTW runs over the transposed cost (subsequence along the video), and the
+    time map continues at the same speed beyond the music's ends (reference times below 0 or past
+    its end: video that has no music). The bridging heuristics of `robust_alignment` look at video
+    rows and are not applied here.
+    """
+    n, m = raw_cost.shape
+    cost = np.array(raw_cost, dtype=np.float64, copy=True)
+    inside = align_video(np.ascontiguousarray(cost.T), dtw_config)  # rows: reference frames
+    swapped = path_to_time_map(inside, fps).knots[:, ::-1]  # (t_ref, t_video)
+    first, last = swapped[0], swapped[-1]
+    end = (n - 1) / fps
+    knots = [np.array([first[0] - first[1], 0.0])] if first[1] > 0 else []
+    knots += list(swapped)
+    if last[1] < end:
+        knots.append(np.array([last[0] + end - last[1], end]))
+    time_map = TimeMap(knots=np.array(knots), fps=fps)
+    ref_index = np.round(time_map.ref_time(np.arange(n) / fps) * fps).astype(np.int64)
+    alignment = Alignment(np.clip(ref_index, 0, m - 1), np.zeros(n, np.int8), float(inside.total_cost))
+    if offset_frames is None:
+        covered = (ref_index >= 0) & (ref_index < m) & scored
+        offsets = np.arange(n) - ref_index
+        offset_frames = float(np.median(offsets[covered] if covered.any() else offsets))
+    estimate = estimate_offset(cost, fps)
+    return FeatureSync(
+        cost=cost, alignment=alignment, time_map=time_map, estimate=estimate, offset_frames=offset_frames,
+        confidence=offset_confidence(estimate, offset_frames), scored=scored, weak=np.zeros(n, bool),
     )  # fmt: skip
 
 

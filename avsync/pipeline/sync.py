@@ -203,6 +203,10 @@ def _warnings(analysis: SyncAnalysis) -> list[str]:
                         f"({n_ref / fps:.2f} s, {n_ref} frames)")  # fmt: skip
     knots = sync.time_map.knots
     start, end = float(knots[0, 0]), float(knots[-1, 0]) + 1.0 / fps
+    if start < -1.0 / fps or end > n_ref / fps + 1.0 / fps:
+        covered = sync.time_map.video_time(np.array([0.0, n_ref / fps]))
+        warnings.append(f"the music covers only video {max(0.0, covered[0]):.1f}-{min(n_frames / fps, covered[1]):.1f} s of "
+                        f"{n_frames / fps:.1f} s; the rest of the video has no music")  # fmt: skip
     if start > 1.0 or end < n_ref / fps - 1.0:
         warnings.append(f"the video covers music {max(0.0, start):.1f}-{end:.1f} s of {n_ref / fps:.1f} s; "
                         "the first/last frame is held outside it")  # fmt: skip
