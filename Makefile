@@ -53,7 +53,7 @@ eval: $(STAMP) $(DEFAULT_DATA) ## DTW alignment cost and frame error of CKPT (de
 	$(VENV)/bin/avsync eval --checkpoint $(or $(CKPT),$(if $(wildcard runs/*/*/checkpoints/*.ckpt),latest,shipped)) \
 	    --data $(DATA) --cache $(CACHE)
 
-eval-real: $(STAMP) ## the real-face benchmark: warped real clips (REAL's test split, needs ../shared/data) aligned by CKPT, baseline, perfect offset
+eval-real: $(STAMP) ## warped real clips of REAL's test split (../shared/data) aligned by CKPT, baseline, perfect offset (unseen-speaker figures: eval-folds)
 	$(VENV)/bin/avsync eval --protocol real --data $(REAL) --cache $(CACHE) --constant --out results/eval_real.json \
 	    --checkpoint $(or $(CKPT),shipped)
 
