@@ -117,6 +117,18 @@ class LitAVSync(pl.LightningModule):
                               "set data.video_input: mouth")  # fmt: skip
         return batch["mouth"]
 
+    def _shift_logits(self, batch: dict[str, Tensor]) -> Tensor:
+        """Logits of each mouth window against its audio at every shift: ``[B, 2 * max_offset + 1]``."""
+        return self.model.score_candidates(self._video(batch), candidate_windows(batch["mel_context"], self.hparams.max_offset))
+
+    def _offset_loss(self, shift_logits: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-entropy of logits over the shifts ``[R, 2 * max_offset + 1]`` (the truth, shift 0,
+        at index ``max_offset``), and 1.0 where the best shift is within `offset_tolerance` of it."""
+        max_offset = self.hparams.max_offset
+        target = torch.full((len(shift_logits),), max_offset, device=shift_logits.device)
+        right = ((shift_logits.detach().argmax(dim=1) - max_offset).abs() <= self.hparams.offset_tolerance).float()
+        return F.cross_entropy(shift_logits, target), right
+
     def _segment_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Cross-entropy over all offsets of every scorable frame of lip segments, and which were right."""
         if "offset_mask" not in batch:
@@ -126,22 +138,12 @@ class LitAVSync(pl.LightningModule):
         logits = self.model.offset_logits(batch["lips"], batch["audio_frames"], max_offset)
         mask = batch["offset_mask"]
         rows = mask[..., max_offset]
-        logits = logits.masked_fill(~mask, -1e4)[rows]
-        target = torch.full((len(logits),), max_offset, device=logits.device)
-        right = ((logits.detach().argmax(dim=1) - max_offset).abs() <= self.hparams.offset_tolerance).float()
-        return F.cross_entropy(logits, target), right
+        return self._offset_loss(logits.masked_fill(~mask, -1e4)[rows])
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        if is_sequence_model(self.model):
-            loss, right = self._segment_loss(batch)
+        if is_sequence_model(self.model) or self.hparams.loss == "offsets":
+            loss, right = self._segment_loss(batch) if is_sequence_model(self.model) else self._offset_loss(self._shift_logits(batch))
             self.train_acc(right, torch.ones_like(right))
-        elif self.hparams.loss == "offsets":
-            max_offset = self.hparams.max_offset
-            shift_logits = self.model.score_candidates(self._video(batch), candidate_windows(batch["mel_context"], max_offset))
-            target = torch.full((len(shift_logits),), max_offset, device=shift_logits.device)
-            loss = F.cross_entropy(shift_logits, target)
-            self.train_acc(((shift_logits.detach().argmax(dim=1) - max_offset).abs() <= self.hparams.offset_tolerance).float(),
-                           torch.ones_like(target))  # fmt: skip
         else:
             logits = self(self._video(batch), batch["log_mel"])
             loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
@@ -165,10 +167,8 @@ class LitAVSync(pl.LightningModule):
         metrics["acc"].update(logits, labels.long())
         metrics["auc"].update(logits, labels.long())
 
-        max_offset = self.hparams.max_offset
-        shift_logits = self.model.score_candidates(self._video(batch), candidate_windows(batch["mel_context"], max_offset))
-        best_shift = shift_logits.argmax(dim=1) - max_offset
-        metrics["offset_acc"].update((best_shift.abs() <= self.hparams.offset_tolerance).float())
+        shift_logits = self._shift_logits(batch)
+        metrics["offset_acc"].update(self._offset_loss(shift_logits)[1])
         self.shift_logit_sum += shift_logits.sum(dim=0)
         self.shift_count += shift_logits.shape[0]
 
