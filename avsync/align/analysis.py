@@ -155,9 +155,7 @@ def _align_music_inside_video(raw_cost: np.ndarray, scored: np.ndarray, offset_f
     ref_index = np.round(time_map.ref_time(np.arange(n) / fps) * fps).astype(np.int64)
     alignment = Alignment(np.clip(ref_index, 0, m - 1), np.zeros(n, np.int8), float(inside.total_cost))
     if offset_frames is None:
-        covered = (ref_index >= 0) & (ref_index < m) & scored
-        offsets = np.arange(n) - ref_index
-        offset_frames = float(np.median(offsets[covered] if covered.any() else offsets))
+        offset_frames = path_offset_frames(alignment, (ref_index >= 0) & (ref_index < m) & scored)
     estimate = estimate_offset(cost, fps)
     return FeatureSync(
         cost=cost, alignment=alignment, time_map=time_map, estimate=estimate, offset_frames=offset_frames,
