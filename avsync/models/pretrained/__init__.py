@@ -69,7 +69,7 @@ def strip_checkpoint(source: str | Path, target: str | Path) -> Path:
     source, target = Path(source), Path(target)
     if target.resolve() == source.resolve():
         raise AvsyncError("refusing to overwrite the input checkpoint", target)
-    checkpoint = torch.load(source, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(source, map_location="cpu", weights_only=True)  # tensors and plain containers only
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise AvsyncError("not a Lightning checkpoint with state_dict and hyper_parameters", source)
     with atomic_path(target) as temporary:
