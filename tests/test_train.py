@@ -74,6 +74,7 @@ def fit_args(experiment: str, data: Path, cache: Path, save_dir: Path, *extra: s
         f"--data.data={data}",
         f"--data.cache={cache}",
         f"--trainer.logger.init_args.save_dir={save_dir}",
+        f"--trainer.default_root_dir={save_dir}",  # fast_dev_run turns the logger off: checkpoints fall back here, not the cwd
         "--data.batch_size=8",
         "--data.val_pairs=8",
         "--data.samples_per_epoch=16",
