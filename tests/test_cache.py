@@ -20,7 +20,6 @@ from avsync.features.cache import (
     file_hash,
     load_clip,
     params_hash,
-    parse_shard,
     prepare_manifest,
     select_shard,
 )
@@ -28,6 +27,7 @@ from avsync.features.extract import AudioFeatures, VisualParams, audio_params
 from avsync.features.manifest import ClipRecord
 from avsync.features.tracking import NO_FACE
 from avsync.io.media import write_audio
+from avsync.shards import parse_shard
 from benchmarks.bench_prepare import write_face_video
 
 

@@ -92,8 +92,8 @@ def test_portrait_and_odd_sized_videos_are_written_upright_and_even(music: Path,
 
 def test_constant_offset_late_video_is_advanced_and_the_last_frame_held(clip: Path, music: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
-    written = write_retimed(clip, music, out, constant_time_map(0.4, 4.0), progress=False)
-    assert written == 150
+    start, written = write_retimed(clip, music, out, constant_time_map(0.4, 4.0), progress=False)
+    assert (start, written) == (0.0, 150)
     info = media.probe(out)
     assert (info.width, info.height, info.fps) == (64, 48, 25.0)
     assert info.duration == pytest.approx(MUSIC_SECONDS, abs=0.05)
@@ -124,8 +124,8 @@ def test_freeze_in_the_video_is_skipped(clip: Path, music: Path, tmp_path: Path)
 def test_span_video_cuts_the_music_to_the_covered_part(clip: Path, music: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     # The video is 0.6 s early: it covers music 0.6 .. 4.6 s, which is all that is written.
-    written = write_retimed(clip, music, out, constant_time_map(-0.6, 3.96), span="video", progress=False)
-    assert written == 100
+    start, written = write_retimed(clip, music, out, constant_time_map(-0.6, 3.96), span="video", progress=False)
+    assert start == pytest.approx(0.6) and written == 100
     assert indices(out) == list(range(100))
     assert media.probe(out).duration == pytest.approx(4.0, abs=0.05)
     assert click_time(out) == pytest.approx(CLICK_S - 0.6, abs=0.002)

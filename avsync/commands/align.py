@@ -186,25 +186,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_outputs(args: argparse.Namespace, analysis: SyncAnalysis, started: float) -> int:
     """Write the synced video, plot and report of an analysis and print the summary."""
-    from avsync.pipeline.plots import plot_alignment
+    from avsync.pipeline.outputs import write_outputs
     from avsync.pipeline.report import summarise
-    from avsync.pipeline.retime import write_offset, write_retimed
-    from avsync.pipeline.sync import build_report, default_plot_title
 
-    output_warnings: list[str] = []
-    if args.output is not None:
-        if args.mode == "offset":
-            offset_s = analysis.sync.offset_frames / analysis.visual.fps
-            output_warnings = write_offset(args.video, args.music, args.output, offset_s, progress=not args.quiet)
-        else:
-            write_retimed(args.video, args.music, args.output, analysis.sync.time_map, span=args.span, progress=not args.quiet)
-    report = build_report(analysis, output=args.output, mode=args.mode if args.output is not None else None,
-                          output_warnings=output_warnings, runtime_s=time.perf_counter() - started)  # fmt: skip
-    if args.plot is not None:
-        sync = analysis.sync
-        plot_alignment(sync.cost, sync.alignment.path, None, args.plot, title=default_plot_title(report), fps=sync.time_map.fps)
-    if args.report is not None:
-        report.write(args.report)
+    report = write_outputs(analysis, output=args.output, report_path=args.report, plot_path=args.plot, mode=args.mode,
+                           span=args.span, started=started, progress=not args.quiet)  # fmt: skip
     print(summarise(report))
     for option, path in (("report", args.report), ("plot", args.plot)):
         if path is not None:

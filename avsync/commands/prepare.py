@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 from avsync.errors import AvsyncError
-from avsync.features.cache import FeatureCache, parse_shard, prepare_manifest
+from avsync.features.cache import FeatureCache, prepare_manifest
 from avsync.features.extract import VisualParams
 from avsync.features.landmarks import BACKENDS, FAN_DETECTORS
 from avsync.features.manifest import read_manifest
+from avsync.shards import parse_shard
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -49,6 +49,7 @@ from avsync.features.extract import (
 from avsync.features.landmarks import check_fan_weights
 from avsync.features.manifest import ClipRecord
 from avsync.io.media import atomic_path
+from avsync.shards import in_shard
 
 CACHE_FORMAT = 1
 HASH_CHUNK = 1 << 20
@@ -298,28 +299,12 @@ class PrepareReport:
         )
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parse ``"I/N"`` (0 <= I < N): this machine prepares shard I of N.
-
-    Raises:
-        AvsyncError: malformed or out of range.
-    """
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError as exc:
-        raise AvsyncError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from exc
-    if count < 1 or not 0 <= index < count:
-        raise AvsyncError(f"--shard I/N needs 0 <= I < N, got {text!r}")
-    return index, count
-
-
 def select_shard(records: list[ClipRecord], shard: tuple[int, int]) -> list[ClipRecord]:
     """The records of shard ``(index, count)``: those whose id hashes to `index` modulo `count`.
 
     Hashing ids (not positions) keeps every clip in the same shard when the manifest grows.
     """
-    index, count = shard
-    return [record for record in records if int(_digest(record.id.encode(), size=8), 16) % count == index]
+    return [record for record in records if in_shard(record.id, shard)]
 
 
 def prepare_clip(record: ClipRecord, cache: FeatureCache, params: VisualParams, mel_cfg: MelConfig) -> ClipOutcome:

@@ -26,6 +26,9 @@ Fields (all times in seconds; other fields may be added, these never change mean
 * ``warnings``: sentences for the user.
 * ``model``: the checkpoint used and its network.
 * ``runtime_s``: wall time of the whole command.
+* ``output``, ``mode``: the synced video written (``-o``) and how (``warp`` or ``offset``), else null.
+* ``output_start_s``, ``output_duration_s``: for a warped output, the music time of its first
+  frame (0 unless ``--span video``) and its length; else null.
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ class SyncReport:
     output: str | None = None
     mode: str | None = None
     vocal: str | None = None
+    output_start_s: float | None = None
+    output_duration_s: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict with the fields in schema order."""

@@ -137,7 +137,7 @@ def write_retimed(
     crf: int = 20,
     preset: str = "veryfast",
     progress: bool = True,
-) -> int:
+) -> tuple[float, int]:
     """Re-time a video by a time map and write it with the reference audio (H.264 + AAC); atomic.
 
     Args:
@@ -151,7 +151,8 @@ def write_retimed(
         progress: show a tqdm bar.
 
     Returns:
-        The number of frames written.
+        The music time of the output's first frame (seconds; 0 unless ``span="video"``) and the
+        number of frames written.
 
     Raises:
         MediaError: unreadable inputs.
@@ -169,7 +170,7 @@ def write_retimed(
     frames = pick_frames(media.iter_video_frames(video), wanted)
     bar = tqdm(frames, total=len(times), desc="write video", unit="frame", disable=not progress, leave=False)
     media.write_video(out_path, bar, fps=fps, times=times - times[0], audio=clip, sample_rate=rate, crf=crf, preset=preset)
-    return len(times)
+    return float(times[0]), len(times)
 
 
 def write_offset(

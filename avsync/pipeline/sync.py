@@ -81,35 +81,49 @@ def check_not_silent(log_mel: np.ndarray, path: str | os.PathLike[str]) -> None:
         raise MediaError("is silent (its audio has no sound to align to)", path)
 
 
-def load_features(
-    video: str | os.PathLike[str], reference: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
-    visual_params: VisualParams = VisualParams(),
-) -> tuple[VisualFeatures, AudioFeatures]:
-    """The reference's log-mel (checked for silence first, it is cheap) and the video's mouth crops.
+def load_reference(reference: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None) -> AudioFeatures:
+    """The reference's log-mel, checked for silence (several shots against one song load it once).
 
     Args:
-        video: the video.
-        reference: the music.
+        reference: the music (or its vocal).
         cache_dir: feature cache folder, or None to compute without caching.
-        visual_params: extraction parameters (which face to follow among several, ...).
 
     Raises:
-        MediaError: unreadable media, a silent reference, or a video without any face.
+        MediaError: unreadable or silent reference.
     """
     if cache_dir is None:
         audio = extract_audio(reference, MelConfig())
     else:
         from avsync.features.cache import FeatureCache
 
-        cache = FeatureCache(cache_dir)
-        audio = cache.audio(reference, MelConfig())
+        audio = FeatureCache(cache_dir).audio(reference, MelConfig())
     check_not_silent(audio.log_mel, reference)
-    visual = extract_visual(video, visual_params) if cache_dir is None else cache.visual(video, visual_params)
+    return audio
+
+
+def load_shot(video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
+              visual_params: VisualParams = VisualParams()) -> VisualFeatures:
+    """The video's mouth crops and landmarks, checked for length and for a face.
+
+    Args:
+        video: the video.
+        cache_dir: feature cache folder, or None to compute without caching.
+        visual_params: extraction parameters (which face to follow among several, ...).
+
+    Raises:
+        MediaError: unreadable video, too short, or without any face.
+    """
+    if cache_dir is None:
+        visual = extract_visual(video, visual_params)
+    else:
+        from avsync.features.cache import FeatureCache
+
+        visual = FeatureCache(cache_dir).visual(video, visual_params)
     if len(visual) < MIN_VIDEO_S * visual.fps:
         raise MediaError(f"is too short to align ({len(visual)} frames at {visual.fps:g} fps)", video)
     if not visual.valid.any():
         raise MediaError("shows no face in any frame (nothing to read the lips from)", video)
-    return visual, audio
+    return visual
 
 
 def analyse(
@@ -119,6 +133,7 @@ def analyse(
     cache_dir: str | os.PathLike[str] | None = None,
     dtw_config: DTWConfig | None = None,
     visual_params: VisualParams = VisualParams(),
+    audio: AudioFeatures | None = None,
     progress: bool = True,
 ) -> SyncAnalysis:
     """Align a video to its reference: features, then `avsync.align.analysis.sync_features`.
@@ -129,20 +144,24 @@ def analyse(
         cache_dir: feature cache folder, or None.
         visual_params: extraction parameters (`VisualParams`; e.g. which face to follow).
         dtw_config: DTW constraints (see `avsync.align.analysis.align_cost`).
+        audio: the reference's features when already loaded (`load_reference`), else loaded here.
         progress: show progress bars.
 
     Raises:
-        MediaError: unreadable or unusable inputs (see `load_features`).
+        MediaError: unreadable or unusable inputs (see `load_reference`, `load_shot`).
         AvsyncError: a pair model asked to score too many pairs.
     """
-    visual, audio = load_features(inputs.video, inputs.reference, cache_dir, visual_params)
+    if audio is None:
+        audio = load_reference(inputs.reference, cache_dir)  # first: a silent reference is found cheaply
+    visual = load_shot(inputs.video, cache_dir, visual_params)
     sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, landmarks=visual.landmarks,
                          fps=visual.fps, dtw_config=dtw_config, progress=progress)  # fmt: skip
     return SyncAnalysis(inputs, sync, visual, audio, model.describe())
 
 
 def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | None = None, mode: str | None = None,
-                 output_warnings: list[str] | None = None, runtime_s: float = 0.0) -> SyncReport:
+                 output_warnings: list[str] | None = None, runtime_s: float = 0.0,
+                 output_start_s: float | None = None, output_duration_s: float | None = None) -> SyncReport:
     """The report of an analysis (and of the synced video written from it, if any).
 
     Args:
@@ -151,6 +170,8 @@ def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | Non
         mode: how it was written (``warp`` or ``offset``).
         output_warnings: what writing it found to say.
         runtime_s: wall time of the whole command.
+        output_start_s: music time of a re-timed output's first frame.
+        output_duration_s: its length.
     """
     inputs, sync, fps = analysis.inputs, analysis.sync, analysis.visual.fps
     offset_s = sync.offset_frames / fps
@@ -176,6 +197,8 @@ def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | Non
         output=None if output is None else os.fspath(output),
         mode=mode,
         vocal=None if inputs.vocal is None else os.fspath(inputs.vocal),
+        output_start_s=None if output_start_s is None else round(output_start_s, 6),
+        output_duration_s=None if output_duration_s is None else round(output_duration_s, 6),
     )
 
 
