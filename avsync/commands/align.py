@@ -33,13 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``align`` subcommand."""
     parser = subparsers.add_parser(
         "align",
-        help="sync a video to a music track by watching the lips",
+        help="sync a video (or many shots) to a music track by watching the lips",
         description="Align VIDEO (its own audio is ignored) to the reference track MUSIC by the singer's lips. "
         "Prints the offset, its confidence and how much of the video is re-timed; writes a JSON report, a "
         "PNG of the cost matrix and path, and with -o the synced video (H.264, MUSIC as AAC audio). "
-        "Without -o it only analyses.",
+        "Without -o it only analyses. Several shots (or a folder of them) with --out-dir: the model and the "
+        "music load once, each shot gets its report and plot there, a summary table (JSON, CSV, PNG) and "
+        "with --timeline an editor's timeline (OTIO, EDL, FCP 7 XML, FCPXML).",
     )
-    parser.add_argument("video", metavar="VIDEO", type=Path, help="the singer's video (any format PyAV opens)")
+    parser.add_argument("video", metavar="VIDEO", type=Path, nargs="+",
+                        help="the singer's video (any format PyAV opens); with --out-dir, any number of shots and folders of shots")
     parser.add_argument("music", metavar="MUSIC", type=Path, help="the reference track (wav, flac, mp3, m4a, or a video's audio)")
     parser.add_argument(
         "--vocal", metavar="VOCAL", type=Path,
@@ -69,6 +72,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache", metavar="DIR", type=Path, help="feature cache folder (reuse features between runs)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    batch = parser.add_argument_group("many shots (with --out-dir)")
+    batch.add_argument("--out-dir", metavar="DIR", type=Path,
+                       help="align every VIDEO (folders: their video files) against MUSIC; write NAME.json and NAME.png "
+                       "per shot and summary.json, summary.csv, summary.png here")
+    batch.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="shots aligned at once, each in its own process (default 1; at most the machine's cores pay off)")
+    batch.add_argument("--shard", default=None, metavar="I/N", help="align only shard I of N of the shots (0-based; for job arrays)")
+    batch.add_argument("--render", action="store_true",
+                       help="also write each placed shot's synced video (NAME.synced.mp4; the part of the music it covers)")
+    batch.add_argument("--timeline", metavar="FILE", type=Path,
+                       help="write an editor's timeline of the placed shots: .otio, .edl (CMX 3600), .xml (FCP 7) or "
+                       ".fcpxml (FCP X); --mode offset places the original shots, warp their synced videos (implies --render)")
+    batch.add_argument("--timeline-fps", type=float, default=None, metavar="FPS",
+                       help="the timeline's frame rate, e.g. 23.976, 25, 29.97 (default: the shots' most common rate)")
     parser.set_defaults(func=run)
 
 
@@ -162,8 +179,19 @@ def _check_suffixes(args: argparse.Namespace) -> None:
         raise AvsyncError("--plot must end in .png", args.plot)
 
 
+BATCH_OPTIONS = ("--jobs", "--shard", "--render", "--timeline", "--timeline-fps")
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate, analyse, write the outputs and print the summary; returns the exit status."""
+    if args.out_dir is not None or len(args.video) > 1 or args.video[0].is_dir():
+        from avsync.commands.align_shots import run_shots
+
+        return run_shots(args)
+    used = [option for option in BATCH_OPTIONS if getattr(args, option[2:].replace("-", "_")) not in (None, False, 1)]
+    if used:
+        raise AvsyncError(f"{used[0]} needs --out-dir DIR (it applies to aligning many shots)")
+    args.video = args.video[0]
     started = time.perf_counter()
     _check_suffixes(args)
     _check_options(args)

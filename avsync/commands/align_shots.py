@@ -1,0 +1,175 @@
+"""``avsync align SHOT [SHOT ...] MUSIC --out-dir DIR``: many shots against one song.
+
+Everything cheap is checked first, before torch loads: the options, the music, every output path
+(each shot's report and plot, the summary, the timeline). A shot that cannot be aligned is
+reported and skipped; the others go on, and the exit status is 1 when any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from avsync.commands.align import _check_options, check_outputs
+from avsync.errors import AvsyncError
+from avsync.pipeline.checks import check_reference
+from avsync.pipeline.shots import (
+    BatchSettings,
+    Shot,
+    ShotOutcome,
+    align_shots,
+    find_shots,
+    format_table,
+    name_shots,
+    output_paths,
+)
+from avsync.shards import in_shard, parse_shard
+
+SINGLE_OUTPUTS = (("-o", "output"), ("--report", "report"), ("--plot", "plot"), ("--span", "span"))
+
+
+def run_shots(args: argparse.Namespace) -> int:
+    """Check everything cheap, align the shots, write the summary (and timeline); returns the exit status."""
+    started = time.perf_counter()
+    for option, name in SINGLE_OUTPUTS:
+        if getattr(args, name) is not None:
+            raise AvsyncError(f"{option} is for one video; with --out-dir each shot's files go into that folder")
+    if args.out_dir is None:
+        raise AvsyncError("several videos need --out-dir DIR (each shot's report and plot, and the summary, go there)")
+    if args.jobs < 1:
+        raise AvsyncError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.timeline_fps is not None and not 1 <= args.timeline_fps <= 240:
+        raise AvsyncError(f"--timeline-fps must be between 1 and 240, got {args.timeline_fps:g}")
+    _check_options(args)
+    if args.timeline is not None:
+        from avsync.pipeline.timeline import check_timeline_path
+
+        check_timeline_path(args.timeline)
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise AvsyncError("--out-dir is a file; give a folder", args.out_dir)
+    shard = parse_shard(args.shard) if args.shard is not None else (0, 1)
+    check_reference(args.music)
+    if args.vocal is not None:
+        check_reference(args.vocal)
+    all_shots = name_shots(find_shots(args.video))
+    shots = [shot for shot in all_shots if in_shard(shot.name, shard)]
+    for shot in shots:
+        if os.path.realpath(shot.path) in {os.path.realpath(p) for p in (args.music, args.vocal) if p is not None}:
+            raise AvsyncError("is given both as a shot and as the music", shot.path)
+    render = args.render or (args.timeline is not None and args.mode == "warp")
+    settings = BatchSettings(music=args.music, vocal=args.vocal, out_dir=args.out_dir,
+                             checkpoint=None if args.checkpoint is None else os.fspath(args.checkpoint), device=args.device,
+                             mode=args.mode, render=render, face=args.face, cache_dir=args.cache,
+                             progress=not args.quiet and args.jobs == 1, force=args.force)  # fmt: skip
+    _check_batch_outputs(args, shots, settings)
+    if not shots:
+        print(f"avsync align: shard {shard[0]}/{shard[1]} has none of the {len(all_shots)} shots; nothing to do")
+        return 0
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    outcomes = _align_with_progress(shots, settings, args)
+    return _finish(args, outcomes, settings, shard, started)
+
+
+def _check_batch_outputs(args: argparse.Namespace, shots: list[Shot], settings: BatchSettings) -> None:
+    outputs: dict[str, Path | None] = {}
+    for shot in shots:
+        for kind, path in output_paths(shot, settings).items():
+            outputs[f"{shot.path.name}'s {kind}"] = path
+    for name in ("summary.json", "summary.csv", "summary.png"):
+        outputs[f"--out-dir {name}"] = args.out_dir / name
+    outputs["--timeline"] = args.timeline
+    sources = [shot.path for shot in shots] + [path for path in (args.music, args.vocal) if path is not None]
+    check_outputs(outputs, sources, args.force)
+
+
+def _align_with_progress(shots: list[Shot], settings: BatchSettings, args: argparse.Namespace) -> list[ShotOutcome]:
+    total = len(shots)
+    print(f"avsync align: {total} shot{'s' if total != 1 else ''} against {args.music}"
+          f"{f' ({args.jobs} at once)' if args.jobs > 1 and total > 1 else ''}", flush=True)  # fmt: skip
+    bar = tqdm(total=total, desc="shots", unit="shot", disable=args.quiet or settings.progress)
+    finished = 0
+
+    def on_done(index: int, outcome: ShotOutcome) -> None:
+        nonlocal finished
+        finished += 1
+        line = f"[{finished}/{total}] {outcome.name}: {_describe(outcome)} ({outcome.seconds:.1f} s)"
+        tqdm.write(line) if not bar.disable else print(line, flush=True)
+        bar.update()
+
+    try:
+        return align_shots(shots, settings, jobs=args.jobs, on_done=on_done)
+    finally:
+        bar.close()
+
+
+def _describe(outcome: ShotOutcome) -> str:
+    if outcome.report is None:
+        return f"failed: {outcome.error}"
+    report = outcome.report
+    if outcome.status == "no match":
+        return f"no match (best confidence {report['confidence']:.2f})"
+    from avsync.pipeline.shots import song_span
+
+    start, end = song_span(report, outcome.mode)
+    return f"music {start:.2f}-{end:.2f} s, offset {report['offset_s']:+.2f} s, confidence {report['confidence']:.2f} ({report['confidence_level']})"
+
+
+def _finish(args: argparse.Namespace, outcomes: list[ShotOutcome], settings: BatchSettings, shard: tuple[int, int],
+            started: float) -> int:
+    from avsync.pipeline.plots import plot_shots
+    from avsync.pipeline.shots import write_summary
+
+    music_duration = check_reference(args.music).duration
+    run = {"mode": settings.mode, "rendered": settings.render, "shard": f"{shard[0]}/{shard[1]}",
+           "checkpoint": settings.checkpoint or "shipped", "jobs": args.jobs,
+           "runtime_s": round(time.perf_counter() - started, 3)}  # fmt: skip
+    written = write_summary(outcomes, args.out_dir, os.fspath(args.music), run)
+    written["png"] = plot_shots(outcomes, music_duration, args.out_dir / "summary.png", title=f"{len(outcomes)} shots on {args.music.name}")
+    print(format_table(outcomes))
+    for kind, path in written.items():
+        print(f"wrote {kind} {path}")
+    if args.timeline is not None:
+        for path in _write_timeline(args, outcomes, music_duration):
+            print(f"wrote timeline {path}")
+    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+    counts = Counter(outcome.status for outcome in outcomes)
+    print(f"{counts['placed']} placed, {counts['no match']} no match, {counts['failed']} failed "
+          f"in {time.perf_counter() - started:.1f} s")  # fmt: skip
+    sys.stdout.flush()
+    if failed:
+        print(f"avsync: error: {len(failed)} of {len(outcomes)} shots failed: {', '.join(o.shot for o in failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_timeline(args: argparse.Namespace, outcomes: list[ShotOutcome], music_duration: float) -> list[Path]:
+    """Place the placed shots on an editor's timeline; returns the files written (an EDL has one per video track)."""
+    from avsync.pipeline.timeline import (
+        UnplacedShot,
+        build_timeline,
+        placement_from_report,
+        write_timeline,
+    )
+
+    placements, unplaced = [], []
+    for outcome in outcomes:
+        report = outcome.report
+        if report is None:
+            unplaced.append(UnplacedShot(outcome.name, outcome.shot, f"failed: {outcome.error}"))
+        elif outcome.status == "no match":
+            unplaced.append(UnplacedShot(outcome.name, outcome.shot, f"no match (best confidence {report['confidence']:.2f})", report["confidence"]))
+        else:
+            try:
+                placements.append(placement_from_report(report, args.mode))
+            except ValueError as exc:  # e.g. a shot that ends where the song starts
+                unplaced.append(UnplacedShot(outcome.name, outcome.shot, str(exc), report["confidence"]))
+    rates = Counter(round(o.report["fps"], 3) for o in outcomes if o.report is not None)
+    fps = args.timeline_fps or (rates.most_common(1)[0][0] if rates else 25.0)
+    timeline = build_timeline(os.path.abspath(args.music), music_duration, placements, unplaced, fps, Path(args.timeline).stem)
+    return write_timeline(timeline, args.timeline)

@@ -1,0 +1,352 @@
+"""Many shots against one song: ``avsync align SHOT [SHOT ...] MUSIC``.
+
+The model and the song's features are loaded once (once per worker with ``--jobs N``); each
+shot then goes through the same analysis and outputs as a single ``avsync align``
+(`avsync.pipeline.sync.analyse`, `avsync.pipeline.outputs.write_outputs`), its report and plot
+written into the output folder as ``NAME.json`` and ``NAME.png`` (and ``NAME.synced.mp4`` when
+rendered). Each shot ends one of three ways:
+
+* ``placed``: its lips follow the song somewhere; the report says where (``offset_s``, time map);
+* ``no match``: nothing in the song stands out for it (a take of another song, no singing, lips
+  too small to read): its best score is reported and it is not placed, never given a made-up
+  offset (`is_match`);
+* ``failed``: a user-facing error (unreadable file, no face, too short), reported in one line;
+  the other shots go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from avsync.errors import AvsyncError
+from avsync.io.media import atomic_path, keep_existing
+from avsync.pipeline.report import to_json
+
+if TYPE_CHECKING:
+    from avsync.features.extract import AudioFeatures
+    from avsync.models.checkpoints import LoadedModel
+
+SHOT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".mxf", ".webm", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv")
+"""Files taken from a folder of shots (by suffix, any case)."""
+NO_MATCH_CONFIDENCE = 2.8
+"""A shot whose best offset stands out less than this (`avsync.align.robust.offset_confidence`)
+is "no match". Searching a whole song for a shot tries thousands of offsets, so chance alone
+stands out more than for a clip against its own music (docs/shots.md: real clips against a
+3-minute track without them reached at most 2.62; every one placed right scored 3.0 or more)."""
+STATUSES = ("placed", "no match", "failed")
+SUMMARY_FIELDS = ("shot", "status", "song_start_s", "song_end_s", "offset_s", "offset_frames", "confidence",
+                  "confidence_level", "retimed_percent", "warnings", "error", "report", "output")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One shot to align: its file and the name its outputs take (unique within the batch)."""
+
+    path: Path
+    name: str
+
+
+def find_shots(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The shot files: each path as given, a folder replaced by its video files (sorted, not recursive).
+
+    Args:
+        paths: files and folders.
+
+    Raises:
+        AvsyncError: a folder without any video file.
+    """
+    shots: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SHOT_SUFFIXES)
+            if not found:
+                raise AvsyncError(f"folder has no video files ({', '.join(SHOT_SUFFIXES)})", path)
+            shots += found
+        else:
+            shots.append(path)
+    return shots
+
+
+def name_shots(paths: Sequence[Path]) -> list[Shot]:
+    """Give every shot a unique output name: its file stem, with ``-2``, ``-3``... on repeats."""
+    seen: dict[str, int] = {}
+    shots = []
+    for path in paths:
+        stem = path.stem or "shot"
+        count = seen.get(stem.lower(), 0) + 1
+        seen[stem.lower()] = count
+        shots.append(Shot(path, stem if count == 1 else f"{stem}-{count}"))
+    return shots
+
+
+def is_match(confidence: float) -> bool:
+    """Whether an alignment's best offset stands out enough to place the shot (`NO_MATCH_CONFIDENCE`)."""
+    return confidence >= NO_MATCH_CONFIDENCE
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """What every shot of a batch shares (plain values, so worker processes can receive it).
+
+    Attributes:
+        music: the song (the synced videos' audio).
+        vocal: its isolated vocal (the alignment follows it), or None.
+        out_dir: where each shot's report, plot and video go.
+        checkpoint: the model (`avsync.models.checkpoints.load_model`), None for the shipped one.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        mode: ``warp`` or ``offset`` (how a rendered video is synced).
+        render: write each placed shot's synced video (``NAME.synced.mp4``).
+        face: which face to follow (``--face``).
+        cache_dir: feature cache folder, or None.
+        progress: per-shot progress bars (one worker only).
+        force: replace existing outputs (else an output that appears meanwhile is kept).
+    """
+
+    music: Path
+    vocal: Path | None
+    out_dir: Path
+    checkpoint: str | None = None
+    device: str = "auto"
+    mode: str = "warp"
+    render: bool = False
+    face: str = "largest"
+    cache_dir: Path | None = None
+    progress: bool = True
+    force: bool = False
+
+
+@dataclass
+class ShotOutcome:
+    """How one shot ended (`STATUSES`), with its report (as saved) or its error, and how it is synced (``mode``)."""
+
+    shot: str
+    name: str
+    status: str
+    mode: str = "warp"
+    report: dict | None = None
+    error: str | None = None
+    report_path: str | None = None
+    plot_path: str | None = None
+    seconds: float = 0.0
+
+    def summary_row(self) -> dict:
+        """One row of the summary table (`SUMMARY_FIELDS`): times in seconds of the song."""
+        row = dict.fromkeys(SUMMARY_FIELDS)
+        row.update(shot=self.shot, status=self.status, error=self.error, report=self.report_path)
+        if self.report is not None:
+            start, end = song_span(self.report, self.mode)
+            row.update(song_start_s=round(start, 3), song_end_s=round(end, 3), offset_s=self.report["offset_s"],
+                       offset_frames=self.report["offset_frames"], confidence=self.report["confidence"],
+                       confidence_level=self.report["confidence_level"],
+                       retimed_percent=round(100 * self.report["retimed_fraction"], 1),
+                       warnings=" | ".join(self.report["warnings"]), output=self.report.get("output"))  # fmt: skip
+        return row
+
+
+def song_span(report: dict, mode: str) -> tuple[float, float]:
+    """The stretch of the song a shot covers once synced (seconds of music, clipped to the song).
+
+    Args:
+        report: a shot's report (`avsync.pipeline.report.SyncReport` as a dict).
+        mode: ``offset``: the shot shifted by its constant offset; ``warp``: re-timed by its time map.
+    """
+    music = report["reference_duration_s"]
+    if mode == "offset":
+        start, end = -report["offset_s"], report["video_duration_s"] - report["offset_s"]
+    else:
+        knots = report["time_map"]
+        start, end = knots[0][0], knots[-1][0] + 1.0 / report["fps"]
+    return min(max(0.0, start), music), min(max(0.0, end), music)
+
+
+def output_paths(shot: Shot, settings: BatchSettings) -> dict[str, Path]:
+    """The files a shot may write: ``report``, ``plot`` and (when rendering) ``video``."""
+    paths = {"report": settings.out_dir / f"{shot.name}.json", "plot": settings.out_dir / f"{shot.name}.png"}
+    if settings.render:
+        paths["video"] = settings.out_dir / f"{shot.name}.synced.mp4"
+    return paths
+
+
+def load_song(settings: BatchSettings) -> AudioFeatures:
+    """The features of the song (its vocal when given) that every shot is aligned to.
+
+    Raises:
+        MediaError: unreadable or silent.
+    """
+    from avsync.pipeline.sync import load_reference
+
+    return load_reference(settings.vocal or settings.music, settings.cache_dir)
+
+
+class ShotAligner:
+    """Aligns shots one at a time against one song, with the model loaded once.
+
+    Args:
+        settings: what the shots share.
+        song: the song's features (`load_song`).
+    """
+
+    def __init__(self, settings: BatchSettings, song: AudioFeatures) -> None:
+        self.settings = settings
+        self.song = song
+        self._model: LoadedModel | None = None
+
+    def load(self) -> LoadedModel:
+        """The model, loaded on first use.
+
+        Raises:
+            AvsyncError: the checkpoint cannot be loaded.
+        """
+        if self._model is None:
+            from avsync.models.checkpoints import load_model
+
+            self._model = load_model(self.settings.checkpoint, self.settings.device)
+        return self._model
+
+    def align(self, shot: Shot) -> ShotOutcome:
+        """Align one shot and write its outputs; a user-facing error makes it ``failed``, not an exception."""
+        from avsync.features.extract import VisualParams
+        from avsync.features.tracking import TrackerConfig
+        from avsync.pipeline.checks import check_inputs
+        from avsync.pipeline.outputs import write_outputs
+        from avsync.pipeline.sync import analyse
+
+        started = time.perf_counter()
+        settings = self.settings
+        paths = output_paths(shot, settings)
+        try:
+            model = self.load()
+            inputs = check_inputs(shot.path, settings.music, settings.vocal)
+            visual_params = VisualParams(tracker=TrackerConfig(face=settings.face))
+            analysis = analyse(inputs, model, cache_dir=settings.cache_dir, visual_params=visual_params, audio=self.song,
+                               progress=settings.progress)  # fmt: skip
+            matched = is_match(analysis.sync.confidence)
+            with contextlib.nullcontext() if settings.force else keep_existing():
+                report = write_outputs(analysis, output=paths.get("video") if matched else None, report_path=paths["report"],
+                                       plot_path=paths["plot"], mode=settings.mode, span="video", started=started,
+                                       progress=settings.progress)  # fmt: skip
+        except AvsyncError as exc:
+            return ShotOutcome(os.fspath(shot.path), shot.name, "failed", settings.mode, error=str(exc),
+                               seconds=time.perf_counter() - started)  # fmt: skip
+        return ShotOutcome(os.fspath(shot.path), shot.name, "placed" if matched else "no match", settings.mode, report=report.to_dict(),
+                           report_path=os.fspath(paths["report"]), plot_path=os.fspath(paths["plot"]),
+                           seconds=time.perf_counter() - started)  # fmt: skip
+
+
+_worker: ShotAligner | None = None
+
+
+def _init_worker(settings: BatchSettings, song: AudioFeatures, threads: int) -> None:
+    import torch
+
+    global _worker
+    torch.set_num_threads(threads)
+    _worker = ShotAligner(settings, song)
+
+
+def _align_in_worker(shot: Shot) -> ShotOutcome:
+    assert _worker is not None
+    return _worker.align(shot)
+
+
+def align_shots(
+    shots: Sequence[Shot],
+    settings: BatchSettings,
+    *,
+    jobs: int = 1,
+    on_done: Callable[[int, ShotOutcome], None] | None = None,
+) -> list[ShotOutcome]:
+    """Align every shot against the song; outcomes in the order of `shots`.
+
+    Args:
+        shots: from `name_shots`.
+        settings: what the shots share.
+        jobs: shots aligned at once, each in its own process with ``cores // jobs`` threads
+            (1: in this process, one after another).
+        on_done: called with (index in `shots`, outcome) as each shot finishes.
+
+    Raises:
+        AvsyncError: the song (or, with one job, the model) cannot be loaded: nothing can be aligned.
+    """
+    outcomes: list[ShotOutcome | None] = [None] * len(shots)
+
+    def finished(index: int, outcome: ShotOutcome) -> None:
+        outcomes[index] = outcome
+        if on_done is not None:
+            on_done(index, outcome)
+
+    song = load_song(settings)  # once for all shots; a bad song ends the batch here, not once per shot
+    if jobs <= 1 or len(shots) <= 1:
+        aligner = ShotAligner(settings, song)
+        aligner.load()
+        for index, shot in enumerate(shots):
+            finished(index, aligner.align(shot))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(jobs, len(shots)), mp_context=context, initializer=_init_worker,
+                                 initargs=(settings, song, threads)) as pool:  # fmt: skip
+            futures = {pool.submit(_align_in_worker, shot): index for index, shot in enumerate(shots)}
+            try:
+                for future in as_completed(futures):
+                    finished(futures[future], future.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def write_summary(outcomes: Sequence[ShotOutcome], out_dir: str | os.PathLike[str], music: str, run: dict) -> dict[str, Path]:
+    """Write ``summary.json`` (run settings, a row and the full report per shot) and ``summary.csv`` (the rows).
+
+    Args:
+        outcomes: from `align_shots`.
+        out_dir: the output folder.
+        music: the song.
+        run: what else describes the run (model, mode, shard, runtime).
+
+    Returns:
+        ``{"json": path, "csv": path}``.
+    """
+    out_dir = Path(out_dir)
+    rows = [outcome.summary_row() for outcome in outcomes]
+    counts = {status: sum(row["status"] == status for row in rows) for status in STATUSES}
+    document = {"music": music, **run, "counts": counts, "shots": rows}
+    paths = {"json": out_dir / "summary.json", "csv": out_dir / "summary.csv"}
+    with atomic_path(paths["json"]) as temporary:
+        Path(temporary).write_text(to_json(document) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(paths["csv"]) as temporary:
+        Path(temporary).write_text(buffer.getvalue())
+    return paths
+
+
+def format_table(outcomes: Sequence[ShotOutcome]) -> str:
+    """The summary table `avsync align` prints for a batch (one line per shot)."""
+    header = f"{'shot':<28} {'status':<9} {'song s':>15} {'offset s':>9} {'confidence':>18} {'re-timed':>8}  warnings"
+    lines = [header, "-" * len(header)]
+    for outcome in outcomes:
+        row = outcome.summary_row()
+        name = outcome.name if len(outcome.name) <= 28 else outcome.name[:25] + "..."
+        if outcome.report is None:
+            lines.append(f"{name:<28} {outcome.status:<9} {outcome.error}")
+            continue
+        place = f"{row['song_start_s']:.2f}-{row['song_end_s']:.2f}" if outcome.status == "placed" else "-"
+        offset = f"{row['offset_s']:+.2f}" if outcome.status == "placed" else "-"
+        confidence = f"{row['confidence']:.2f} {row['confidence_level']}"
+        count = len(outcome.report["warnings"])
+        lines.append(f"{name:<28} {outcome.status:<9} {place:>15} {offset:>9} {confidence:>18} {row['retimed_percent']:7.1f}%  {count}")
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""`avsync align SHOT [SHOT ...] MUSIC --out-dir DIR`: many shots, one song, a summary and a timeline."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import opentimelineio as otio
+import pytest
+
+from avsync.cli import main
+from avsync.io import media
+from avsync.pipeline.shots import find_shots, name_shots
+from avsync.shards import in_shard
+from avsync.synth.dataset import SongSpec, synthesize_song
+
+SAMPLE_RATE = 16000
+SHOT_SECONDS = 10.0
+TAKE_A_AT, TAKE_B_AT = 3.0, 15.0
+"""Where the two takes' own music starts in the master (seconds)."""
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    status = main(["align", *map(str, args), "--quiet"])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_one_line_error(status: int, err: str, *needles: str) -> None:
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("avsync: error: ")
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(scope="module")
+def shoot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A folder of takes (two from the master, one of another song, one broken file) and the master.
+
+    The master is 3 s of another song, take A's music, 2 s more, take B's music, 3 s more (28 s).
+    """
+    root = tmp_path_factory.mktemp("shoot")
+    takes = root / "takes"
+    takes.mkdir()
+    mixes = {}
+    for name, seed in (("take_a", 21), ("take_b", 22), ("other_song", 23)):
+        song = synthesize_song(SongSpec(name, f"{name}_singer", seed=seed, index=0, seconds=SHOT_SECONDS), sample_rate=SAMPLE_RATE)
+        media.write_video(takes / f"{name}.mp4", iter(song.frames), fps=25.0, audio=song.stems.mix, sample_rate=SAMPLE_RATE)
+        mixes[name] = song.stems.mix
+    pad = synthesize_song(SongSpec("pad", "pad_singer", seed=24, index=0, seconds=8.0), sample_rate=SAMPLE_RATE).stems.mix
+    second = SAMPLE_RATE
+    master = np.concatenate([pad[: 3 * second], mixes["take_a"], pad[3 * second : 5 * second], mixes["take_b"], pad[5 * second : 8 * second]])
+    media.write_audio(root / "master.wav", master.astype(np.float32), SAMPLE_RATE)
+    (takes / "broken.mp4").write_bytes(b"not a video")
+    (takes / "notes.txt").write_text("not a shot")
+    return takes, root / "master.wav"
+
+
+def test_folders_expand_to_their_videos_and_names_stay_unique(tmp_path: Path) -> None:
+    for name in ("b.mp4", "a.MOV", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.mp4").write_bytes(b"")
+    paths = find_shots([tmp_path, other / "a.mp4"])
+    assert [p.name for p in paths] == ["a.MOV", "b.mp4", "a.mp4"]
+    assert [shot.name for shot in name_shots(paths)] == ["a", "b", "a-2"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Exception, match="no video files"):
+        find_shots([empty])
+
+
+def test_shards_split_the_shots_without_overlap() -> None:
+    names = [f"take{k:02d}" for k in range(40)]
+    parts = [{name for name in names if in_shard(name, (index, 3))} for index in range(3)]
+    assert set().union(*parts) == set(names)
+    assert sum(len(part) for part in parts) == len(names)
+    assert all(parts)
+
+
+def test_a_shoot_is_placed_summarised_and_put_on_a_timeline(capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:
+    takes, master = shoot
+    out = tmp_path / "out"
+    timeline = tmp_path / "cut.otio"
+    status, stdout, err = run_cli(capsys, takes, master, "--out-dir", out, "--mode", "offset", "--timeline", timeline, "--device", "cpu")
+    # One bad shot is reported and skipped; the others go on; exit 1 at the end with the list.
+    assert status == 1
+    assert err.strip().splitlines()[-1] == f"avsync: error: 1 of 4 shots failed: {takes / 'broken.mp4'}"
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {Path(row["shot"]).stem: row for row in summary["shots"]}
+    assert summary["counts"] == {"placed": 2, "no match": 1, "failed": 1}
+    assert rows["broken"]["status"] == "failed" and "not a media file" in rows["broken"]["error"]
+    assert rows["other_song"]["status"] == "no match"
+    for name, at in (("take_a", TAKE_A_AT), ("take_b", TAKE_B_AT)):
+        assert rows[name]["status"] == "placed"
+        assert rows[name]["offset_frames"] == pytest.approx(-25 * at, abs=1)
+        assert rows[name]["song_start_s"] == pytest.approx(at, abs=0.041)
+        assert (out / f"{name}.json").exists() and (out / f"{name}.png").stat().st_size > 1000
+    with open(out / "summary.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [(row["shot"], row["status"], row["offset_s"]) for row in table] == [
+        (row["shot"], row["status"], "" if row["offset_s"] is None else str(row["offset_s"])) for row in summary["shots"]]
+    assert (out / "summary.png").stat().st_size > 1000
+    assert "take_a" in stdout and "no match" in stdout and "2 placed, 1 no match, 1 failed" in stdout
+    # The timeline: the music at 0 on an audio track, each placed shot at its place with its source range.
+    read = otio.adapters.read_from_file(str(timeline))
+    audio = [track for track in read.tracks if track.kind == otio.schema.TrackKind.Audio]
+    assert len(audio) == 1 and audio[0][0].range_in_parent().start_time.to_seconds() == 0.0
+    clips = {clip.name: clip for track in read.video_tracks() for clip in track.find_clips()}
+    assert set(clips) == {"take_a.mp4", "take_b.mp4"}
+    for name in ("take_a", "take_b"):
+        report = json.loads((out / f"{name}.json").read_text())
+        clip = clips[f"{name}.mp4"]
+        record = clip.range_in_parent().start_time.to_seconds()
+        assert record == pytest.approx(max(0.0, -report["offset_s"]), abs=0.5 / 25)
+        assert clip.source_range.start_time.to_seconds() == pytest.approx(max(0.0, report["offset_s"]), abs=0.5 / 25)
+    unplaced = {entry["name"] for entry in read.metadata["avsync"]["unplaced"]}
+    assert unplaced == {"broken", "other_song"}
+
+
+def test_warp_mode_places_the_rendered_shots(capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:
+    takes, master = shoot
+    out = tmp_path / "out"
+    status, stdout, err = run_cli(capsys, takes / "take_b.mp4", master, "--out-dir", out, "--timeline", tmp_path / "cut.otio", "--device", "cpu")
+    assert status == 0, err
+    report = json.loads((out / "take_b.json").read_text())
+    rendered = out / "take_b.synced.mp4"
+    assert report["output"] == str(rendered) and report["mode"] == "warp"
+    assert report["output_start_s"] == pytest.approx(TAKE_B_AT, abs=0.041)
+    assert media.probe(rendered).duration == pytest.approx(report["output_duration_s"], abs=0.05)
+    read = otio.adapters.read_from_file(str(tmp_path / "cut.otio"))  # kept: a clip's parent lives as long as its timeline
+    clip = read.video_tracks()[0].find_clips()[0]
+    assert clip.media_reference.target_url.endswith("take_b.synced.mp4")
+    assert clip.range_in_parent().start_time.to_seconds() == pytest.approx(report["output_start_s"], abs=0.5 / 25)
+
+
+def test_several_shots_need_an_output_folder_and_refuse_single_outputs(capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:
+    takes, master = shoot
+    shot = takes / "take_a.mp4"
+    status, _, err = run_cli(capsys, shot, takes / "take_b.mp4", master)
+    assert_one_line_error(status, err, "--out-dir")
+    status, _, err = run_cli(capsys, shot, takes / "take_b.mp4", master, "--out-dir", tmp_path / "o", "-o", tmp_path / "x.mp4")
+    assert_one_line_error(status, err, "-o is for one video")
+    status, _, err = run_cli(capsys, shot, master, "--jobs", "2")
+    assert_one_line_error(status, err, "--jobs needs --out-dir")
+    status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o", "--timeline", tmp_path / "cut.txt")
+    assert_one_line_error(status, err, "cut.txt")
+    status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o", "--shard", "2/2")
+    assert_one_line_error(status, err, "--shard")
+    status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o", "--jobs", "0")
+    assert_one_line_error(status, err, "--jobs")
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "summary.json").write_text("{}")
+    status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o")
+    assert_one_line_error(status, err, "summary.json", "--force")
+    assert (tmp_path / "o" / "summary.json").read_text() == "{}"
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["summary.json"]
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_same_results(capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:
+    takes, master = shoot
+    shots = [takes / "take_a.mp4", takes / "take_b.mp4", takes / "other_song.mp4"]
+    results = []
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        status, _, err = run_cli(capsys, *shots, master, "--out-dir", out, "--jobs", jobs, "--device", "cpu")
+        assert status == 0, err
+        rows = json.loads((out / "summary.json").read_text())["shots"]
+        results.append([(row["shot"], row["status"], row["offset_frames"], row["confidence"]) for row in rows])
+    assert results[0] == results[1]
