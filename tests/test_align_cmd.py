@@ -267,6 +267,9 @@ def test_full_run_writes_report_plot_and_video(capsys, tmp_path: Path, song: Pat
     assert knots[0, 1] == 0.0 and knots[-1, 1] == pytest.approx(74 / 25)
     assert data["model"]["checkpoint"] == str(untrained_ckpt) and data["mode"] == "warp"
     assert data["runtime_s"] > 0
+    stages = data["timings_s"]
+    assert list(stages) == ["checks", "imports", "model", "music features", "video features", "cost", "dtw", "write video", "plot"]
+    assert all(seconds >= 0 for seconds in stages.values()) and sum(stages.values()) <= data["runtime_s"] + 1.0
     info = media.probe(out)
     assert (info.width, info.height, info.fps) == (320, 320, 25.0)
     assert info.duration == pytest.approx(media.probe(music).duration, abs=0.05)

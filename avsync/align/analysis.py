@@ -10,7 +10,8 @@ go through here, so the numbers the evaluations report are those of the shipped 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -56,6 +57,8 @@ class FeatureSync:
         confidence: `offset_confidence` of that offset.
         scored: bool [N] rows whose window mostly shows a face (`scored_rows`).
         weak: bool [N] rows where the lips do not follow the vocal (`robust_alignment`).
+        timings: seconds spent per stage (``cost``: the network's cost matrix, ``dtw``: the
+            robust alignment), when `sync_features` made it.
     """
 
     cost: np.ndarray
@@ -66,6 +69,7 @@ class FeatureSync:
     confidence: float
     scored: np.ndarray
     weak: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def unreliable(self) -> np.ndarray:
@@ -195,6 +199,7 @@ def sync_features(
     Raises:
         AvsyncError: a pair model asked to score too many pairs.
     """
+    started = time.perf_counter()
     rows = scored_rows(valid)
     if band is not None:
         dtw_config = replace(dtw_config or DTWConfig(), band_offset=band[0], band_slope=band[1], band_radius=band[2])
@@ -207,4 +212,7 @@ def sync_features(
             raise
         shape = f"{len(valid)}x{log_mel.shape[1] // MELS_PER_FRAME}"
         raise AvsyncError(f"{type(network).__name__} cannot align {shape} frames ({exc}); use a TwoTower checkpoint") from exc
-    return align_cost(raw_cost, rows, ref_voiced, landmarks=landmarks, fps=fps, dtw_config=dtw_config)
+    scored = time.perf_counter()
+    sync = align_cost(raw_cost, rows, ref_voiced, landmarks=landmarks, fps=fps, dtw_config=dtw_config)
+    sync.timings = {"cost": scored - started, "dtw": time.perf_counter() - scored}
+    return sync

@@ -200,14 +200,18 @@ def run(args: argparse.Namespace) -> int:
     sources = [path for path in (args.video, args.music, args.vocal) if path is not None]
     check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, sources, args.force)
     # torch, the model and the features load only now, after every cheap check has passed
+    checked = time.perf_counter()
     from avsync.features.extract import VisualParams
     from avsync.features.tracking import TrackerConfig
     from avsync.models.checkpoints import load_model
     from avsync.pipeline.sync import analyse
 
+    imported = time.perf_counter()
     model = load_model(args.checkpoint, args.device)
+    loaded = time.perf_counter()
     visual_params = VisualParams(tracker=TrackerConfig(face=args.face))
     analysis = analyse(inputs, model, cache_dir=args.cache, visual_params=visual_params, progress=not args.quiet)
+    analysis.timings = {"checks": checked - started, "imports": imported - checked, "model": loaded - imported, **analysis.timings}
     with contextlib.nullcontext() if args.force else keep_existing():
         return _write_outputs(args, analysis, started)
 

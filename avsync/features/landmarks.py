@@ -111,6 +111,10 @@ class HogDetector:
         return boxes.reshape(-1, 4), np.asarray(scores, dtype=np.float64)
 
 
+PREDICT_MARGIN = 1.0
+"""Face sizes of picture kept around a face's box for dlib's shape predictor."""
+
+
 class DlibLandmarks:
     """dlib HOG face detector plus the 68-point regression-tree shape predictor (CPU)."""
 
@@ -124,10 +128,19 @@ class DlibLandmarks:
         self._predictor = dlib.shape_predictor(str(dlib_predictor_path()))
 
     def predict(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """Landmarks float32 ``[68, 2]`` of the face in ``box`` (see `LandmarkBackend.predict`)."""
+        """Landmarks float32 ``[68, 2]`` of the face in ``box`` (see `LandmarkBackend.predict`).
+
+        Only the face and a margin of `PREDICT_MARGIN` face sizes around it are converted to gray
+        and handed to dlib (not the whole frame: 4x fewer pixels copied for a face a third of a
+        720p frame's height); the regression trees read pixels near the face only, so the
+        landmarks are the same.
+        """
         x0, y0, x1, y1 = (int(round(v)) for v in box)
-        shape = self._predictor(np.ascontiguousarray(_to_gray(image)), self._dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
-        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+        margin = int(PREDICT_MARGIN * max(x1 - x0, y1 - y0))
+        left, top = max(0, x0 - margin), max(0, y0 - margin)
+        patch = _to_gray(image[top : max(top + 1, y1 + margin), left : max(left + 1, x1 + margin)])
+        shape = self._predictor(np.ascontiguousarray(patch), self._dlib.rectangle(x0 - left, y0 - top, x1 - 1 - left, y1 - 1 - top))
+        return np.array([(p.x + left, p.y + top) for p in shape.parts()], dtype=np.float32)
 
 
 def fan_checkpoint_dir() -> Path:

@@ -43,6 +43,7 @@ def write_outputs(
     inputs, sync = analysis.inputs, analysis.sync
     output_warnings: list[str] = []
     output_start_s = output_duration_s = None
+    writing = time.perf_counter()
     if output is not None:
         if mode == "offset":
             offset_s = sync.offset_frames / analysis.visual.fps
@@ -50,11 +51,15 @@ def write_outputs(
         else:
             output_start_s, frames = write_retimed(inputs.video, inputs.music, output, sync.time_map, span=span, progress=progress)
             output_duration_s = frames / float(inputs.video_info.fps or analysis.visual.fps)
+    if output is not None:
+        analysis.timings["write video"] = time.perf_counter() - writing
     runtime_s = 0.0 if started is None else time.perf_counter() - started
     report = build_report(analysis, output=output, mode=mode if output is not None else None, output_warnings=output_warnings,
                           runtime_s=runtime_s, output_start_s=output_start_s, output_duration_s=output_duration_s)  # fmt: skip
     if plot_path is not None:
+        plotting = time.perf_counter()
         plot_alignment(sync.cost, sync.alignment.path, None, plot_path, title=default_plot_title(report), fps=sync.time_map.fps)
+        report.timings_s["plot"] = round(time.perf_counter() - plotting, 3)
     if report_path is not None:
         report.write(report_path)
     return report

@@ -29,6 +29,8 @@ Fields (all times in seconds; other fields may be added, these never change mean
 * ``output``, ``mode``: the synced video written (``-o``) and how (``warp`` or ``offset``), else null.
 * ``output_start_s``, ``output_duration_s``: for a warped output, the music time of its first
   frame (0 unless ``--span video``) and its length; else null.
+* ``timings_s``: seconds per stage of the command (checks, imports, model, music features,
+  video features, cost, dtw, write video, plot), for finding where the time goes.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class SyncReport:
     vocal: str | None = None
     output_start_s: float | None = None
     output_duration_s: float | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready dict with the fields in schema order."""

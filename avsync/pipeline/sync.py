@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +48,14 @@ VOCAL_LENGTH_TOLERANCE_S = 1.0
 
 @dataclass
 class SyncAnalysis:
-    """What `analyse` found: the inputs, the alignment and the features behind it."""
+    """What `analyse` found: the inputs, the alignment, the features behind it and the seconds each stage took."""
 
     inputs: SyncInputs
     sync: FeatureSync
     visual: VisualFeatures
     audio: AudioFeatures
     model: dict
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_frames(self) -> int:
@@ -151,12 +153,16 @@ def analyse(
         MediaError: unreadable or unusable inputs (see `load_reference`, `load_shot`).
         AvsyncError: a pair model asked to score too many pairs.
     """
+    started = time.perf_counter()
     if audio is None:
         audio = load_reference(inputs.reference, cache_dir)  # first: a silent reference is found cheaply
+    loaded = time.perf_counter()
     visual = load_shot(inputs.video, cache_dir, visual_params)
+    seen = time.perf_counter()
     sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, landmarks=visual.landmarks,
                          fps=visual.fps, dtw_config=dtw_config, progress=progress)  # fmt: skip
-    return SyncAnalysis(inputs, sync, visual, audio, model.describe())
+    timings = {"music features": loaded - started, "video features": seen - loaded, **sync.timings}
+    return SyncAnalysis(inputs, sync, visual, audio, model.describe(), timings)
 
 
 def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | None = None, mode: str | None = None,
@@ -199,6 +205,7 @@ def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | Non
         vocal=None if inputs.vocal is None else os.fspath(inputs.vocal),
         output_start_s=None if output_start_s is None else round(output_start_s, 6),
         output_duration_s=None if output_duration_s is None else round(output_duration_s, 6),
+        timings_s={stage: round(seconds, 3) for stage, seconds in analysis.timings.items()},
     )
 
 
