@@ -112,3 +112,25 @@ def test_normalise_cost_and_uninformative_cells() -> None:
     assert 1.4826 * np.median(np.abs(informative)) == pytest.approx(1.0, rel=1e-6)
     # Higher logit = lower cost.
     assert np.corrcoef(cost[np.ix_(valid, active)][:, :33].ravel(), logits[np.ix_(valid, active)][:, :33].ravel())[0, 1] < -0.9
+
+
+def test_a_song_is_embedded_once_per_model_until_the_weights_change() -> None:
+    torch.manual_seed(0)
+    model = TwoTower(embed_dim=16, frame_dim=8, temporal_dim=8, audio_channels=8)
+    rng = np.random.default_rng(0)
+    log_mel = rng.standard_normal((80, 4 * 90)).astype(np.float32)
+    shots = [(rng.random((n, 64, 64)) * 255).astype(np.uint8) for n in (30, 45)]
+    calls = []
+    encode_audio = model.encode_audio
+    model.encode_audio = lambda windows: calls.append(len(windows)) or encode_audio(windows)
+    first = [model_logits(model, shot, log_mel) for shot in shots]
+    assert sum(calls) == 90  # the second shot reused the song's embeddings
+    assert np.array_equal(model_logits(model, shots[0], log_mel), first[0])
+    other_song = log_mel[:, ::-1].copy()
+    model_logits(model, shots[0], other_song)
+    assert sum(calls) == 180
+    with torch.no_grad():
+        model.bias.add_(1.0)  # weights changed in place, as an optimiser step does
+        next(model.audio_encoder.parameters()).mul_(0.5)
+    changed = model_logits(model, shots[0], log_mel)
+    assert sum(calls) == 270 and not np.allclose(changed, first[0])
