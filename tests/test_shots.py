@@ -152,6 +152,8 @@ def test_several_shots_need_an_output_folder_and_refuse_single_outputs(capsys, t
     assert_one_line_error(status, err, "cut.txt")
     status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o", "--shard", "2/2")
     assert_one_line_error(status, err, "--shard")
+    status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o", "--shard", "0/2", "--timeline", tmp_path / "cut.otio")
+    assert_one_line_error(status, err, "--timeline needs every shot")
     status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o", "--jobs", "0")
     assert_one_line_error(status, err, "--jobs")
     (tmp_path / "o").mkdir()
@@ -174,3 +176,16 @@ def test_parallel_jobs_give_the_same_results(capsys, tmp_path: Path, shoot: tupl
         rows = json.loads((out / "summary.json").read_text())["shots"]
         results.append([(row["shot"], row["status"], row["offset_frames"], row["confidence"]) for row in rows])
     assert results[0] == results[1]
+
+
+def test_shards_of_one_folder_write_their_own_summaries_and_cover_every_shot(capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:
+    takes, master = shoot
+    seen = []
+    for index in range(2):
+        status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path, "--shard", f"{index}/2", "--mode", "offset", "--device", "cpu")
+        assert status in (0, 1), err
+        summary = json.loads((tmp_path / f"summary.shard-{index}-of-2.json").read_text())
+        assert summary["shard"] == f"{index}/2"
+        seen += [Path(row["shot"]).name for row in summary["shots"]]
+    assert sorted(seen) == sorted(p.name for p in takes.iterdir() if p.suffix == ".mp4")
+    assert not (tmp_path / "summary.json").exists()

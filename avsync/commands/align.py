@@ -159,7 +159,8 @@ def check_outputs(outputs: dict[str, Path | None], inputs: list[Path], force: bo
         remove_stale_temporaries(path)
 
 
-def _check_options(args: argparse.Namespace) -> None:
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse option values and combinations that cannot work (one line each), before any heavy work."""
     try:
         face_point(args.face)
     except ValueError as exc:
@@ -194,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     args.video = args.video[0]
     started = time.perf_counter()
     _check_suffixes(args)
-    _check_options(args)
+    check_options(args)
     args.span = args.span or "music"
     inputs = check_inputs(args.video, args.music, args.vocal)
     sources = [path for path in (args.video, args.music, args.vocal) if path is not None]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from avsync.commands.align import _check_options, check_outputs
+from avsync.commands.align import check_options, check_outputs
 from avsync.errors import AvsyncError
 from avsync.pipeline.checks import check_reference
 from avsync.pipeline.shots import (
@@ -28,6 +28,7 @@ from avsync.pipeline.shots import (
     format_table,
     name_shots,
     output_paths,
+    summary_paths,
 )
 from avsync.shards import in_shard, parse_shard
 
@@ -46,7 +47,7 @@ def run_shots(args: argparse.Namespace) -> int:
         raise AvsyncError(f"--jobs must be at least 1, got {args.jobs}")
     if args.timeline_fps is not None and not 1 <= args.timeline_fps <= 240:
         raise AvsyncError(f"--timeline-fps must be between 1 and 240, got {args.timeline_fps:g}")
-    _check_options(args)
+    check_options(args)
     if args.timeline is not None:
         from avsync.pipeline.timeline import check_timeline_path
 
@@ -54,6 +55,9 @@ def run_shots(args: argparse.Namespace) -> int:
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise AvsyncError("--out-dir is a file; give a folder", args.out_dir)
     shard = parse_shard(args.shard) if args.shard is not None else (0, 1)
+    if args.timeline is not None and shard[1] > 1:
+        raise AvsyncError("--timeline needs every shot, not one shard: run the shards with --cache DIR, then once "
+                          "without --shard with the same --cache (the features are reused) to write the timeline")
     check_reference(args.music)
     if args.vocal is not None:
         check_reference(args.vocal)
@@ -81,8 +85,8 @@ def _check_batch_outputs(args: argparse.Namespace, shots: list[Shot], settings: 
     for shot in shots:
         for kind, path in output_paths(shot, settings).items():
             outputs[f"{shot.path.name}'s {kind}"] = path
-    for name in ("summary.json", "summary.csv", "summary.png"):
-        outputs[f"--out-dir {name}"] = args.out_dir / name
+    for path in summary_paths(args.out_dir, parse_shard(args.shard) if args.shard is not None else (0, 1)).values():
+        outputs[f"--out-dir {path.name}"] = path
     outputs["--timeline"] = args.timeline
     sources = [shot.path for shot in shots] + [path for path in (args.music, args.vocal) if path is not None]
     check_outputs(outputs, sources, args.force)
@@ -129,8 +133,9 @@ def _finish(args: argparse.Namespace, outcomes: list[ShotOutcome], settings: Bat
     run = {"mode": settings.mode, "rendered": settings.render, "shard": f"{shard[0]}/{shard[1]}",
            "checkpoint": settings.checkpoint or "shipped", "jobs": args.jobs,
            "runtime_s": round(time.perf_counter() - started, 3)}  # fmt: skip
-    written = write_summary(outcomes, args.out_dir, os.fspath(args.music), run)
-    written["png"] = plot_shots(outcomes, music_duration, args.out_dir / "summary.png", title=f"{len(outcomes)} shots on {args.music.name}")
+    written = summary_paths(args.out_dir, shard)
+    write_summary(outcomes, written, os.fspath(args.music), run)
+    plot_shots(outcomes, music_duration, written["png"], title=f"{len(outcomes)} shots on {args.music.name}")
     print(format_table(outcomes))
     for kind, path in written.items():
         print(f"wrote {kind} {path}")

@@ -306,23 +306,24 @@ def align_shots(
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def write_summary(outcomes: Sequence[ShotOutcome], out_dir: str | os.PathLike[str], music: str, run: dict) -> dict[str, Path]:
-    """Write ``summary.json`` (run settings, a row and the full report per shot) and ``summary.csv`` (the rows).
+def summary_paths(out_dir: str | os.PathLike[str], shard: tuple[int, int] = (0, 1)) -> dict[str, Path]:
+    """The summary files of a batch: ``summary.json``, ``.csv``, ``.png``; ``summary.shard-I-of-N.*`` for one shard of N."""
+    stem = "summary" if shard[1] == 1 else f"summary.shard-{shard[0]}-of-{shard[1]}"
+    return {kind: Path(out_dir) / f"{stem}.{kind}" for kind in ("json", "csv", "png")}
+
+
+def write_summary(outcomes: Sequence[ShotOutcome], paths: dict[str, Path], music: str, run: dict) -> None:
+    """Write the summary JSON (the run's settings, the counts and a row per shot) and CSV (the rows).
 
     Args:
         outcomes: from `align_shots`.
-        out_dir: the output folder.
+        paths: from `summary_paths` (``json`` and ``csv`` are written).
         music: the song.
         run: what else describes the run (model, mode, shard, runtime).
-
-    Returns:
-        ``{"json": path, "csv": path}``.
     """
-    out_dir = Path(out_dir)
     rows = [outcome.summary_row() for outcome in outcomes]
     counts = {status: sum(row["status"] == status for row in rows) for status in STATUSES}
     document = {"music": music, **run, "counts": counts, "shots": rows}
-    paths = {"json": out_dir / "summary.json", "csv": out_dir / "summary.csv"}
     with atomic_path(paths["json"]) as temporary:
         Path(temporary).write_text(to_json(document) + "\n")
     buffer = io.StringIO()
@@ -331,7 +332,6 @@ def write_summary(outcomes: Sequence[ShotOutcome], out_dir: str | os.PathLike[st
     writer.writerows(rows)
     with atomic_path(paths["csv"]) as temporary:
         Path(temporary).write_text(buffer.getvalue())
-    return paths
 
 
 def format_table(outcomes: Sequence[ShotOutcome]) -> str:
