@@ -60,6 +60,8 @@ def write_outputs(
         plotting = time.perf_counter()
         plot_alignment(sync.cost, sync.alignment.path, None, plot_path, title=default_plot_title(report), fps=sync.time_map.fps)
         report.timings_s["plot"] = round(time.perf_counter() - plotting, 3)
+    if started is not None:
+        report.runtime_s = round(time.perf_counter() - started, 3)
     if report_path is not None:
         report.write(report_path)
     return report
