@@ -154,6 +154,9 @@ def test_several_shots_need_an_output_folder_and_refuse_single_outputs(capsys, t
     assert_one_line_error(status, err, "--shard")
     status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o", "--shard", "0/2", "--timeline", tmp_path / "cut.otio")
     assert_one_line_error(status, err, "--timeline needs every shot")
+    for jobs in ("1", "2"):
+        status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o", "--jobs", jobs, "--checkpoint", tmp_path / "nope.ckpt")
+        assert_one_line_error(status, err, "nope.ckpt", "checkpoint not found")
     status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o", "--jobs", "0")
     assert_one_line_error(status, err, "--jobs")
     (tmp_path / "o").mkdir()

@@ -75,7 +75,6 @@ def run_shots(args: argparse.Namespace) -> int:
     if not shots:
         print(f"avsync align: shard {shard[0]}/{shard[1]} has none of the {len(all_shots)} shots; nothing to do")
         return 0
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     outcomes = _align_with_progress(shots, settings, args)
     return _finish(args, outcomes, settings, shard, started)
 

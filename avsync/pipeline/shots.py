@@ -136,7 +136,6 @@ class ShotOutcome:
     report: dict | None = None
     error: str | None = None
     report_path: str | None = None
-    plot_path: str | None = None
     seconds: float = 0.0
 
     def summary_row(self) -> dict:
@@ -239,8 +238,7 @@ class ShotAligner:
             return ShotOutcome(os.fspath(shot.path), shot.name, "failed", settings.mode, error=str(exc),
                                seconds=time.perf_counter() - started)  # fmt: skip
         return ShotOutcome(os.fspath(shot.path), shot.name, "placed" if matched else "no match", settings.mode, report=report.to_dict(),
-                           report_path=os.fspath(paths["report"]), plot_path=os.fspath(paths["plot"]),
-                           seconds=time.perf_counter() - started)  # fmt: skip
+                           report_path=os.fspath(paths["report"]), seconds=time.perf_counter() - started)  # fmt: skip
 
 
 _worker: ShotAligner | None = None
@@ -276,7 +274,7 @@ def align_shots(
         on_done: called with (index in `shots`, outcome) as each shot finishes.
 
     Raises:
-        AvsyncError: the song (or, with one job, the model) cannot be loaded: nothing can be aligned.
+        AvsyncError: the song or the model cannot be loaded: nothing can be aligned.
     """
     outcomes: list[ShotOutcome | None] = [None] * len(shots)
 
@@ -292,6 +290,7 @@ def align_shots(
         for index, shot in enumerate(shots):
             finished(index, aligner.align(shot))
     else:
+        ShotAligner(settings, song).load()  # a bad checkpoint is one error here, not one per shot in the workers
         threads = max(1, (os.cpu_count() or 1) // jobs)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(jobs, len(shots)), mp_context=context, initializer=_init_worker,
