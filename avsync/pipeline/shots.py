@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import io
 import multiprocessing
 import os
@@ -239,6 +240,10 @@ class ShotAligner:
         except AvsyncError as exc:
             return ShotOutcome(os.fspath(shot.path), shot.name, "failed", settings.mode, error=str(exc),
                                seconds=time.perf_counter() - started)  # fmt: skip
+        finally:
+            # a shot's analysis (cost matrices, plot) sits in reference cycles: collect it now, so memory
+            # stays at one shot's peak (measured: +27 MB per 30-s shot against a 3-minute song otherwise)
+            gc.collect()
         return ShotOutcome(os.fspath(shot.path), shot.name, "placed" if matched else "no match", settings.mode, report=report.to_dict(),
                            report_path=os.fspath(paths["report"]), seconds=time.perf_counter() - started)  # fmt: skip
 
