@@ -4,6 +4,10 @@ Every sample gets its own random parameters; the 16 frames of one mouth clip sha
 transform, so lip motion is preserved. The networks standardise each window, so an overall gain or
 an overall brightness is invisible to them: what is augmented is what they do see (lighting that
 changes within the clip, geometry, the level of the vocal relative to noise and accompaniment).
+
+The strong appearance augmentations of the mouth crops (``rotate``, ``gamma``, ``blur``,
+``pixel_noise``, ``compress``) are off by default; an augmentation that is off draws no random
+numbers, so a configuration without them gives exactly the batches it gave before they existed.
 """
 
 from __future__ import annotations
@@ -38,6 +42,17 @@ class AugmentConfig:
         frame_gain, frame_offset, frame_tilt, frame_noise: per-clip gain spread, level offset and
             spectral tilt (standard deviations) and per-value noise of standardised frame log-mel
             (`avsync.features.audio.frame_log_mel`): other microphones, rooms and voices.
+        rotate: in-plane rotation range +- rotate degrees (per clip, with the zoom and shift: head
+            roll).
+        gamma: gamma curve ``x ** exp(g)`` with g uniform in +- gamma (per clip; exposure and
+            camera response, which a window's standardisation does not undo).
+        blur: Gaussian blur of sigma uniform in 0..blur pixels (per clip; focus, motion, a face
+            far from the camera upsampled to the crop).
+        pixel_noise: sensor noise: each pixel of each frame gets Gaussian noise of a standard
+            deviation uniform in 0..pixel_noise (0..1 pixel units, drawn per clip).
+        compress: JPEG-like coding artefacts: each 8x8 block of each frame is DCT-transformed and
+            its coefficients rounded to the JPEG luminance quantisation table times a factor
+            uniform in 0..compress (per clip; factor 1 is JPEG quality 50, 2 quality 25, 5 quality 10).
     """
 
     brightness: float = 0.1
@@ -55,6 +70,11 @@ class AugmentConfig:
     frame_offset: float = 0.3
     frame_tilt: float = 0.3
     frame_noise: float = 0.15
+    rotate: float = 0.0
+    gamma: float = 0.0
+    blur: float = 0.0
+    pixel_noise: float = 0.0
+    compress: float = 0.0
 
 
 def _uniform(low: float, high: float, size: tuple[int, ...], like: Tensor) -> Tensor:
@@ -62,7 +82,11 @@ def _uniform(low: float, high: float, size: tuple[int, ...], like: Tensor) -> Te
 
 
 def augment_mouth(mouth: Tensor, cfg: AugmentConfig) -> Tensor:
-    """Random lighting drift, zoom, translation and mirror of mouth clips.
+    """Random geometry and lighting drift of mouth clips, then (when on) gamma, blur, noise and coding artefacts.
+
+    The geometry (zoom, rotation, shift, mirror) is one affine transform per clip; then come the
+    lighting drift and the appearance augmentations in the order a camera applies them (exposure,
+    optics, sensor, codec).
 
     Args:
         mouth: float `[B, 16, 64, 64]` in 0..1.
@@ -78,6 +102,13 @@ def augment_mouth(mouth: Tensor, cfg: AugmentConfig) -> Tensor:
     theta[:, 0, 0] = mirror / zoom
     theta[:, 1, 1] = 1 / zoom
     theta[:, :, 2] = _uniform(-2 * cfg.translate, 2 * cfg.translate, (batch, 2), mouth)  # grid units span 2
+    if cfg.rotate > 0:  # output -> input coordinates: rotation after the mirror; the crops are square
+        angle = _uniform(-math.radians(cfg.rotate), math.radians(cfg.rotate), (batch,), mouth)
+        cos, sin = angle.cos(), angle.sin()
+        theta[:, 0, 0] = mirror * cos / zoom
+        theta[:, 0, 1] = -sin / zoom
+        theta[:, 1, 0] = mirror * sin / zoom
+        theta[:, 1, 1] = cos / zoom
     grid = F.affine_grid(theta, list(mouth.shape), align_corners=False)
     moved = F.grid_sample(mouth, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -90,7 +121,81 @@ def augment_mouth(mouth: Tensor, cfg: AugmentConfig) -> Tensor:
     offset = drifting(-cfg.brightness, cfg.brightness)
     gain = drifting(1 - cfg.contrast, 1 + cfg.contrast)
     mean = moved.mean(dim=(2, 3), keepdim=True)
-    return ((moved - mean) * gain + mean + offset).clamp(0.0, 1.0)
+    out = ((moved - mean) * gain + mean + offset).clamp(0.0, 1.0)
+
+    if cfg.gamma > 0:
+        out = out.pow(_uniform(-cfg.gamma, cfg.gamma, (batch, 1, 1, 1), mouth).exp())
+    if cfg.blur > 0:
+        out = _gaussian_blur(out, _uniform(0.0, cfg.blur, (batch,), mouth), cfg.blur)
+    if cfg.pixel_noise > 0:
+        out = (out + _uniform(0.0, cfg.pixel_noise, (batch, 1, 1, 1), mouth) * torch.randn_like(out)).clamp(0.0, 1.0)
+    if cfg.compress > 0:
+        out = _jpeg_blocks(out, _uniform(0.0, cfg.compress, (batch,), mouth))
+    return out
+
+
+def _gaussian_blur(images: Tensor, sigma: Tensor, max_sigma: float) -> Tensor:
+    """Separable Gaussian blur of `images` `[B, T, H, W]`, sigma `[B]` pixels per sample (edges replicated).
+
+    Each direction is one matrix product per frame (a banded `[B, n, n]` blur matrix per sample):
+    much faster on CPU than a grouped convolution with one kernel per frame.
+    """
+    batch, _, height, width = images.shape
+    radius = max(1, math.ceil(3 * max_sigma))
+    taps = torch.arange(-radius, radius + 1, device=images.device)
+    kernel = torch.exp(-0.5 * (taps.to(images.dtype) / sigma.clamp_min(1e-3).view(batch, 1)) ** 2)  # sigma ~0: an impulse
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # [B, K]
+
+    def blur_matrix(n: int) -> Tensor:  # [B, 1, n, n]: row i averages the (edge-clamped) pixels i + taps
+        columns = (torch.arange(n, device=images.device).view(n, 1) + taps).clamp(0, n - 1)  # [n, K]
+        matrix = torch.zeros(batch, n, n, device=images.device, dtype=images.dtype)
+        matrix.scatter_add_(2, columns.expand(batch, n, -1), kernel.view(batch, 1, -1).expand(batch, n, -1))
+        return matrix.unsqueeze(1)
+
+    return blur_matrix(height) @ images @ blur_matrix(width).transpose(-1, -2)
+
+
+# JPEG's luminance quantisation table (ITU-T T.81 Annex K, quality 50), in 0..255 pixel units.
+_JPEG_LUMA = (
+    (16, 11, 10, 16, 24, 40, 51, 61),
+    (12, 12, 14, 19, 26, 58, 60, 55),
+    (14, 13, 16, 24, 40, 57, 69, 56),
+    (14, 17, 22, 29, 51, 87, 80, 62),
+    (18, 22, 37, 56, 68, 109, 103, 77),
+    (24, 35, 55, 64, 81, 104, 113, 92),
+    (49, 64, 78, 87, 103, 121, 120, 101),
+    (72, 92, 95, 98, 112, 100, 103, 99),
+)
+
+
+def _dct_matrix(n: int, like: Tensor) -> Tensor:
+    """Orthonormal DCT-II matrix `[n, n]` (rows: frequencies)."""
+    k = torch.arange(n, device=like.device, dtype=like.dtype).view(n, 1)
+    x = torch.arange(n, device=like.device, dtype=like.dtype).view(1, n)
+    matrix = torch.cos(math.pi * (2 * x + 1) * k / (2 * n)) * math.sqrt(2 / n)
+    matrix[0] /= math.sqrt(2)
+    return matrix
+
+
+def _jpeg_blocks(images: Tensor, factor: Tensor) -> Tensor:
+    """JPEG-like coding of `images` `[B, T, H, W]` in 0..1: 8x8 DCT, coefficients rounded to the
+    luminance table times `factor` `[B]` (0: unchanged), inverse DCT (sides padded to whole blocks).
+
+    The blockwise DCT of a whole frame is one product with a block-diagonal matrix on each side.
+    """
+    batch, _, height, width = images.shape
+    pad_h, pad_w = -height % 8, -width % 8
+    padded = F.pad(images, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else images
+    rows, cols = padded.shape[2] // 8, padded.shape[3] // 8
+    dct = _dct_matrix(8, images)
+    left = torch.block_diag(*[dct] * rows)  # [8 rows, 8 rows]
+    right = torch.block_diag(*[dct] * cols)
+    coefficients = left @ (padded * 255 - 128) @ right.T
+    table = torch.tensor(_JPEG_LUMA, device=images.device, dtype=images.dtype).repeat(rows, cols)
+    step = (table * factor.view(batch, 1, 1, 1)).clamp_min(1e-3)
+    coded = left.T @ (torch.round(coefficients / step) * step) @ right
+    out = ((coded + 128) / 255).clamp(0.0, 1.0)
+    return out[:, :, :height, :width]
 
 
 def augment_mel(log_mel: Tensor, accompaniment: Tensor, cfg: AugmentConfig) -> Tensor:
