@@ -250,3 +250,63 @@ def test_missing_dataset_folder_is_one_line_and_exit_2(tmp_path, capsys):
     assert avsync_main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("avsync: error:") and "nothing" in err[-1] and "not found" in err[-1]
+
+
+def _saved_twotower_checkpoint(path: Path, seed: int = 0) -> LitAVSync:
+    """Train a `TwoTower` module for one step and save its checkpoint at `path` (as `avsync fit` would)."""
+    torch.manual_seed(seed)
+    module = LitAVSync(TwoTower(), lr=1e-3)
+    train, _ = toy_loaders(8)
+    trainer = pl.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=path.parent)  # fmt: skip
+    trainer.fit(module, train)
+    trainer.save_checkpoint(path)
+    return module
+
+
+def test_init_weights_start_training_and_the_result_still_loads(tmp_path):
+    from avsync.models.checkpoints import load_model
+
+    source_path = tmp_path / "pretrained.ckpt"
+    source = _saved_twotower_checkpoint(source_path)
+    expected = {k: v.detach().clone() for k, v in source.model.state_dict().items()}
+    torch.manual_seed(1)
+    module = LitAVSync(TwoTower(), lr=1e-4, init_weights=str(source_path))
+    assert any(not torch.equal(v, expected[k]) for k, v in module.model.state_dict().items())  # fresh until fit starts
+
+    seen = {}
+
+    class Capture(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            seen.update({k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()})
+
+    train, _ = toy_loaders(8)
+    trainer = pl.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, callbacks=[Capture()])  # fmt: skip
+    trainer.fit(module, train)
+    assert seen.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(seen[key], value, msg=key)
+    tuned_path = tmp_path / "finetuned.ckpt"
+    trainer.save_checkpoint(tuned_path)
+    source_path.unlink()  # the fine-tuned checkpoint stands alone
+    loaded = load_model(tuned_path, device="cpu")
+    torch.testing.assert_close(loaded.network.state_dict()["bias"], module.model.state_dict()["bias"])
+    again = LitAVSync.load_from_checkpoint(tuned_path, weights_only=False)
+    assert again.hparams.init_weights == str(source_path)
+    torch.testing.assert_close(again.model.state_dict()["bias"], module.model.state_dict()["bias"])
+
+
+@pytest.mark.parametrize("network, problem", [(lambda: TwoTower(embed_dim=64), "shape mismatch"), (PosterCNN, "network differs")])
+def test_init_weights_from_a_different_network_is_a_one_line_error(network, problem, tmp_path):
+    from avsync.errors import AvsyncError
+
+    path = tmp_path / "pretrained.ckpt"
+    _saved_twotower_checkpoint(path)
+    module = LitAVSync(network(), init_weights=str(path))
+    with pytest.raises(AvsyncError) as info:
+        module.setup("fit")
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and message.startswith(f"{path}: init_weights:") and problem in message
+    with pytest.raises(AvsyncError, match="checkpoint not found"):
+        LitAVSync(TwoTower(), init_weights=str(tmp_path / "none.ckpt")).setup("fit")

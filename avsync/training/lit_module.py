@@ -25,6 +25,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from avsync.errors import AvsyncError
 from avsync.models import describe, is_sequence_model
+from avsync.models.checkpoints import NETWORK_PREFIX
 from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
 from avsync.pipeline.plots import save_figure
 from avsync.training.wandb_setup import run_directory
@@ -68,6 +69,10 @@ class LitAVSync(pl.LightningModule):
             cross-entropy over all `2 * max_offset + 1` shifts of each window's audio, the true one
             being the target (SyncNet/VocaLiST style: every window teaches every offset). A
             sequence network (LipSync) always trains over all offsets, on lip segments.
+        init_weights: a checkpoint from `avsync fit` whose network weights (its ``model.*``
+            ``state_dict`` entries) start training (fine-tuning), loaded in `setup("fit")`; the
+            networks must have the same parameter names and shapes. A resumed run (``ckpt_path``)
+            or a module from `load_from_checkpoint` keeps its own weights instead.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class LitAVSync(pl.LightningModule):
         max_offset: int = 15,
         offset_tolerance: int = 1,
         loss: str = "bce",
+        init_weights: str | None = None,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
@@ -105,6 +111,46 @@ class LitAVSync(pl.LightningModule):
         shifts = 2 * max_offset + 1
         self.register_buffer("shift_logit_sum", torch.zeros(shifts), persistent=False)
         self.register_buffer("shift_count", torch.zeros(()), persistent=False)
+        self._weights_restored = False
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_weights and not self._weights_restored:
+            self.load_network_weights(self.hparams.init_weights)
+            self._weights_restored = True
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._weights_restored = True  # the checkpoint's own weights win over `init_weights`
+
+    def load_network_weights(self, path: str | Path) -> None:
+        """Copy the network weights of an `avsync fit` checkpoint into `self.model`.
+
+        Raises:
+            AvsyncError: the file is missing or not a checkpoint, or its network's parameter names
+                or shapes differ from this one's (one line naming the file).
+        """
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError as exc:
+            raise AvsyncError("init_weights: checkpoint not found", path) from exc
+        except Exception as exc:  # unreadable, not a zip/pickle, or holds Python objects
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise AvsyncError(f"init_weights: not an avsync model checkpoint ({first_line[:160]})", path) from exc
+        state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+        weights = {k.removeprefix(NETWORK_PREFIX): v for k, v in (state or {}).items() if k.startswith(NETWORK_PREFIX)}
+        if not weights:
+            raise AvsyncError("init_weights: not an avsync model checkpoint (no model.* weights in its state_dict)", path)
+        own = self.model.state_dict()
+        missing, unexpected = sorted(own.keys() - weights.keys()), sorted(weights.keys() - own.keys())
+        if missing or unexpected:
+            raise AvsyncError(f"init_weights: its network differs from {type(self.model).__name__} "
+                              f"({len(missing)} parameters missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, "
+                              f"e.g. {unexpected[:1]})", path)  # fmt: skip
+        wrong = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if weights[k].shape != v.shape]
+        if wrong:
+            raise AvsyncError(f"init_weights: shape mismatch with {type(self.model).__name__} "
+                              f"({len(wrong)} tensors, e.g. {wrong[0]}; checkpoint vs this network)", path)  # fmt: skip
+        self.model.load_state_dict(weights)
+        rank_zero_info(f"init_weights: loaded {len(weights)} network tensors from {path}")
 
     def forward(self, mouth_clips: Tensor, log_mel: Tensor) -> Tensor:
         """Match logits `[B]` of mouth clips `[B, 16, 64, 64]` and mel windows `[B, 80, 64]`."""
