@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 
+from avsync.cli import main
 from avsync.evaluation.warp import FrameMap
 from avsync.io.media import write_audio, write_video
 
@@ -173,3 +174,20 @@ def track_faces(frames, backend, config=None):
         reasons.append(reason)
     stacked = np.stack(landmarks) if landmarks else np.zeros((0, NUM_LANDMARKS, 2), np.float32)
     return Track(stacked, np.array([not r for r in reasons], dtype=bool), reasons, tracker.detector_runs)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run `avsync align ARGS --quiet` in this process; its exit status, stdout and stderr."""
+    status = main(["align", *map(str, args), "--quiet"])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def assert_one_line_error(status: int, err: str, *needles: str) -> None:
+    """A user mistake: exit status 2 and one line `avsync: error: ...` holding every needle."""
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("avsync: error: ")
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])

@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import write_test_clip
+from conftest import assert_one_line_error, run_cli, write_test_clip
 
-from avsync.cli import main
 from avsync.errors import AvsyncError
 from avsync.io import media
 from avsync.models import TwoTower
@@ -75,21 +74,6 @@ def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def digest(path: Path) -> str:
     return hashlib.blake2b(path.read_bytes()).hexdigest()
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    status = main(["align", *map(str, args), "--quiet"])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def assert_one_line_error(status: int, err: str, *needles: str) -> None:
-    assert status == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("avsync: error: ")
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def test_missing_video(capsys, tmp_path: Path, tone: Path, untrained_ckpt: Path) -> None:

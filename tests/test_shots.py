@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import opentimelineio as otio
 import pytest
+from conftest import assert_one_line_error, run_cli
 
-from avsync.cli import main
 from avsync.io import media
 from avsync.pipeline.shots import find_shots, name_shots
 from avsync.shards import in_shard
@@ -20,21 +20,6 @@ SAMPLE_RATE = 16000
 SHOT_SECONDS = 10.0
 TAKE_A_AT, TAKE_B_AT = 3.0, 15.0
 """Where the two takes' own music starts in the master (seconds)."""
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    status = main(["align", *map(str, args), "--quiet"])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def assert_one_line_error(status: int, err: str, *needles: str) -> None:
-    assert status == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("avsync: error: ")
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 @pytest.fixture(scope="module")
