@@ -338,3 +338,19 @@ def test_a_user_mistake_is_reported_before_torch_is_imported(tmp_path: Path) -> 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["2", "False"]
     assert result.stderr.strip().endswith("missing.mp4: file not found")
+
+
+def test_the_program_ends_without_teardown_and_loses_no_output(tmp_path: Path, song: Path, faceless: Path, tone: Path,
+                                                                untrained_ckpt: Path) -> None:  # fmt: skip
+    """`python -m avsync align` leaves through os._exit once torch is loaded: everything printed and written first."""
+    report = tmp_path / "report.json"
+    command = [sys.executable, "-m", "avsync", "align", str(song / "Video.mp4"), str(song / "Mix.wav"), "--report", str(report),
+               "--checkpoint", str(untrained_ckpt), "--device", "cpu", "--quiet"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("offset: ") and result.stdout.rstrip().endswith(f"wrote report {report}")
+    assert json.loads(report.read_text())["confidence_level"] in ("reliable", "uncertain", "unreliable")
+    failing = subprocess.run([sys.executable, "-m", "avsync", "align", str(faceless), str(tone), "--checkpoint", str(untrained_ckpt)],
+                             capture_output=True, text=True)  # fmt: skip
+    assert failing.returncode == 2
+    assert failing.stderr.strip().splitlines()[-1].endswith("no face in any frame (nothing to read the lips from)")
