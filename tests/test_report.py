@@ -121,3 +121,16 @@ def test_two_faces_are_named_in_a_warning_with_the_followed_one() -> None:
                        "choose another with --face left|right|largest|X,Y")
     visual.faces_seen = 1
     assert _warnings(analysis) == []
+
+
+def test_cost_images_keep_each_block_minimum() -> None:
+    import numpy as np
+
+    from avsync.pipeline.plots import min_pooled
+
+    cost = np.arange(12 * 25, dtype=np.float64).reshape(12, 25)
+    cost[7, 13] = -5.0
+    pooled = min_pooled(cost, 10)
+    assert pooled.shape == (6, 9)  # blocks of 2 rows and 3 columns
+    assert pooled[3, 4] == -5.0 and pooled[0, 0] == 0.0 and pooled[0, 1] == 3.0
+    assert min_pooled(cost, 100) is cost

@@ -213,6 +213,10 @@ class ShotAligner:
             from avsync.models.checkpoints import load_model
 
             self._model = load_model(self.settings.checkpoint, self.settings.device)
+            # what is loaded now lives for the whole batch: keep the per-shot collection off it
+            # (a full collection walks ~280,000 objects, 0.2 s; the shot's own objects alone take ~0)
+            gc.collect()
+            gc.freeze()
         return self._model
 
     def align(self, shot: Shot) -> ShotOutcome:
