@@ -28,6 +28,7 @@ from avsync.pipeline.shots import (
     format_table,
     name_shots,
     output_paths,
+    song_span,
     summary_paths,
 )
 from avsync.shards import in_shard, parse_shard
@@ -58,33 +59,34 @@ def run_shots(args: argparse.Namespace) -> int:
     if args.timeline is not None and shard[1] > 1:
         raise AvsyncError("--timeline needs every shot, not one shard: run the shards with --cache DIR, then once "
                           "without --shard with the same --cache (the features are reused) to write the timeline")
-    check_reference(args.music)
+    music_duration = check_reference(args.music).duration
     if args.vocal is not None:
         check_reference(args.vocal)
     all_shots = name_shots(find_shots(args.video))
     shots = [shot for shot in all_shots if in_shard(shot.name, shard)]
+    references = {os.path.realpath(path) for path in (args.music, args.vocal) if path is not None}
     for shot in shots:
-        if os.path.realpath(shot.path) in {os.path.realpath(p) for p in (args.music, args.vocal) if p is not None}:
+        if os.path.realpath(shot.path) in references:
             raise AvsyncError("is given both as a shot and as the music", shot.path)
     render = args.render or (args.timeline is not None and args.mode == "warp")
     settings = BatchSettings(music=args.music, vocal=args.vocal, out_dir=args.out_dir,
                              checkpoint=None if args.checkpoint is None else os.fspath(args.checkpoint), device=args.device,
                              mode=args.mode, render=render, face=args.face, cache_dir=args.cache,
                              progress=not args.quiet and args.jobs == 1, force=args.force)  # fmt: skip
-    _check_batch_outputs(args, shots, settings)
+    _check_batch_outputs(args, shots, settings, shard)
     if not shots:
         print(f"avsync align: shard {shard[0]}/{shard[1]} has none of the {len(all_shots)} shots; nothing to do")
         return 0
     outcomes = _align_with_progress(shots, settings, args)
-    return _finish(args, outcomes, settings, shard, started)
+    return _finish(args, outcomes, settings, shard, music_duration, started)
 
 
-def _check_batch_outputs(args: argparse.Namespace, shots: list[Shot], settings: BatchSettings) -> None:
+def _check_batch_outputs(args: argparse.Namespace, shots: list[Shot], settings: BatchSettings, shard: tuple[int, int]) -> None:
     outputs: dict[str, Path | None] = {}
     for shot in shots:
         for kind, path in output_paths(shot, settings).items():
             outputs[f"{shot.path.name}'s {kind}"] = path
-    for path in summary_paths(args.out_dir, parse_shard(args.shard) if args.shard is not None else (0, 1)).values():
+    for path in summary_paths(args.out_dir, shard).values():
         outputs[f"--out-dir {path.name}"] = path
     outputs["--timeline"] = args.timeline
     sources = [shot.path for shot in shots] + [path for path in (args.music, args.vocal) if path is not None]
@@ -117,18 +119,15 @@ def _describe(outcome: ShotOutcome) -> str:
     report = outcome.report
     if outcome.status == "no match":
         return f"no match (best confidence {report['confidence']:.2f})"
-    from avsync.pipeline.shots import song_span
-
     start, end = song_span(report, outcome.mode)
     return f"music {start:.2f}-{end:.2f} s, offset {report['offset_s']:+.2f} s, confidence {report['confidence']:.2f} ({report['confidence_level']})"
 
 
 def _finish(args: argparse.Namespace, outcomes: list[ShotOutcome], settings: BatchSettings, shard: tuple[int, int],
-            started: float) -> int:
+            music_duration: float, started: float) -> int:
     from avsync.pipeline.plots import plot_shots
     from avsync.pipeline.shots import write_summary
 
-    music_duration = check_reference(args.music).duration
     run = {"mode": settings.mode, "rendered": settings.render, "shard": f"{shard[0]}/{shard[1]}",
            "checkpoint": settings.checkpoint or "shipped", "jobs": args.jobs,
            "runtime_s": round(time.perf_counter() - started, 3)}  # fmt: skip

@@ -58,13 +58,28 @@ def check_inputs(video: str | os.PathLike[str], music: str | os.PathLike[str],
         MediaError: a missing or unreadable file, no video stream in the video, no audio stream
             in a reference, or a file shorter than `MIN_VIDEO_S`.
     """
+    return SyncInputs(Path(video), check_video(video), Path(music), check_reference(music),
+                      None if vocal is None else Path(vocal), None if vocal is None else check_reference(vocal))  # fmt: skip
+
+
+def check_video(video: str | os.PathLike[str]) -> media.MediaInfo:
+    """Cheap checks of a video from its header.
+
+    Args:
+        video: the video file.
+
+    Returns:
+        Its `MediaInfo`.
+
+    Raises:
+        MediaError: a missing or unreadable file, no video stream, or shorter than `MIN_VIDEO_S`.
+    """
     video_info = media.probe(video)
     if not video_info.has_video:
         raise MediaError("has no video stream", video)
     if video_info.duration < MIN_VIDEO_S:
         raise MediaError(f"is too short to align ({video_info.duration:.2f} s; at least {MIN_VIDEO_S:g} s needed)", video)
-    return SyncInputs(Path(video), video_info, Path(music), check_reference(music),
-                      None if vocal is None else Path(vocal), None if vocal is None else check_reference(vocal))  # fmt: skip
+    return video_info
 
 
 def check_reference(reference: str | os.PathLike[str]) -> media.MediaInfo:

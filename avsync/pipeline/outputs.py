@@ -43,24 +43,22 @@ def write_outputs(
     inputs, sync = analysis.inputs, analysis.sync
     output_warnings: list[str] = []
     output_start_s = output_duration_s = None
-    writing = time.perf_counter()
     if output is not None:
+        writing = time.perf_counter()
         if mode == "offset":
             offset_s = sync.offset_frames / analysis.visual.fps
             output_warnings = write_offset(inputs.video, inputs.music, output, offset_s, progress=progress)
         else:
             output_start_s, frames = write_retimed(inputs.video, inputs.music, output, sync.time_map, span=span, progress=progress)
             output_duration_s = frames / float(inputs.video_info.fps or analysis.visual.fps)
-    if output is not None:
         analysis.timings["write video"] = time.perf_counter() - writing
-    runtime_s = 0.0 if started is None else time.perf_counter() - started
     report = build_report(analysis, output=output, mode=mode if output is not None else None, output_warnings=output_warnings,
-                          runtime_s=runtime_s, output_start_s=output_start_s, output_duration_s=output_duration_s)  # fmt: skip
+                          output_start_s=output_start_s, output_duration_s=output_duration_s)  # fmt: skip
     if plot_path is not None:
         plotting = time.perf_counter()
         plot_alignment(sync.cost, sync.alignment.path, None, plot_path, title=default_plot_title(report), fps=sync.time_map.fps)
         report.timings_s["plot"] = round(time.perf_counter() - plotting, 3)
-    if started is not None:
+    if started is not None:  # after the plot, so the stage timings never add up to more
         report.runtime_s = round(time.perf_counter() - started, 3)
     if report_path is not None:
         report.write(report_path)

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avsync.errors import AvsyncError
-from avsync.io.media import atomic_path, keep_existing
+from avsync.io.media import MediaInfo, atomic_path, keep_existing
+from avsync.pipeline.checks import SyncInputs, check_reference, check_video
 from avsync.pipeline.report import to_json
 
 if TYPE_CHECKING:
@@ -179,15 +180,31 @@ def output_paths(shot: Shot, settings: BatchSettings) -> dict[str, Path]:
     return paths
 
 
-def load_song(settings: BatchSettings) -> AudioFeatures:
-    """The features of the song (its vocal when given) that every shot is aligned to.
+@dataclass(frozen=True)
+class Song:
+    """The song every shot is aligned to: its headers, checked once, and the features the lips follow.
+
+    Attributes:
+        music_info: the music's header.
+        vocal_info: the vocal's header, or None.
+        features: the log-mel of the vocal when given, else of the music.
+    """
+
+    music_info: MediaInfo
+    vocal_info: MediaInfo | None
+    features: AudioFeatures
+
+
+def load_song(settings: BatchSettings) -> Song:
+    """Check the song's headers and load the features every shot is aligned to.
 
     Raises:
-        MediaError: unreadable or silent.
+        MediaError: unreadable, too short or silent.
     """
     from avsync.pipeline.sync import load_reference
 
-    return load_reference(settings.vocal or settings.music, settings.cache_dir)
+    return Song(check_reference(settings.music), None if settings.vocal is None else check_reference(settings.vocal),
+                load_reference(settings.vocal or settings.music, settings.cache_dir))  # fmt: skip
 
 
 class ShotAligner:
@@ -195,10 +212,10 @@ class ShotAligner:
 
     Args:
         settings: what the shots share.
-        song: the song's features (`load_song`).
+        song: from `load_song`.
     """
 
-    def __init__(self, settings: BatchSettings, song: AudioFeatures) -> None:
+    def __init__(self, settings: BatchSettings, song: Song) -> None:
         self.settings = settings
         self.song = song
         self._model: LoadedModel | None = None
@@ -223,7 +240,6 @@ class ShotAligner:
         """Align one shot and write its outputs; a user-facing error makes it ``failed``, not an exception."""
         from avsync.features.extract import VisualParams
         from avsync.features.tracking import TrackerConfig
-        from avsync.pipeline.checks import check_inputs
         from avsync.pipeline.outputs import write_outputs
         from avsync.pipeline.sync import analyse
 
@@ -232,9 +248,10 @@ class ShotAligner:
         paths = output_paths(shot, settings)
         try:
             model = self.load()
-            inputs = check_inputs(shot.path, settings.music, settings.vocal)
+            inputs = SyncInputs(shot.path, check_video(shot.path), settings.music, self.song.music_info, settings.vocal,
+                                self.song.vocal_info)  # fmt: skip
             visual_params = VisualParams(tracker=TrackerConfig(face=settings.face))
-            analysis = analyse(inputs, model, cache_dir=settings.cache_dir, visual_params=visual_params, audio=self.song,
+            analysis = analyse(inputs, model, cache_dir=settings.cache_dir, visual_params=visual_params, audio=self.song.features,
                                progress=settings.progress)  # fmt: skip
             matched = is_match(analysis.sync.confidence)
             with contextlib.nullcontext() if settings.force else keep_existing():
@@ -255,7 +272,7 @@ class ShotAligner:
 _worker: ShotAligner | None = None
 
 
-def _init_worker(settings: BatchSettings, song: AudioFeatures, threads: int) -> None:
+def _init_worker(settings: BatchSettings, song: Song, threads: int) -> None:
     import torch
 
     global _worker
