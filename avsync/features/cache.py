@@ -97,7 +97,8 @@ def params_hash(params: dict) -> str:
     return _digest(json.dumps(params, sort_keys=True, default=str).encode(), size=8)
 
 
-def _array_checksum(array: np.ndarray) -> str:
+def array_checksum(array: np.ndarray) -> str:
+    """BLAKE2b (128-bit, hex) of an array's bytes (C order)."""
     return _digest(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data if array.size else b"")
 
 
@@ -212,7 +213,7 @@ class FeatureCache:
         meta = {
             **meta,
             "arrays": {
-                name: {"shape": list(a.shape), "dtype": a.dtype.str, "blake2b": _array_checksum(a)} for name, a in arrays.items()
+                name: {"shape": list(a.shape), "dtype": a.dtype.str, "blake2b": array_checksum(a)} for name, a in arrays.items()
             },
         }
         with atomic_path(entry) as temporary, open(temporary, "wb") as handle:
@@ -241,7 +242,7 @@ class FeatureCache:
             record = meta["arrays"][name]
             if list(array.shape) != record["shape"] or array.dtype.str != record["dtype"]:
                 raise CorruptEntry(f"array {name} has shape {array.shape} {array.dtype}, expected {record}")
-            if _array_checksum(array) != record["blake2b"]:
+            if array_checksum(array) != record["blake2b"]:
                 raise CorruptEntry(f"array {name} does not match its checksum")
         try:
             return rebuild(arrays)
