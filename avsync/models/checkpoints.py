@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,11 @@ NETWORK_PREFIX = "model."
 """Prefix of the network's weights in a checkpoint's ``state_dict`` (`LitAVSync.model`)."""
 
 
+def network_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network's entries of a checkpoint's ``state_dict`` (``model.*``), without the prefix."""
+    return {key.removeprefix(NETWORK_PREFIX): value for key, value in state_dict.items() if key.startswith(NETWORK_PREFIX)}
+
+
 def network_from_checkpoint(checkpoint: dict) -> nn.Module:
     """Rebuild the network of a loaded Lightning checkpoint of `avsync.training.lit_module.LitAVSync`.
 
@@ -128,8 +134,7 @@ def network_from_checkpoint(checkpoint: dict) -> nn.Module:
     if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError("no hyper_parameters and state_dict (not a Lightning checkpoint)")
     network = build_network(checkpoint["hyper_parameters"]["model"])
-    weights = {key.removeprefix(NETWORK_PREFIX): value for key, value in checkpoint["state_dict"].items() if key.startswith(NETWORK_PREFIX)}
-    network.load_state_dict(weights)
+    network.load_state_dict(network_weights(checkpoint["state_dict"]))
     return network
 
 

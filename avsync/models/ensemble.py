@@ -19,8 +19,6 @@ from torch import nn
 from avsync.errors import AvsyncError
 from avsync.models.layers import build_network, describe
 
-NETWORK_PREFIX = "model."
-
 
 class Ensemble(nn.Module):
     """Member networks and their cost weights.
@@ -52,19 +50,24 @@ def combine_checkpoints(checkpoints: Sequence[str | os.PathLike[str]], weights: 
         AvsyncError: a member that is not an avsync checkpoint.
     """
     from avsync.io.media import atomic_path
+    from avsync.models.checkpoints import (  # checkpoints imports this module
+        NETWORK_PREFIX,
+        network_weights,
+    )
 
     descriptions, state = [], {}
     for index, path in enumerate(checkpoints):
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             description = checkpoint["hyper_parameters"]["model"]
-            weights_of = {k.removeprefix(NETWORK_PREFIX): v for k, v in checkpoint["state_dict"].items() if k.startswith(NETWORK_PREFIX)}
+            weights_of = network_weights(checkpoint["state_dict"])
         except (OSError, KeyError, TypeError, RuntimeError) as exc:
             raise AvsyncError(f"not an avsync model checkpoint ({exc})", path) from exc
         descriptions.append(description)
-        state.update({f"{NETWORK_PREFIX}members.{index}.{k}": v for k, v in weights_of.items()})
+        state.update({f"members.{index}.{k}": v for k, v in weights_of.items()})
     ensemble = Ensemble(descriptions, weights)
-    ensemble.load_state_dict({k.removeprefix(NETWORK_PREFIX): v for k, v in state.items()})
+    ensemble.load_state_dict(state)
     with atomic_path(target) as temporary:
-        torch.save({"state_dict": state, "hyper_parameters": {"model": describe(ensemble)}}, temporary)
+        torch.save({"state_dict": {NETWORK_PREFIX + k: v for k, v in state.items()}, "hyper_parameters": {"model": describe(ensemble)}},
+                   temporary)  # fmt: skip
     return Path(target)

@@ -25,7 +25,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from avsync.errors import AvsyncError
 from avsync.models import describe, is_sequence_model
-from avsync.models.checkpoints import NETWORK_PREFIX
+from avsync.models.checkpoints import network_weights
 from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
 from avsync.pipeline.plots import save_figure
 from avsync.training.wandb_setup import run_directory
@@ -136,7 +136,7 @@ class LitAVSync(pl.LightningModule):
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise AvsyncError(f"init_weights: not an avsync model checkpoint ({first_line[:160]})", path) from exc
         state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-        weights = {k.removeprefix(NETWORK_PREFIX): v for k, v in (state or {}).items() if k.startswith(NETWORK_PREFIX)}
+        weights = network_weights(state or {})
         if not weights:
             raise AvsyncError("init_weights: not an avsync model checkpoint (no model.* weights in its state_dict)", path)
         own = self.model.state_dict()
