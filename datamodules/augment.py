@@ -99,16 +99,14 @@ def augment_mouth(mouth: Tensor, cfg: AugmentConfig) -> Tensor:
     zoom = _uniform(1 - cfg.scale, 1 + cfg.scale, (batch,), mouth)
     mirror = torch.where(torch.rand(batch, device=mouth.device) < cfg.flip, -1.0, 1.0).to(mouth.dtype)
     theta = torch.zeros(batch, 2, 3, device=mouth.device, dtype=mouth.dtype)
-    theta[:, 0, 0] = mirror / zoom
-    theta[:, 1, 1] = 1 / zoom
     theta[:, :, 2] = _uniform(-2 * cfg.translate, 2 * cfg.translate, (batch, 2), mouth)  # grid units span 2
-    if cfg.rotate > 0:  # output -> input coordinates: rotation after the mirror; the crops are square
-        angle = _uniform(-math.radians(cfg.rotate), math.radians(cfg.rotate), (batch,), mouth)
-        cos, sin = angle.cos(), angle.sin()
-        theta[:, 0, 0] = mirror * cos / zoom
-        theta[:, 0, 1] = -sin / zoom
-        theta[:, 1, 0] = mirror * sin / zoom
-        theta[:, 1, 1] = cos / zoom
+    # output -> input coordinates: rotation after the mirror; the crops are square (rotate 0 draws nothing)
+    angle = _uniform(-math.radians(cfg.rotate), math.radians(cfg.rotate), (batch,), mouth) if cfg.rotate > 0 else zoom.new_zeros(batch)
+    cos, sin = angle.cos(), angle.sin()
+    theta[:, 0, 0] = mirror * cos / zoom
+    theta[:, 0, 1] = -sin / zoom
+    theta[:, 1, 0] = mirror * sin / zoom
+    theta[:, 1, 1] = cos / zoom
     grid = F.affine_grid(theta, list(mouth.shape), align_corners=False)
     moved = F.grid_sample(mouth, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
