@@ -147,6 +147,16 @@ def _reliability(report: EvalReport, out: Path) -> str:
             f"{threshold:.2f}; plot {png}")
 
 
+def _write_results(out: Path, settings: dict, report: EvalReport) -> str:
+    """Write the run's settings and per-case results as JSON at `out` and the tables as Markdown beside it; returns the Markdown."""
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps({**settings, **report.to_dict()}, indent=1) + "\n", encoding="utf-8")
+    markdown = format_markdown(report)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown + "\n", encoding="utf-8")
+    return markdown
+
+
 def pool(args: argparse.Namespace) -> int:
     """Merge the per-case results of earlier runs, print and write the pooled tables."""
     results = []
@@ -158,11 +168,7 @@ def pool(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AvsyncError(f"not an avsync eval result ({type(exc).__name__}: {exc})", path) from exc
     report = EvalReport(results)
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps({"pooled": [str(p) for p in args.pool], **report.to_dict()}, indent=1) + "\n", encoding="utf-8")
-    markdown = format_markdown(report)
-    with atomic_path(args.out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown + "\n", encoding="utf-8")
+    markdown = _write_results(args.out, {"pooled": [str(p) for p in args.pool]}, report)
     print(f"{len(results)} results of {len({r.case for r in results})} cases from {len(args.pool)} runs")
     print(markdown)
     print(_reliability(report, args.out))
@@ -200,13 +206,9 @@ def run(args: argparse.Namespace) -> int:
     if args.constant:
         methods.append(ConstantMethod())
     report = run_evaluation(methods, cases, cache=cache, plots_dir=args.plots, time_map_plots=True, progress=not args.quiet)
-    results = {**loaded.describe(), "data": str(args.data), "split": args.split, "protocol": args.protocol, "seed": args.seed,
-               "max_frames": args.max_frames, "dtw": asdict(config), **report.to_dict()}  # fmt: skip
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    markdown = format_markdown(report)
-    with atomic_path(args.out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown + "\n", encoding="utf-8")
+    settings = {**loaded.describe(), "data": str(args.data), "split": args.split, "protocol": args.protocol, "seed": args.seed,
+                "max_frames": args.max_frames, "dtw": asdict(config)}  # fmt: skip
+    markdown = _write_results(args.out, settings, report)
     clips = len({c.clip_id for c in cases})
     print(f"checkpoint {loaded.path} ({type(loaded.network).__name__}), {len(cases)} cases of {clips} {args.split} clips")
     print(format_table(report, by_kind=True))
