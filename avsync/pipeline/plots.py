@@ -142,9 +142,8 @@ def plot_shots(outcomes: Sequence[ShotOutcome], music_duration_s: float, out_png
     from avsync.pipeline.report import CONFIDENCE_RELIABLE
     from avsync.pipeline.shots import song_span
 
-    placed = sorted((outcome for outcome in outcomes if outcome.status == "placed" and outcome.report is not None),
-                    key=lambda outcome: song_span(outcome.report, outcome.mode))  # fmt: skip
-    unplaced = [outcome for outcome in outcomes if outcome not in placed]
+    placed = sorted((outcome for outcome in outcomes if outcome.status == "placed"), key=lambda outcome: song_span(outcome.report, outcome.mode))
+    unplaced = [outcome for outcome in outcomes if outcome.status != "placed"]
     rows = max(1, len(placed))
     fig = Figure(figsize=(10, 1.2 + 0.32 * rows + 0.22 * len(unplaced)))
     ax = fig.add_subplot(1, 1, 1)
