@@ -151,6 +151,11 @@ def test_several_shots_need_an_output_folder_and_refuse_single_outputs(capsys, t
     assert_one_line_error(status, err, "summary.json", "--force")
     assert (tmp_path / "o" / "summary.json").read_text() == "{}"
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["summary.json"]
+    # An earlier EDL timeline's second track is part of what --timeline would replace.
+    (tmp_path / "cut.V2.edl").write_text("earlier")
+    status, _, err = run_cli(capsys, takes, master, "--out-dir", tmp_path / "o2", "--timeline", tmp_path / "cut.edl")
+    assert_one_line_error(status, err, "cut.V2.edl", "--force")
+    assert (tmp_path / "cut.V2.edl").read_text() == "earlier" and not (tmp_path / "o2").exists()
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from avsync.pipeline.timeline import (
     UnplacedShot,
     build_timeline,
     check_timeline_path,
+    edl_track_files,
     placement_from_report,
     write_timeline,
 )
@@ -242,6 +243,21 @@ def test_unknown_suffix_is_refused_naming_the_file(tmp_path):
         write_timeline(timeline, path)
     assert not path.exists()
     check_timeline_path(tmp_path / "shoot.EDL")  # suffixes are matched without case
+
+
+def test_an_edl_replaces_the_track_files_of_an_earlier_timeline(tmp_path):
+    placements, unplaced = _shoot(tmp_path)
+    stacked = build_timeline("/s/song.wav", MUSIC_S, placements, unplaced, 25.0, "shoot")  # two video tracks
+    single = build_timeline("/s/song.wav", MUSIC_S, placements[:1], unplaced, 25.0, "shoot")
+    path = tmp_path / "shoot.edl"
+    for name in ("shoot.V10.edl", "shoot.V3.edl", "shoot.Vx.edl", "shoot.V1.edl", "other.V2.edl"):
+        (tmp_path / name).write_text("earlier")
+    assert edl_track_files(path) == [tmp_path / "shoot.V3.edl", tmp_path / "shoot.V10.edl"]
+    assert edl_track_files(tmp_path / "shoot.otio") == []
+    assert write_timeline(stacked, path) == [path, tmp_path / "shoot.V2.edl"]
+    assert sorted(p.name for p in tmp_path.glob("*.edl")) == ["other.V2.edl", "shoot.V1.edl", "shoot.V2.edl", "shoot.Vx.edl", "shoot.edl"]
+    assert write_timeline(single, path) == [path]  # the earlier cut's second track goes with it
+    assert sorted(p.name for p in tmp_path.glob("*.edl")) == ["other.V2.edl", "shoot.V1.edl", "shoot.Vx.edl", "shoot.edl"]
 
 
 def test_failing_write_leaves_no_file(tmp_path, monkeypatch):

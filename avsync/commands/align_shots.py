@@ -89,6 +89,11 @@ def _check_batch_outputs(args: argparse.Namespace, shots: list[Shot], settings: 
     for path in summary_paths(args.out_dir, shard).values():
         outputs[f"--out-dir {path.name}"] = path
     outputs["--timeline"] = args.timeline
+    if args.timeline is not None:  # an earlier EDL timeline's other tracks are replaced with it
+        from avsync.pipeline.timeline import edl_track_files
+
+        for sibling in edl_track_files(args.timeline):
+            outputs[f"--timeline's track file {sibling.name}"] = sibling
     sources = [shot.path for shot in shots] + [path for path in (args.music, args.vocal) if path is not None]
     check_outputs(outputs, sources, args.force)
 

@@ -255,6 +255,24 @@ def check_timeline_path(path: str | Path) -> None:
         )
 
 
+def edl_track_files(path: str | Path) -> list[Path]:
+    """The existing per-track siblings ``NAME.V<n>.edl`` (n >= 2) of an EDL path, by track number.
+
+    An EDL holds one video track, so `write_timeline` writes track n of a stacked timeline to
+    ``NAME.V<n>.edl``; those files belong to the timeline ``NAME.edl`` and are replaced with it.
+
+    Args:
+        path: the timeline file (any suffix: only an ``.edl`` has siblings).
+    """
+    target = Path(path)
+    if target.suffix.lower() != ".edl" or not target.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(target.stem) + r"\.V(\d+)" + re.escape(target.suffix) + "$")
+    numbered = [(int(match.group(1)), sibling) for sibling in target.parent.iterdir()
+                if (match := pattern.match(sibling.name)) and int(match.group(1)) >= 2]  # fmt: skip
+    return [sibling for _, sibling in sorted(numbered)]
+
+
 def write_timeline(timeline: otio.schema.Timeline, path: str | Path) -> list[Path]:
     """Write `timeline` in the format its suffix names; nothing half-written is left on failure.
 
@@ -264,7 +282,8 @@ def write_timeline(timeline: otio.schema.Timeline, path: str | Path) -> list[Pat
 
     Returns:
         The files written: `path`, then for an EDL with several video tracks the siblings
-        ``NAME.V2.edl``, ``NAME.V3.edl``, ... (one video track per EDL).
+        ``NAME.V2.edl``, ``NAME.V3.edl``, ... (one video track per EDL). Siblings of an earlier
+        timeline with more tracks (`edl_track_files`) are removed: they would describe another cut.
 
     Raises:
         AvsyncError: unknown suffix, or the adapter cannot express the timeline.
@@ -281,10 +300,13 @@ def write_timeline(timeline: otio.schema.Timeline, path: str | Path) -> list[Pat
             texts = {target: otio.adapters.write_to_string(timeline, _ADAPTERS[suffix])}
     except Exception as exc:  # the adapters raise all kinds; report them as one line
         raise AvsyncError(f"cannot write the timeline as {suffix} ({type(exc).__name__}: {exc})", path) from exc
+    stale = [sibling for sibling in edl_track_files(target) if sibling not in texts]
     with ExitStack() as stack:
         for destination, text in texts.items():
             temporary = stack.enter_context(atomic_path(destination))
             temporary.write_text(text, encoding="utf-8")
+    for sibling in stale:
+        sibling.unlink(missing_ok=True)
     return list(texts)
 
 
