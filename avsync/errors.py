@@ -20,6 +20,16 @@ class AvsyncError(Exception):
         text = message if path is None else f"{path}: {message}"
         super().__init__(" ".join(text.split()))
 
+    def __reduce__(self) -> tuple:
+        # pickled whole (a worker process's error is raised again in the parent): the text already names the path
+        return _restore, (type(self), str(self), self.path)
+
+
+def _restore(kind: type[AvsyncError], text: str, path: str | None) -> AvsyncError:
+    error = kind(text)
+    error.path = path
+    return error
+
 
 class DiskFullError(AvsyncError):
     """The disk filled up while writing an output (nothing half-written is left); exit status 1."""

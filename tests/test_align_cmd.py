@@ -340,7 +340,7 @@ def test_a_user_mistake_is_reported_before_torch_is_imported(tmp_path: Path) -> 
     assert result.stderr.strip().endswith("missing.mp4: file not found")
 
 
-def test_the_program_ends_without_teardown_and_loses_no_output(tmp_path: Path, song: Path, faceless: Path, tone: Path,
+def test_the_program_ends_without_teardown_and_loses_no_output(capsys, tmp_path: Path, song: Path, faceless: Path, tone: Path,
                                                                 untrained_ckpt: Path) -> None:  # fmt: skip
     """`python -m avsync align` leaves through os._exit once torch is loaded: everything printed and written first."""
     report = tmp_path / "report.json"
@@ -349,7 +349,19 @@ def test_the_program_ends_without_teardown_and_loses_no_output(tmp_path: Path, s
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("offset: ") and result.stdout.rstrip().endswith(f"wrote report {report}")
-    assert json.loads(report.read_text())["confidence_level"] in ("reliable", "uncertain", "unreliable")
+    data = json.loads(report.read_text())
+    assert data["confidence_level"] in ("reliable", "uncertain", "unreliable")
+    # The lips were read in a forked process while the model loaded (the command had not loaded torch
+    # yet), with the same result as reading them in-process (torch is loaded in this test process).
+    assert "video features (waited)" in data["timings_s"] and "music embedding" in data["timings_s"]
+    in_process = tmp_path / "in_process.json"
+    status, _, err = run_cli(capsys, song / "Video.mp4", song / "Mix.wav", "--report", in_process, "--checkpoint", untrained_ckpt,
+                             "--device", "cpu", "--quiet")  # fmt: skip
+    assert status == 0, err
+    expected = json.loads(in_process.read_text())
+    assert "video features" in expected["timings_s"]
+    for key in ("time_map", "offset_s", "confidence", "frames_without_face", "unreliable_spans"):
+        assert data[key] == expected[key], key
     failing = subprocess.run([sys.executable, "-m", "avsync", "align", str(faceless), str(tone), "--checkpoint", str(untrained_ckpt)],
                              capture_output=True, text=True)  # fmt: skip
     assert failing.returncode == 2

@@ -123,28 +123,52 @@ reference's content and the weights' versions: many shots aligned against one so
 
 def _two_tower_logits(model: nn.Module, mouth_crops: np.ndarray, log_mel: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
     device = _device(model)
-    n, m = len(mouth_crops), log_mel.shape[1] // MELS_PER_FRAME
+    starts_v = range(0, len(mouth_crops), batch_size)
+    bar = tqdm(total=len(starts_v), desc="embed", unit="batch", disable=not progress, leave=False)
+    video_emb = []
+    for start in starts_v:
+        rows = np.arange(start, min(len(mouth_crops), start + batch_size))
+        video_emb.append(model.encode_video(video_windows(mouth_crops, rows).to(device)))
+        bar.update()
+    bar.close()
+    audio_emb = _reference_embeddings(model, log_mel, batch_size)
+    return model.score(torch.cat(video_emb), audio_emb).float().cpu().numpy()
+
+
+def _reference_embeddings(model: nn.Module, log_mel: np.ndarray, batch_size: int) -> torch.Tensor:
+    """A two-tower model's audio embeddings of every reference frame ``[M, D]``, remembered per model."""
     # the weights' version counters too: training changes them in place between two calls
     weights = ",".join(str(tensor._version) for tensor in itertools.chain(model.parameters(), model.buffers()))
     key = f"{array_checksum(log_mel)}{log_mel.shape}{log_mel.dtype}{weights}"
     remembered = _song_embeddings.get(model)
-    starts_v = range(0, n, batch_size)
-    starts_a = range(0, m, batch_size) if remembered is None or remembered[0] != key else range(0)
-    bar = tqdm(total=len(starts_v) + len(starts_a), desc="embed", unit="batch", disable=not progress, leave=False)
-    video_emb, audio_emb = [], []
-    for start in starts_v:
-        rows = np.arange(start, min(n, start + batch_size))
-        video_emb.append(model.encode_video(video_windows(mouth_crops, rows).to(device)))
-        bar.update()
-    for start in starts_a:
-        cols = np.arange(start, min(m, start + batch_size))
-        audio_emb.append(model.encode_audio(audio_windows(log_mel, cols).to(device)))
-        bar.update()
-    bar.close()
-    if starts_a:
-        remembered = (key, torch.cat(audio_emb))
-        _song_embeddings[model] = remembered
-    return model.score(torch.cat(video_emb), remembered[1]).float().cpu().numpy()
+    if remembered is not None and remembered[0] == key:
+        return remembered[1]
+    device, m = _device(model), log_mel.shape[1] // MELS_PER_FRAME
+    audio_emb = [model.encode_audio(audio_windows(log_mel, np.arange(start, min(m, start + batch_size))).to(device))
+                 for start in range(0, m, batch_size)]  # fmt: skip
+    embeddings = torch.cat(audio_emb)
+    _song_embeddings[model] = (key, embeddings)
+    return embeddings
+
+
+@torch.inference_mode()
+def embed_reference(model: nn.Module, log_mel: np.ndarray, batch_size: int = WINDOW_BATCH) -> None:
+    """Embed a reference ahead of its video, for the two-tower networks in `model` (an ensemble's
+    members too); `cost_matrix` then reuses the embeddings. Other networks need nothing ahead.
+
+    Args:
+        model: any network `cost_matrix` takes.
+        log_mel: float [80, 4M] of the reference.
+        batch_size: windows per forward pass.
+    """
+    for network in model.members if isinstance(model, Ensemble) else [model]:
+        if hasattr(network, "encode_video") and hasattr(network, "encode_audio"):
+            was_training = network.training
+            network.eval()
+            try:
+                _reference_embeddings(network, log_mel, min(batch_size, WINDOW_BATCH))
+            finally:
+                network.train(was_training)
 
 
 def _pair_logits(model: nn.Module, mouth_crops: np.ndarray, log_mel: np.ndarray, band: tuple[float, float, int] | None,

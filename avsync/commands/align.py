@@ -200,18 +200,22 @@ def run(args: argparse.Namespace) -> int:
     inputs = check_inputs(args.video, args.music, args.vocal)
     sources = [path for path in (args.video, args.music, args.vocal) if path is not None]
     check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, sources, args.force)
-    # torch, the model and the features load only now, after every cheap check has passed
+    # the heavy work starts only now, after every cheap check has passed: the lips are read in a
+    # process of their own while torch, the model and the music load here
     checked = time.perf_counter()
     from avsync.features.extract import VisualParams
     from avsync.features.tracking import TrackerConfig
-    from avsync.models.checkpoints import load_model
-    from avsync.pipeline.sync import analyse
+    from avsync.pipeline.shot_features import shot_in_background
 
-    imported = time.perf_counter()
-    model = load_model(args.checkpoint, args.device)
-    loaded = time.perf_counter()
     visual_params = VisualParams(tracker=TrackerConfig(face=args.face))
-    analysis = analyse(inputs, model, cache_dir=args.cache, visual_params=visual_params, progress=not args.quiet)
+    with shot_in_background(args.video, args.cache, visual_params) as shot:
+        from avsync.models.checkpoints import load_model
+        from avsync.pipeline.sync import analyse
+
+        imported = time.perf_counter()
+        model = load_model(args.checkpoint, args.device)
+        loaded = time.perf_counter()
+        analysis = analyse(inputs, model, cache_dir=args.cache, visual_params=visual_params, shot=shot, progress=not args.quiet)
     analysis.timings = {"checks": checked - started, "imports": imported - checked, "model": loaded - imported, **analysis.timings}
     with contextlib.nullcontext() if args.force else keep_existing():
         return _write_outputs(args, analysis, started)

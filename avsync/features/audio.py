@@ -5,18 +5,24 @@ Video frame ``k`` covers ``[k/fps, (k+1)/fps)`` and owns mel columns ``mels_per_
 (``center=True``). The hop must divide the audio of one video frame exactly: other frame rates
 (29.97, 30 fps) are handled by resampling the video to the model's rate
 (`avsync.io.media.read_video(fps=25)`), never by bending the hop.
+
+torch and torchaudio are imported on first use: the video-only feature path (`extract_visual`,
+run in a process of its own by `avsync.pipeline.shot_features`) never loads them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torchaudio
 
 from avsync.conventions import FPS, MELS_PER_FRAME, SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import torch
+    import torchaudio
 
 LOG_OFFSET = 1e-6
 SILENCE_DB = 30.0
@@ -75,6 +81,8 @@ class MelConfig:
 
 @functools.lru_cache(maxsize=8)
 def _mel_transform(cfg: MelConfig, device: torch.device) -> torchaudio.transforms.MelSpectrogram:
+    import torchaudio
+
     return torchaudio.transforms.MelSpectrogram(
         sample_rate=cfg.sample_rate,
         n_fft=cfg.n_fft,
@@ -102,6 +110,8 @@ def log_mel(waveform: np.ndarray | torch.Tensor, cfg: MelConfig = MelConfig()) -
         float32 ``[n_mels, mels_per_frame * T]`` (or ``[B, n_mels, mels_per_frame * T]``),
         ``log(mel power + 1e-6)``, on the waveform's device.
     """
+    import torch
+
     samples = torch.as_tensor(waveform, dtype=torch.float32)
     if samples.ndim not in (1, 2):
         raise ValueError(f"waveform must be [N] or [B, N], got shape {tuple(samples.shape)}")

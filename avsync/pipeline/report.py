@@ -30,7 +30,10 @@ Fields (all times in seconds; other fields may be added, these never change mean
 * ``output_start_s``, ``output_duration_s``: for a warped output, the music time of its first
   frame (0 unless ``--span video``) and its length; else null.
 * ``timings_s``: seconds per stage of the command (checks, imports, model, music features,
-  video features, cost, dtw, write video, plot), for finding where the time goes.
+  video features, cost, dtw, write video, plot), for finding where the time goes. When the lips
+  were read in a process of their own beside the model work (`avsync.pipeline.shot_features`),
+  ``music embedding`` is the reference's embedding done meanwhile and ``video features (waited)``
+  the time spent waiting for the lips after it.
 """
 
 from __future__ import annotations

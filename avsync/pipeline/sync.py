@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from avsync.align.analysis import FeatureSync, sync_features
+from avsync.align.cost import embed_reference
 from avsync.align.dtw import DTWConfig, alignment_cost
 from avsync.align.robust import retimed_fraction, unreliable_spans
 from avsync.conventions import MELS_PER_FRAME
@@ -31,11 +33,11 @@ from avsync.features.extract import (
     VisualFeatures,
     VisualParams,
     extract_audio,
-    extract_visual,
 )
 from avsync.models.checkpoints import LoadedModel
-from avsync.pipeline.checks import MIN_VIDEO_S, SyncInputs
+from avsync.pipeline.checks import SyncInputs
 from avsync.pipeline.report import SyncReport, confidence_level
+from avsync.pipeline.shot_features import load_shot
 
 SILENCE_POWER = 1e-3
 """Summed mel power of the loudest reference frame below which the reference is silent (a
@@ -103,31 +105,6 @@ def load_reference(reference: str | os.PathLike[str], cache_dir: str | os.PathLi
     return audio
 
 
-def load_shot(video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
-              visual_params: VisualParams = VisualParams()) -> VisualFeatures:
-    """The video's mouth crops and landmarks, checked for length and for a face.
-
-    Args:
-        video: the video.
-        cache_dir: feature cache folder, or None to compute without caching.
-        visual_params: extraction parameters (which face to follow among several, ...).
-
-    Raises:
-        MediaError: unreadable video, too short, or without any face.
-    """
-    if cache_dir is None:
-        visual = extract_visual(video, visual_params)
-    else:
-        from avsync.features.cache import FeatureCache
-
-        visual = FeatureCache(cache_dir).visual(video, visual_params)
-    if len(visual) < MIN_VIDEO_S * visual.fps:
-        raise MediaError(f"is too short to align ({len(visual)} frames at {visual.fps:g} fps)", video)
-    if not visual.valid.any():
-        raise MediaError("shows no face in any frame (nothing to read the lips from)", video)
-    return visual
-
-
 def analyse(
     inputs: SyncInputs,
     model: LoadedModel,
@@ -136,6 +113,7 @@ def analyse(
     dtw_config: DTWConfig | None = None,
     visual_params: VisualParams = VisualParams(),
     audio: AudioFeatures | None = None,
+    shot: Callable[[], VisualFeatures] | None = None,
     progress: bool = True,
 ) -> SyncAnalysis:
     """Align a video to its reference: features, then `avsync.align.analysis.sync_features`.
@@ -147,6 +125,9 @@ def analyse(
         visual_params: extraction parameters (`VisualParams`; e.g. which face to follow).
         dtw_config: DTW constraints (see `avsync.align.analysis.align_cost`).
         audio: the reference's features when already loaded (`load_reference`), else loaded here.
+        shot: returns the video's features when they are being read elsewhere
+            (`avsync.pipeline.shot_features.shot_in_background`); the reference is embedded
+            meanwhile. None: they are loaded here.
         progress: show progress bars.
 
     Raises:
@@ -157,11 +138,18 @@ def analyse(
     if audio is None:
         audio = load_reference(inputs.reference, cache_dir)  # first: a silent reference is found cheaply
     loaded = time.perf_counter()
-    visual = load_shot(inputs.video, cache_dir, visual_params)
-    seen = time.perf_counter()
+    if shot is None:
+        visual = load_shot(inputs.video, cache_dir, visual_params)
+        timings = {"music features": loaded - started, "video features": time.perf_counter() - loaded}
+    else:
+        embed_reference(model.network, audio.log_mel)  # while the shot's lips are read in the background
+        embedded = time.perf_counter()
+        visual = shot()
+        timings = {"music features": loaded - started, "music embedding": embedded - loaded,
+                   "video features (waited)": time.perf_counter() - embedded}  # fmt: skip
     sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, landmarks=visual.landmarks,
                          fps=visual.fps, dtw_config=dtw_config, progress=progress)  # fmt: skip
-    timings = {"music features": loaded - started, "video features": seen - loaded, **sync.timings}
+    timings.update(sync.timings)
     return SyncAnalysis(inputs, sync, visual, audio, model.describe(), timings)
 
 

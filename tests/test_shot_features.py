@@ -1,0 +1,90 @@
+"""A shot's features read in a forked process (`avsync.pipeline.shot_features`) while the parent loads the model."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_test_clip
+
+from avsync.errors import AvsyncError, DiskFullError, MediaError
+from avsync.pipeline import shot_features
+from avsync.pipeline.shot_features import load_shot, shot_in_background
+from avsync.synth.dataset import SongSpec, render_song
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3 s synthetic singer (320x320 face, 25 fps)."""
+    return render_song(SongSpec("song", "singer", seed=0, index=3, seconds=3.0), tmp_path_factory.mktemp("synth")).folder / "Video.mp4"
+
+
+@pytest.fixture
+def forking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fork although this test process has torch loaded (the child never touches it)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("this platform cannot fork")
+    monkeypatch.setattr(shot_features, "can_fork", lambda: True)
+
+
+def test_features_from_the_child_equal_those_read_here(forking, video: Path) -> None:
+    here = load_shot(video, None)
+    with shot_in_background(video, None) as shot:
+        assert shot is not None
+        there = shot()
+    assert multiprocessing.active_children() == []
+    np.testing.assert_array_equal(there.mouth_crops, here.mouth_crops)
+    np.testing.assert_array_equal(there.valid, here.valid)
+    np.testing.assert_array_equal(there.landmarks, here.landmarks)
+    assert there.params == here.params and there.invalid_reason == here.invalid_reason
+
+
+def test_a_user_error_in_the_child_is_raised_here_as_one_line(forking, tmp_path: Path) -> None:
+    faceless = write_test_clip(tmp_path / "faceless.mp4", seconds=2.0, size=(64, 48), audio=False)
+    with shot_in_background(faceless, None) as shot, pytest.raises(MediaError) as caught:
+        shot()
+    assert caught.value.path == str(faceless)
+    assert str(caught.value) == f"{faceless}: shows no face in any frame (nothing to read the lips from)"
+
+
+def test_a_crash_in_the_child_carries_its_traceback(forking, monkeypatch: pytest.MonkeyPatch, video: Path) -> None:
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the lip reader")
+
+    monkeypatch.setattr(shot_features, "load_shot", broken)  # the fork copies the patched module
+    with shot_in_background(video, None) as shot, pytest.raises(RuntimeError) as caught:
+        shot()
+    assert "ValueError: a bug in the lip reader" in str(caught.value) and str(video) in str(caught.value)
+
+
+def test_leaving_without_the_result_stops_the_child(forking, video: Path) -> None:
+    with shot_in_background(video, None):
+        assert len(multiprocessing.active_children()) == 1
+    assert multiprocessing.active_children() == []
+
+
+def test_without_a_safe_fork_nothing_starts(monkeypatch: pytest.MonkeyPatch, video: Path) -> None:
+    monkeypatch.setattr(shot_features, "can_fork", lambda: False)
+    with shot_in_background(video, None) as shot:
+        assert shot is None and multiprocessing.active_children() == []
+
+
+def test_torch_loaded_means_no_fork() -> None:
+    assert "torch" in sys.modules and not shot_features.can_fork()
+
+
+def test_the_video_path_does_not_import_torch() -> None:
+    code = "import sys; import avsync.pipeline.shot_features, avsync.features.cache; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("error", [AvsyncError("bad input", "/a/b.mp4"), MediaError("unreadable"), DiskFullError("disk full", "out.mp4")])
+def test_user_errors_cross_a_process_boundary_whole(error: AvsyncError) -> None:
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error) and str(back) == str(error) and back.path == error.path
