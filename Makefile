@@ -13,7 +13,9 @@ CKPT    ?=
 SWEEP   ?= experiments/sweeps/twotower_lr.yaml
 REAL    ?= experiments/real_clips.jsonl
 FOLDS   ?= 0 1 2 3 4
+FOLD_DATA ?= experiments/real_folds
 WITH    ?=
+WITH_EXP ?=
 WITH_WEIGHT ?= 2.0
 PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
@@ -60,20 +62,25 @@ eval-real: $(STAMP) ## warped real clips of REAL's test split (../shared/data) a
 folds: $(STAMP) ## write the 5 leave-speakers-out fold manifests of REAL into experiments/real_folds/
 	$(PY) -c "import json; from avsync.evaluation.folds import write_fold_manifests as w; print(*w('$(REAL)', '$(CACHE)', 'experiments/real_folds', folds=json.load(open('experiments/real_folds/folds.json'))), sep='\n')"
 
-eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold train, align its unseen speakers, pool (WITH=CKPT: as an ensemble with CKPT)
+eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DATA) train, align its unseen speakers, pool (WITH=CKPT or WITH_EXP=EXP2's fold runs: as an ensemble, weight WITH_WEIGHT)
 	@set -e; for k in $(FOLDS); do \
 	    $(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
-	        --data.data=experiments/real_folds/fold$$k.jsonl --data.cache=$(CACHE) \
+	        --data.data=$(FOLD_DATA)/fold$$k.jsonl --data.cache=$(CACHE) \
 	        --trainer.logger.init_args.name=$(EXP)_fold$$k; \
 	    ckpt=$$(ls -t runs/$(EXP)_fold$$k/*/checkpoints/last.ckpt | head -n 1); \
-	    if [ -n "$(WITH)" ]; then \
-	        $(PY) -c "from avsync.models.ensemble import combine_checkpoints as c; c(['$$ckpt', '$(WITH)'], [1.0, $(WITH_WEIGHT)], '$$ckpt.ensemble')"; \
+	    with='$(WITH)'; \
+	    if [ -n "$(WITH_EXP)" ]; then \
+	        with=$$(ls -t runs/$(WITH_EXP)_fold$$k/*/checkpoints/last.ckpt 2>/dev/null | head -n 1); \
+	        test -n "$$with" || { echo "error: no runs/$(WITH_EXP)_fold$$k/*/checkpoints/last.ckpt: run make eval-folds EXP=$(WITH_EXP) first" >&2; exit 2; }; \
+	    fi; \
+	    if [ -n "$$with" ]; then \
+	        $(PY) -c "from avsync.models.ensemble import combine_checkpoints as c; c(['$$ckpt', '$$with'], [1.0, $(WITH_WEIGHT)], '$$ckpt.ensemble')"; \
 	        ckpt=$$ckpt.ensemble; \
 	    fi; \
-	    $(VENV)/bin/avsync eval --protocol real --data experiments/real_folds/fold$$k.jsonl --split test --cache $(CACHE) \
-	        --checkpoint $$ckpt --constant --quiet --out results/folds/$(EXP)$(if $(WITH),_ensemble,)/fold$$k.json; \
+	    $(VENV)/bin/avsync eval --protocol real --data $(FOLD_DATA)/fold$$k.jsonl --split test --cache $(CACHE) \
+	        --checkpoint $$ckpt --constant --quiet --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold$$k.json; \
 	done
-	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)$(if $(WITH),_ensemble,)/fold*.json --out results/folds/$(EXP)$(if $(WITH),_ensemble,)/pooled.json
+	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold*.json --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/pooled.json
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
 	$(PY) -m benchmarks

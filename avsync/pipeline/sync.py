@@ -5,7 +5,8 @@
    before any heavy work (or import);
 2. `analyse` loads the reference's log-mel and the video's mouth crops and landmarks
    (`avsync.features`, through the feature cache when one is given; a silent reference or a
-   video without any face is a user error) and aligns them (`avsync.align.analysis.sync_features`:
+   video without any face is a user error; the lips may be read meanwhile in a process of their
+   own, `avsync.pipeline.shot_features`) and aligns them (`avsync.align.analysis.sync_features`:
    cost matrix, robust DTW, time map, offset and confidence);
 3. `build_report` turns the analysis into the `avsync.pipeline.report.SyncReport`, once, with
    the outputs the command wrote.
