@@ -158,6 +158,25 @@ def test_several_shots_need_an_output_folder_and_refuse_single_outputs(capsys, t
     assert (tmp_path / "cut.V2.edl").read_text() == "earlier" and not (tmp_path / "o2").exists()
 
 
+def test_a_forked_worker_reading_the_next_shot_gives_the_same_results(capsys, monkeypatch, tmp_path: Path,
+                                                                      shoot: tuple[Path, Path]) -> None:  # fmt: skip
+    """`avsync align` forks the lips reader before torch loads; this test process has torch, so it forces the fork."""
+    from avsync.pipeline import shot_features
+
+    takes, master = shoot
+    results = []
+    for forked in (False, True):
+        monkeypatch.setattr(shot_features, "can_fork", lambda forked=forked: forked)
+        out = tmp_path / f"forked{forked}"
+        status, _, err = run_cli(capsys, takes, master, "--out-dir", out, "--mode", "offset", "--device", "cpu", "--quiet")
+        assert status == 1 and "broken.mp4" in err.strip().splitlines()[-1]  # a bad shot fails alone, as without the worker
+        rows = json.loads((out / "summary.json").read_text())["shots"]
+        results.append([(row["shot"], row["status"], row["offset_frames"], row["confidence"], row["error"]) for row in rows])
+        stages = json.loads((out / "take_b.json").read_text())["timings_s"]
+        assert ("video features (waited)" in stages) == forked and ("video features" in stages) == (not forked)
+    assert results[0] == results[1]
+
+
 @pytest.mark.slow
 def test_parallel_jobs_give_the_same_results(capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:
     takes, master = shoot

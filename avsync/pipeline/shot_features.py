@@ -2,10 +2,11 @@
 
 `load_shot` decodes the video, follows the face and cuts the mouth crops (through the feature
 cache when one is given). Most of that time is dlib's face detection and landmarks, which hold
-Python's GIL: a thread cannot run them beside the model work. `shot_in_background` runs
-`load_shot` in a forked child instead, started before torch is imported, so that on a machine
-with two or more cores the parent imports torch, loads the model and the music and embeds the
-music while the child reads the lips (`avsync align` on one shot). The child never imports torch
+Python's GIL: a thread cannot run them beside the model work. `lips_reader` forks a worker
+process instead, before torch is imported, that runs `load_shot` on request: on a machine with
+two or more cores the parent imports torch, loads the model and the music and embeds the music
+while the worker reads the lips of one shot (`shot_in_background`, `avsync align`), and aligns
+shot k while the worker reads shot k+1 (`avsync.pipeline.shots`). The worker never imports torch
 (`avsync.features.extract`'s video path needs numpy, OpenCV, PyAV and dlib only) and sends the
 features back through a pipe; a user error in it (`avsync.errors.AvsyncError`) is raised again in
 the parent, one line as always.
@@ -57,14 +58,80 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods() and "torch" not in sys.modules
 
 
+class LipsReader:
+    """A forked worker process that runs `load_shot` on request, one request at a time.
+
+    `request` hands it a shot and returns at once; `result` waits for that shot's features. A
+    caller that requests the next shot before working on the current one keeps the worker busy
+    beside it (`avsync.pipeline.shots.align_shots` reads shot k+1 while shot k is aligned).
+    Made by `lips_reader`.
+    """
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, connection: Connection) -> None:
+        self._process, self._connection = process, connection
+        self._outstanding: str | None = None
+
+    def request(self, video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
+                visual_params: VisualParams = VisualParams()) -> None:
+        """Start reading a shot's lips (at most one request outstanding)."""
+        if self._outstanding is not None:
+            raise RuntimeError(f"the lips of {self._outstanding} are still being read")
+        self._connection.send((video, cache_dir, visual_params))
+        self._outstanding = os.fspath(video)
+
+    def result(self) -> VisualFeatures:
+        """The requested shot's features.
+
+        Raises:
+            AvsyncError: what `load_shot` raised in the worker (`MediaError`, ...), one line as always.
+            RuntimeError: the worker failed (its traceback in the message) or died.
+        """
+        video, self._outstanding = self._outstanding, None
+        if video is None:
+            raise RuntimeError("no shot was requested")
+        try:
+            kind, payload = self._connection.recv()
+        except EOFError:
+            self._process.join()
+            raise RuntimeError(f"reading the lips of {video} stopped (the worker process ended with status "
+                               f"{self._process.exitcode})") from None  # fmt: skip
+        if kind == "error":
+            raise payload
+        if kind == "crash":
+            raise RuntimeError(f"reading the lips of {video} failed in the worker process:\n{payload}")
+        return payload
+
+
+@contextmanager
+def lips_reader() -> Iterator[LipsReader | None]:
+    """Fork a `LipsReader` worker; None where a fork is not safe (`can_fork`): read the lips in-process then.
+
+    Leaving the context ends the worker, at once if it is still reading (an error or Ctrl-C here).
+    """
+    if not can_fork():
+        yield None
+        return
+    context = multiprocessing.get_context("fork")
+    parent_end, child_end = context.Pipe(duplex=True)
+    sys.stdout.flush()  # a fork copies unwritten output, which the child would write again
+    sys.stderr.flush()
+    worker = context.Process(target=_serve, args=(child_end,), name="avsync-lips", daemon=True)
+    worker.start()
+    child_end.close()
+    try:
+        yield LipsReader(worker, parent_end)
+    finally:
+        parent_end.close()  # the worker's next receive ends, and so does the worker
+        worker.join(timeout=0.5)
+        if worker.is_alive():
+            worker.terminate()
+            worker.join()
+
+
 @contextmanager
 def shot_in_background(video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
                        visual_params: VisualParams = VisualParams()) -> Iterator[Callable[[], VisualFeatures] | None]:
-    """Start `load_shot` in a forked child; yields the function that waits for its result.
-
-    Where a fork is not safe (`can_fork`), nothing starts and None is yielded: the caller loads
-    the features itself. Leaving the context stops a child whose result was not asked for (an
-    error or Ctrl-C in the parent).
+    """One shot's `load_shot` in a forked worker (`lips_reader`); yields the function that waits for it.
 
     Args:
         video: the video.
@@ -72,56 +139,35 @@ def shot_in_background(video: str | os.PathLike[str], cache_dir: str | os.PathLi
         visual_params: extraction parameters.
 
     Yields:
-        ``result()``: the `VisualFeatures`; raises what `load_shot` raised in the child
-        (`MediaError` and the other `AvsyncError` kinds), RuntimeError when the child died. None
-        where nothing was started.
+        `LipsReader.result` of the started request, or None where nothing could be started (the
+        caller loads the features itself).
     """
-    if not can_fork():
-        yield None
-        return
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    sys.stdout.flush()  # a fork copies unwritten output, which the child would write again
-    sys.stderr.flush()
-    child = context.Process(target=_child, args=(sender, video, cache_dir, visual_params), name="avsync-lips", daemon=True)
-    child.start()
-    sender.close()
-
-    def result() -> VisualFeatures:
-        try:
-            kind, payload = receiver.recv()
-        except EOFError:
-            child.join()
-            raise RuntimeError(f"reading the lips of {video} stopped (the worker process ended with status {child.exitcode})") from None
-        if kind == "error":
-            raise payload
-        if kind == "crash":
-            raise RuntimeError(f"reading the lips of {video} failed in the worker process:\n{payload}")
-        return payload
-
-    try:
-        yield result
-    finally:
-        receiver.close()
-        if child.is_alive():
-            child.terminate()
-        child.join()
+    with lips_reader() as reader:
+        if reader is None:
+            yield None
+            return
+        reader.request(video, cache_dir, visual_params)
+        yield reader.result
 
 
-def _child(sender: Connection, video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
-           visual_params: VisualParams) -> None:
-    """The forked worker: `load_shot`, its result or error sent back through `sender`."""
+def _serve(connection: Connection) -> None:
+    """The worker: answer each request with `load_shot`'s features or error, until the parent hangs up."""
     from avsync.errors import AvsyncError
 
-    try:
-        message = ("features", load_shot(video, cache_dir, visual_params))
-    except AvsyncError as exc:
-        message = ("error", exc)
-    except KeyboardInterrupt:
-        return
-    except Exception:  # a bug: its traceback goes to the parent, which raises it
-        message = ("crash", traceback.format_exc())
-    try:
-        sender.send(message)
-    except (BrokenPipeError, OSError):  # the parent has gone (Ctrl-C)
-        pass
+    while True:
+        try:
+            video, cache_dir, visual_params = connection.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        try:
+            message = ("features", load_shot(video, cache_dir, visual_params))
+        except AvsyncError as exc:
+            message = ("error", exc)
+        except KeyboardInterrupt:
+            return
+        except Exception:  # a bug: its traceback goes to the parent, which raises it
+            message = ("crash", traceback.format_exc())
+        try:
+            connection.send(message)
+        except (BrokenPipeError, OSError):  # the parent has gone
+            return

@@ -35,8 +35,9 @@ from avsync.pipeline.checks import SyncInputs, check_reference, check_video
 from avsync.pipeline.report import to_json
 
 if TYPE_CHECKING:
-    from avsync.features.extract import AudioFeatures
+    from avsync.features.extract import AudioFeatures, VisualFeatures, VisualParams
     from avsync.models.checkpoints import LoadedModel
+    from avsync.pipeline.shot_features import LipsReader
 
 SHOT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".mxf", ".webm", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv")
 """Files taken from a folder of shots (by suffix, any case)."""
@@ -127,6 +128,13 @@ class BatchSettings:
     cache_dir: Path | None = None
     progress: bool = True
     force: bool = False
+
+    def visual_params(self) -> VisualParams:
+        """How every shot's lips are read (`avsync.features.extract.VisualParams`)."""
+        from avsync.features.extract import VisualParams
+        from avsync.features.tracking import TrackerConfig
+
+        return VisualParams(tracker=TrackerConfig(face=self.face))
 
 
 @dataclass
@@ -236,10 +244,13 @@ class ShotAligner:
             gc.freeze()
         return self._model
 
-    def align(self, shot: Shot) -> ShotOutcome:
-        """Align one shot and write its outputs; a user-facing error makes it ``failed``, not an exception."""
-        from avsync.features.extract import VisualParams
-        from avsync.features.tracking import TrackerConfig
+    def align(self, shot: Shot, lips: Callable[[], VisualFeatures] | None = None) -> ShotOutcome:
+        """Align one shot and write its outputs; a user-facing error makes it ``failed``, not an exception.
+
+        Args:
+            shot: the shot.
+            lips: returns its features when they were read elsewhere (`read_ahead`), else None.
+        """
         from avsync.pipeline.outputs import write_outputs
         from avsync.pipeline.sync import analyse
 
@@ -250,9 +261,8 @@ class ShotAligner:
             model = self.load()
             inputs = SyncInputs(shot.path, check_video(shot.path), settings.music, self.song.music_info, settings.vocal,
                                 self.song.vocal_info)  # fmt: skip
-            visual_params = VisualParams(tracker=TrackerConfig(face=settings.face))
-            analysis = analyse(inputs, model, cache_dir=settings.cache_dir, visual_params=visual_params, audio=self.song.features,
-                               progress=settings.progress)  # fmt: skip
+            analysis = analyse(inputs, model, cache_dir=settings.cache_dir, visual_params=settings.visual_params(),
+                               audio=self.song.features, shot=lips, progress=settings.progress)  # fmt: skip
             matched = is_match(analysis.sync.confidence)
             with contextlib.nullcontext() if settings.force else keep_existing():
                 report = write_outputs(analysis, output=paths.get("video") if matched else None, report_path=paths["report"],
@@ -267,6 +277,22 @@ class ShotAligner:
             gc.collect()
         return ShotOutcome(os.fspath(shot.path), shot.name, "placed" if matched else "no match", settings.mode, report=report.to_dict(),
                            report_path=os.fspath(paths["report"]), seconds=time.perf_counter() - started)  # fmt: skip
+
+
+def read_ahead(reader: LipsReader) -> Callable[[], VisualFeatures]:
+    """Take the features `reader` was asked for, as `ShotAligner.align`'s ``lips``: they (or the
+    user error reading them raised) come back when the shot's analysis asks, so that the next shot
+    can be requested first."""
+    try:
+        features = reader.result()
+    except AvsyncError as exc:
+        error = exc
+
+        def failed() -> VisualFeatures:
+            raise error
+
+        return failed
+    return lambda: features
 
 
 _worker: ShotAligner | None = None
@@ -298,7 +324,8 @@ def align_shots(
         shots: from `name_shots`.
         settings: what the shots share.
         jobs: shots aligned at once, each in its own process with ``cores // jobs`` threads
-            (1: in this process, one after another).
+            (1: in this process, one after another, while a forked worker reads the next
+            shot's lips: `avsync.pipeline.shot_features.lips_reader`).
         on_done: called with (index in `shots`, outcome) as each shot finishes.
 
     Raises:
@@ -311,25 +338,35 @@ def align_shots(
         if on_done is not None:
             on_done(index, outcome)
 
-    song = load_song(settings)  # once for all shots; a bad song ends the batch here, not once per shot
     if jobs <= 1 or len(shots) <= 1:
-        aligner = ShotAligner(settings, song)
-        aligner.load()
-        for index, shot in enumerate(shots):
-            finished(index, aligner.align(shot))
-    else:
-        ShotAligner(settings, song).load()  # a bad checkpoint is one error here, not one per shot in the workers
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(jobs, len(shots)), mp_context=context, initializer=_init_worker,
-                                 initargs=(settings, song, threads)) as pool:  # fmt: skip
-            futures = {pool.submit(_align_in_worker, shot): index for index, shot in enumerate(shots)}
-            try:
-                for future in as_completed(futures):
-                    finished(futures[future], future.result())
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        from avsync.pipeline.shot_features import lips_reader
+
+        with lips_reader() as reader:  # forked before torch loads; it reads shot k+1 while shot k is aligned
+            if reader is not None and shots:
+                reader.request(shots[0].path, settings.cache_dir, settings.visual_params())
+            aligner = ShotAligner(settings, load_song(settings))  # a bad song ends the batch here, not once per shot
+            aligner.load()
+            for index, shot in enumerate(shots):
+                lips = None
+                if reader is not None:
+                    lips = read_ahead(reader)
+                    if index + 1 < len(shots):
+                        reader.request(shots[index + 1].path, settings.cache_dir, settings.visual_params())
+                finished(index, aligner.align(shot, lips))
+        return [outcome for outcome in outcomes if outcome is not None]
+    song = load_song(settings)  # once for all shots; a bad song ends the batch here, not once per shot
+    ShotAligner(settings, song).load()  # a bad checkpoint is one error here, not one per shot in the workers
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(shots)), mp_context=context, initializer=_init_worker,
+                             initargs=(settings, song, threads)) as pool:  # fmt: skip
+        futures = {pool.submit(_align_in_worker, shot): index for index, shot in enumerate(shots)}
+        try:
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return [outcome for outcome in outcomes if outcome is not None]
 
 
