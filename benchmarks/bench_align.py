@@ -5,8 +5,9 @@ The clip is a synthetic singer (`avsync.synth`, 320x320) scaled up to fill the h
 own 30 s mix, then 75 s more (3 minutes, 44.1 kHz WAV). Both are made once in a temporary folder.
 
 Each case runs the real command in a fresh process (imports, model loading, feature extraction
-without a cache, cost matrix, DTW, outputs) and reports its wall time and peak resident memory
-(``ru_maxrss`` of the largest process). The model is the command's default, the shipped
+without a cache, cost matrix, DTW, outputs) and reports its wall time and peak resident memory:
+``ru_maxrss`` of the largest process, and the resident memory of the command and its lips worker
+(`avsync.pipeline.shot_features`) together, sampled. The model is the command's default, the shipped
 ensemble, so the time map (and with it the re-timing work) is the one a user gets. The batch
 cases align ten copies of the clip against the track in one call (`avsync align DIR MUSIC
 --out-dir`), so their ratio to one shot shows what loading the model and the music once saves.
