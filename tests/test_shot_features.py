@@ -14,7 +14,7 @@ from conftest import write_test_clip
 
 from avsync.errors import AvsyncError, DiskFullError, MediaError
 from avsync.pipeline import shot_features
-from avsync.pipeline.shot_features import load_shot, shot_in_background
+from avsync.pipeline.shot_features import lips_reader, load_shot, shot_in_background
 from avsync.synth.dataset import SongSpec, render_song
 
 
@@ -32,12 +32,13 @@ def forking(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shot_features, "can_fork", lambda: True)
 
 
-def test_features_from_the_child_equal_those_read_here(forking, video: Path) -> None:
+def test_features_from_the_child_equal_those_read_here(forking, capfd, video: Path) -> None:
     here = load_shot(video, None)
     with shot_in_background(video, None) as shot:
         assert shot is not None
         there = shot()
     assert multiprocessing.active_children() == []
+    assert capfd.readouterr().err == ""  # the worker ends on the hang-up, not by a signal with a traceback
     np.testing.assert_array_equal(there.mouth_crops, here.mouth_crops)
     np.testing.assert_array_equal(there.valid, here.valid)
     np.testing.assert_array_equal(there.landmarks, here.landmarks)
@@ -60,6 +61,14 @@ def test_a_crash_in_the_child_carries_its_traceback(forking, monkeypatch: pytest
     with shot_in_background(video, None) as shot, pytest.raises(RuntimeError) as caught:
         shot()
     assert "ValueError: a bug in the lip reader" in str(caught.value) and str(video) in str(caught.value)
+
+
+def test_the_worker_ends_on_its_own_when_the_parent_hangs_up(forking, video: Path) -> None:
+    with lips_reader() as reader:
+        assert reader is not None
+        reader.request(video, None)
+        assert len(reader.result()) == 75
+    assert reader._process.exitcode == 0  # not terminated (-15) after waiting for it
 
 
 def test_leaving_without_the_result_stops_the_child(forking, video: Path) -> None:

@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     from avsync.pipeline.shot_features import shot_in_background
 
     visual_params = VisualParams(tracker=TrackerConfig(face=args.face))
-    with shot_in_background(args.video, args.cache, visual_params) as shot:
+    with shot_in_background(args.video, args.cache, visual_params, progress=not args.quiet) as shot:
         from avsync.models.checkpoints import load_model
         from avsync.pipeline.sync import analyse
 

@@ -144,19 +144,21 @@ class FeatureCache:
         content = file_hash(media_path)
         return self.root / kind / content[:2] / f"{content}-{params_hash(params)}.npz"
 
-    def visual(self, video_path: str | os.PathLike[str], params: VisualParams = VisualParams()) -> VisualFeatures:
+    def visual(self, video_path: str | os.PathLike[str], params: VisualParams = VisualParams(),
+               progress: bool = False) -> VisualFeatures:
         """Visual features of a video: loaded from the cache, or extracted and stored.
 
         Args:
             video_path: the video file.
             params: extraction parameters.
+            progress: show a per-frame progress bar while extracting.
 
         Raises:
             MediaError: missing or unreadable video.
         """
         key = params.params()
         return self._get(
-            "visual", video_path, key, lambda: extract_visual(video_path, params), lambda a: VisualFeatures.from_arrays(a, key)
+            "visual", video_path, key, lambda: extract_visual(video_path, params, progress), lambda a: VisualFeatures.from_arrays(a, key)
         )
 
     def audio(self, audio_path: str | os.PathLike[str], mel_cfg: MelConfig = MelConfig()) -> AudioFeatures:

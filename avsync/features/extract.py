@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from avsync.conventions import FPS
 from avsync.errors import MediaError
@@ -158,12 +159,13 @@ def work_size(width: int, height: int, work_width: int) -> tuple[int, int] | Non
     return work_width, max(1, round(height * work_width / width))
 
 
-def extract_visual(video_path: str | Path, params: VisualParams = VisualParams()) -> VisualFeatures:
+def extract_visual(video_path: str | Path, params: VisualParams = VisualParams(), progress: bool = False) -> VisualFeatures:
     """Track the face and cut mouth crops of every frame of a video (resampled to `params.fps`).
 
     Args:
         video_path: the video file.
         params: extraction parameters.
+        progress: show a per-frame progress bar (stderr).
 
     Returns:
         The video's `VisualFeatures` (T frames at ``params.fps``).
@@ -185,12 +187,16 @@ def extract_visual(video_path: str | Path, params: VisualParams = VisualParams()
     landmarks: list[np.ndarray] = []
     reasons: list[str] = []
     frames = media.iter_video(video_path, fps=params.fps, gray=not params.crop.rgb, size=size)
+    expected = round(info.duration * params.fps) if info.duration else None
+    bar = tqdm(total=expected, desc="lips", unit="frame", leave=False, disable=not progress, dynamic_ncols=True)
     for _, frame in prefetch(frames, PREFETCH_FRAMES):
+        bar.update()
         points, reason = tracker.update(frame)
         crops.extend(cropper.push(frame, points))
         # Work pixels to source pixels (pixel centres at integer coordinates in both).
         landmarks.append(np.full((NUM_LANDMARKS, 2), np.nan) if points is None else (points + 0.5) * scale - 0.5)
         reasons.append(reason)
+    bar.close()
     crops.extend(cropper.flush())
     return VisualFeatures(
         mouth_crops=np.stack(crops),

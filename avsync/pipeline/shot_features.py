@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -28,23 +29,24 @@ from avsync.pipeline.checks import MIN_VIDEO_S
 
 
 def load_shot(video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
-              visual_params: VisualParams = VisualParams()) -> VisualFeatures:
+              visual_params: VisualParams = VisualParams(), progress: bool = False) -> VisualFeatures:
     """The video's mouth crops and landmarks, checked for length and for a face.
 
     Args:
         video: the video.
         cache_dir: feature cache folder, or None to compute without caching.
         visual_params: extraction parameters (which face to follow among several, ...).
+        progress: show a per-frame progress bar while reading the lips.
 
     Raises:
         MediaError: unreadable video, too short, or without any face.
     """
     if cache_dir is None:
-        visual = extract_visual(video, visual_params)
+        visual = extract_visual(video, visual_params, progress)
     else:
         from avsync.features.cache import FeatureCache
 
-        visual = FeatureCache(cache_dir).visual(video, visual_params)
+        visual = FeatureCache(cache_dir).visual(video, visual_params, progress)
     if len(visual) < MIN_VIDEO_S * visual.fps:
         raise MediaError(f"is too short to align ({len(visual)} frames at {visual.fps:g} fps)", video)
     if not visual.valid.any():
@@ -72,11 +74,11 @@ class LipsReader:
         self._outstanding: str | None = None
 
     def request(self, video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
-                visual_params: VisualParams = VisualParams()) -> None:
-        """Start reading a shot's lips (at most one request outstanding)."""
+                visual_params: VisualParams = VisualParams(), progress: bool = False) -> None:
+        """Start reading a shot's lips (at most one request outstanding; `load_shot`'s arguments)."""
         if self._outstanding is not None:
             raise RuntimeError(f"the lips of {self._outstanding} are still being read")
-        self._connection.send((video, cache_dir, visual_params))
+        self._connection.send((video, cache_dir, visual_params, progress))
         self._outstanding = os.fspath(video)
 
     def result(self) -> VisualFeatures:
@@ -115,7 +117,7 @@ def lips_reader() -> Iterator[LipsReader | None]:
     parent_end, child_end = context.Pipe(duplex=True)
     sys.stdout.flush()  # a fork copies unwritten output, which the child would write again
     sys.stderr.flush()
-    worker = context.Process(target=_serve, args=(child_end,), name="avsync-lips", daemon=True)
+    worker = context.Process(target=_serve, args=(child_end, parent_end), name="avsync-lips", daemon=True)
     worker.start()
     child_end.close()
     try:
@@ -130,13 +132,15 @@ def lips_reader() -> Iterator[LipsReader | None]:
 
 @contextmanager
 def shot_in_background(video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
-                       visual_params: VisualParams = VisualParams()) -> Iterator[Callable[[], VisualFeatures] | None]:
+                       visual_params: VisualParams = VisualParams(),
+                       progress: bool = False) -> Iterator[Callable[[], VisualFeatures] | None]:
     """One shot's `load_shot` in a forked worker (`lips_reader`); yields the function that waits for it.
 
     Args:
         video: the video.
         cache_dir: feature cache folder, or None.
         visual_params: extraction parameters.
+        progress: the worker shows a per-frame progress bar.
 
     Yields:
         `LipsReader.result` of the started request, or None where nothing could be started (the
@@ -146,21 +150,24 @@ def shot_in_background(video: str | os.PathLike[str], cache_dir: str | os.PathLi
         if reader is None:
             yield None
             return
-        reader.request(video, cache_dir, visual_params)
+        reader.request(video, cache_dir, visual_params, progress)
         yield reader.result
 
 
-def _serve(connection: Connection) -> None:
+def _serve(connection: Connection, parent_end: Connection) -> None:
     """The worker: answer each request with `load_shot`'s features or error, until the parent hangs up."""
     from avsync.errors import AvsyncError
 
+    parent_end.close()  # the fork's copy: with it open, the parent hanging up would never reach `recv`
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command's handler (`avsync.cli`): a stop is silent
+
     while True:
         try:
-            video, cache_dir, visual_params = connection.recv()
+            video, cache_dir, visual_params, progress = connection.recv()
         except (EOFError, OSError, KeyboardInterrupt):
             return
         try:
-            message = ("features", load_shot(video, cache_dir, visual_params))
+            message = ("features", load_shot(video, cache_dir, visual_params, progress))
         except AvsyncError as exc:
             message = ("error", exc)
         except KeyboardInterrupt:

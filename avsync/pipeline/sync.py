@@ -140,7 +140,7 @@ def analyse(
         audio = load_reference(inputs.reference, cache_dir)  # first: a silent reference is found cheaply
     loaded = time.perf_counter()
     if shot is None:
-        visual = load_shot(inputs.video, cache_dir, visual_params)
+        visual = load_shot(inputs.video, cache_dir, visual_params, progress)
         timings = {"music features": loaded - started, "video features": time.perf_counter() - loaded}
     else:
         embed_reference(model.network, audio.log_mel)  # while the shot's lips are read in the background
