@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +72,17 @@ def test_the_worker_ends_on_its_own_when_the_parent_hangs_up(forking, video: Pat
         reader.request(video, None)
         assert len(reader.result()) == 75
     assert reader._process.exitcode == 0  # not terminated (-15) after waiting for it
+
+
+def test_ctrl_c_ends_the_worker_quietly_and_the_parent_is_told(forking, capfd, video: Path) -> None:
+    with lips_reader() as reader:
+        assert reader is not None
+        reader.request(video, None)
+        time.sleep(0.2)  # inside load_shot (loading dlib alone takes longer), or before it: the worker ends either way
+        os.kill(reader._process.pid, signal.SIGINT)
+        with pytest.raises(RuntimeError, match="stopped"):
+            reader.result()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_leaving_without_the_result_stops_the_child(forking, video: Path) -> None:
