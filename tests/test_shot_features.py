@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -74,15 +75,31 @@ def test_the_worker_ends_on_its_own_when_the_parent_hangs_up(forking, video: Pat
     assert reader._process.exitcode == 0  # not terminated (-15) after waiting for it
 
 
-def test_ctrl_c_ends_the_worker_quietly_and_the_parent_is_told(forking, capfd, video: Path) -> None:
+def test_ctrl_c_ends_the_worker_quietly_and_the_parent_is_told(forking, capfd, monkeypatch, video: Path) -> None:
+    def slow(*args, **kwargs):
+        time.sleep(30)
+
+    monkeypatch.setattr(shot_features, "load_shot", slow)  # the fork copies the patched module
     with lips_reader() as reader:
         assert reader is not None
         reader.request(video, None)
-        time.sleep(0.2)  # inside load_shot (loading dlib alone takes longer), or before it: the worker ends either way
+        time.sleep(0.3)  # the worker is inside load_shot
         os.kill(reader._process.pid, signal.SIGINT)
         with pytest.raises(RuntimeError, match="stopped"):
             reader.result()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_worker_that_ends_in_the_middle_of_its_answer_is_reported(tmp_path: Path) -> None:
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    ended = multiprocessing.get_context("fork").Process(target=int)
+    ended.start()
+    reader = shot_features.LipsReader(ended, ours)
+    reader.request(tmp_path / "shot.mp4", None)
+    os.write(theirs.fileno(), struct.pack("!i", 1000) + b"partial")  # a message header, then a tenth of it
+    theirs.close()
+    with pytest.raises(RuntimeError, match="shot.mp4 stopped"):
+        reader.result()
 
 
 def test_leaving_without_the_result_stops_the_child(forking, video: Path) -> None:

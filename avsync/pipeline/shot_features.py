@@ -93,7 +93,7 @@ class LipsReader:
             raise RuntimeError("no shot was requested")
         try:
             kind, payload = self._connection.recv()
-        except EOFError:
+        except (EOFError, OSError):  # OSError: it ended in the middle of sending
             self._process.join()
             raise RuntimeError(f"reading the lips of {video} stopped (the worker process ended with status "
                                f"{self._process.exitcode})") from None  # fmt: skip
@@ -176,5 +176,5 @@ def _serve(connection: Connection, parent_end: Connection) -> None:
             message = ("crash", traceback.format_exc())
         try:
             connection.send(message)
-        except (BrokenPipeError, OSError):  # the parent has gone
+        except (OSError, KeyboardInterrupt):  # the parent has gone, or Ctrl-C
             return
