@@ -80,13 +80,17 @@ def test_ctrl_c_ends_the_worker_quietly_and_the_parent_is_told(forking, capfd, m
         time.sleep(30)
 
     monkeypatch.setattr(shot_features, "load_shot", slow)  # the fork copies the patched module
-    with lips_reader() as reader:
-        assert reader is not None
-        reader.request(video, None)
-        time.sleep(0.3)  # the worker is inside load_shot
-        os.kill(reader._process.pid, signal.SIGINT)
-        with pytest.raises(RuntimeError, match="stopped"):
-            reader.result()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (CI may run with it ignored)
+    try:
+        with lips_reader() as reader:
+            assert reader is not None
+            reader.request(video, None)
+            time.sleep(0.3)  # the worker is inside load_shot
+            os.kill(reader._process.pid, signal.SIGINT)
+            with pytest.raises(RuntimeError, match="stopped"):
+                reader.result()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert "Traceback" not in capfd.readouterr().err
 
 
