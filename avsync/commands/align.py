@@ -204,10 +204,9 @@ def run(args: argparse.Namespace) -> int:
     # process of their own while torch, the model and the music load here
     checked = time.perf_counter()
     from avsync.features.extract import VisualParams
-    from avsync.features.tracking import TrackerConfig
     from avsync.pipeline.shot_features import shot_in_background
 
-    visual_params = VisualParams(tracker=TrackerConfig(face=args.face))
+    visual_params = VisualParams.following(args.face)
     with shot_in_background(args.video, args.cache, visual_params, progress=not args.quiet) as shot:
         from avsync.models.checkpoints import load_model
         from avsync.pipeline.sync import analyse

@@ -51,6 +51,11 @@ class VisualParams:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     crop: CropConfig = field(default_factory=CropConfig)
 
+    @classmethod
+    def following(cls, face: str) -> VisualParams:
+        """The default parameters, following `face` (`TrackerConfig.face`: ``--face`` of `avsync align`)."""
+        return cls(tracker=TrackerConfig(face=face))
+
     def params(self) -> dict:
         """The parameters that change the output, as a plain dict (cache key and metadata)."""
         values = dataclasses.asdict(self)

@@ -132,9 +132,8 @@ class BatchSettings:
     def visual_params(self) -> VisualParams:
         """How every shot's lips are read (`avsync.features.extract.VisualParams`)."""
         from avsync.features.extract import VisualParams
-        from avsync.features.tracking import TrackerConfig
 
-        return VisualParams(tracker=TrackerConfig(face=self.face))
+        return VisualParams.following(self.face)
 
 
 @dataclass
@@ -342,8 +341,9 @@ def align_shots(
         from avsync.pipeline.shot_features import lips_reader
 
         with lips_reader() as reader:  # forked before torch loads; it reads shot k+1 while shot k is aligned
+            visual_params = settings.visual_params()
             if reader is not None and shots:
-                reader.request(shots[0].path, settings.cache_dir, settings.visual_params(), settings.progress)
+                reader.request(shots[0].path, settings.cache_dir, visual_params, settings.progress)
             aligner = ShotAligner(settings, load_song(settings))  # a bad song ends the batch here, not once per shot
             aligner.load()
             for index, shot in enumerate(shots):
@@ -351,7 +351,7 @@ def align_shots(
                 if reader is not None:
                     lips = read_ahead(reader)
                     if index + 1 < len(shots):
-                        reader.request(shots[index + 1].path, settings.cache_dir, settings.visual_params(), settings.progress)
+                        reader.request(shots[index + 1].path, settings.cache_dir, visual_params, settings.progress)
                 finished(index, aligner.align(shot, lips))
         return [outcome for outcome in outcomes if outcome is not None]
     song = load_song(settings)  # once for all shots; a bad song ends the batch here, not once per shot
