@@ -2,7 +2,7 @@
 
 `make_av_file` writes a clip whose frames carry their own index (see `frame_index`), with an
 optional white flash frame and an optional click in the audio, so tests can check timing after a
-round trip through the codecs.
+round trip through the codecs; `song` is a short synthetic singer with its stems.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from avsync.cli import main
 from avsync.evaluation.warp import FrameMap
 from avsync.io.media import write_audio, write_video
+from avsync.synth.dataset import SongSpec, render_song
 
 # Frame index i is drawn as two flat bands: top = LEVEL0 + STEP * (i % 16), bottom = ... (i // 16).
 INDEX_LEVEL0 = 16
@@ -135,6 +136,13 @@ def write_test_clip(
         preset="ultrafast",
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3 s synthetic singer (320x320 face, 25 fps) with its stems: the folder `render_song` writes."""
+    spec = SongSpec("song", "singer", seed=0, index=3, seconds=3.0)
+    return render_song(spec, tmp_path_factory.mktemp("synth")).folder
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from avsync.models.checkpoints import (
     resolve_checkpoint,
 )
 from avsync.models.pretrained import pretrained_checkpoint
-from avsync.synth.dataset import SongSpec, render_song
 from avsync.training.lit_module import LitAVSync
 
 TONE_SECONDS = 4.0
@@ -63,13 +62,6 @@ def tone(tmp_path: Path) -> Path:
 def faceless(tmp_path: Path) -> Path:
     """2 s of numbered gray frames: a video without any face."""
     return write_test_clip(tmp_path / "faceless.mp4", seconds=2.0, size=(64, 48), audio=False)
-
-
-@pytest.fixture(scope="module")
-def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3 s synthetic singer (320x320 face, 25 fps) with its stems."""
-    spec = SongSpec("song", "singer", seed=0, index=3, seconds=3.0)
-    return render_song(spec, tmp_path_factory.mktemp("synth")).folder
 
 
 def digest(path: Path) -> str:

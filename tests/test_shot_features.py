@@ -19,13 +19,12 @@ from conftest import write_test_clip
 from avsync.errors import AvsyncError, DiskFullError, MediaError
 from avsync.pipeline import shot_features
 from avsync.pipeline.shot_features import lips_reader, load_shot, shot_in_background
-from avsync.synth.dataset import SongSpec, render_song
 
 
-@pytest.fixture(scope="module")
-def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3 s synthetic singer (320x320 face, 25 fps)."""
-    return render_song(SongSpec("song", "singer", seed=0, index=3, seconds=3.0), tmp_path_factory.mktemp("synth")).folder / "Video.mp4"
+@pytest.fixture
+def video(song: Path) -> Path:
+    """The 3 s synthetic singer's video (conftest's `song`)."""
+    return song / "Video.mp4"
 
 
 @pytest.fixture
