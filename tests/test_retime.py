@@ -82,12 +82,13 @@ def test_portrait_and_odd_sized_videos_are_written_upright_and_even(music: Path,
     assert (media.probe(out).width, media.probe(out).height) == (48, 64)
     assert indices(out) == list(range(25))
 
-    # MPEG-4 part 2 stores odd sizes (x264 would refuse them).
+    # MPEG-4 part 2 stores odd sizes (x264 would refuse them); a map that re-times makes it re-encode.
     odd = write_stored_frames(tmp_path / "odd.mkv", [index_frame(index, (63, 47)) for index in range(25)], codec="mpeg4")
     out = tmp_path / "even.mp4"
-    write_retimed(odd, music, out, constant_time_map(0.0, 0.96), span="video", progress=False)
+    freeze = TimeMap(np.array([[0.0, 0.0], [0.4, 0.4], [0.4, 0.48], [0.88, 0.96]]), fps=25.0)
+    write_retimed(odd, music, out, freeze, span="video", progress=False)
     assert (media.probe(out).width, media.probe(out).height) == (64, 48)
-    assert [frame_index(frame[:47, :63]) for frame in media.read_video(out).frames] == list(range(25))
+    assert [frame_index(frame[:47, :63]) for frame in media.read_video(out).frames] == list(range(10)) + list(range(12, 25))
 
 
 def test_constant_offset_late_video_is_advanced_and_the_last_frame_held(clip: Path, music: Path, tmp_path: Path) -> None:
@@ -121,14 +122,39 @@ def test_freeze_in_the_video_is_skipped(clip: Path, music: Path, tmp_path: Path)
     assert got[25:74] == list(range(50, 99))
 
 
-def test_span_video_cuts_the_music_to_the_covered_part(clip: Path, music: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("offset_s", [-0.6, -0.62])
+def test_span_video_cuts_the_music_to_the_covered_part(clip: Path, music: Path, tmp_path: Path, offset_s: float) -> None:
+    """A constant offset inside the music: the video is copied, not re-encoded (also between frames)."""
     out = tmp_path / "out.mp4"
     # The video is 0.6 s early: it covers music 0.6 .. 4.6 s, which is all that is written.
-    start, written = write_retimed(clip, music, out, constant_time_map(-0.6, 3.96), span="video", progress=False)
-    assert start == pytest.approx(0.6) and written == 100
+    start, written = write_retimed(clip, music, out, constant_time_map(offset_s, 3.96), span="video", progress=False)
+    assert start == pytest.approx(-offset_s) and written == 100
+    assert video_packets(out) == video_packets(clip)
     assert indices(out) == list(range(100))
     assert media.probe(out).duration == pytest.approx(4.0, abs=0.05)
-    assert click_time(out) == pytest.approx(CLICK_S - 0.6, abs=0.002)
+    assert media.probe(out).video_start == pytest.approx(0.0, abs=1e-3)
+    assert click_time(out) == pytest.approx(CLICK_S + offset_s, abs=0.002)
+
+
+def test_span_video_reencodes_what_copying_would_change(clip: Path, music: Path, tmp_path: Path) -> None:
+    """Copying is only for a constant map, inside the music, at a constant frame rate."""
+    # The video starts 0.4 s before the music: its first 10 frames are cut.
+    out = tmp_path / "early.mp4"
+    start, written = write_retimed(clip, music, out, constant_time_map(0.4, 3.96), span="video", progress=False)
+    assert (start, written) == (0.0, 90) and indices(out) == list(range(10, 100))
+    assert video_packets(out) != video_packets(clip)[10:]
+    # A freeze in the video: re-timed.
+    out = tmp_path / "freeze.mp4"
+    freeze = TimeMap(np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 2.0], [2.96, 3.96]]), fps=25.0)
+    assert write_retimed(clip, music, out, freeze, span="video", progress=False)[1] == 75
+    # Variable frame rate (25 fps, then 37.5): re-encoded at one rate, the video's average.
+    times = np.concatenate([np.arange(50) / 25, 2.0 + np.arange(75) / 37.5])
+    vfr = write_test_clip(tmp_path / "vfr.mp4", seconds=4.0, fps=25.0, size=(64, 48), audio=False, times=times)
+    out = tmp_path / "cfr.mp4"
+    start, written = write_retimed(vfr, music, out, constant_time_map(-0.5, 3.96), span="video", progress=False)
+    fps = media.probe(vfr).fps
+    assert 30 < fps < 32 and 0.5 <= start < 0.5 + 1 / fps  # the first frame of that rate's grid inside the video
+    assert np.diff(media.read_video(out).times) == pytest.approx(np.full(written - 1, 1 / fps), abs=1e-4)
 
 
 def test_output_keeps_the_input_frame_rate_and_size(music: Path, tmp_path: Path) -> None:

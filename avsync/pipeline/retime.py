@@ -16,7 +16,9 @@ Output span (``span``):
 * ``"music"`` (default): the whole reference track; the first/last video frame is held where the
   video does not reach.
 * ``"video"``: only the part of the music the video covers (the music is cut to it); the fast
-  choice when a short clip is synced against a long track.
+  choice when a short clip is synced against a long track. When the map is one constant offset
+  (nothing to re-time), the video lies inside the music and its frame rate is constant, the
+  output is the video itself: its packets are copied, not re-encoded (`constant_offset`).
 
 Offset mode (`write_offset`): only the constant offset is applied. The video packets are copied
 with their timestamps shifted by ``-offset_s`` (no re-encode; an MP4 edit list hides frames
@@ -163,6 +165,10 @@ def write_retimed(
         raise MediaError("has no video stream", video)
     fps = float(info.fps)
     samples, rate = _reference_audio(reference)
+    if span == "video":
+        copied = _copy_inside_music(video, out_path, time_map, samples, rate)
+        if copied is not None:
+            return copied
     times = output_times(time_map, len(samples) / rate, fps, span)
     wanted = source_times(time_map, times, fps)
     first_sample = round(times[0] * rate)
@@ -171,6 +177,45 @@ def write_retimed(
     bar = tqdm(frames, total=len(times), desc="write video", unit="frame", disable=not progress, leave=False)
     media.write_video(out_path, bar, fps=fps, times=times - times[0], audio=clip, sample_rate=rate, crf=crf, preset=preset)
     return float(times[0]), len(times)
+
+
+def constant_offset(time_map: TimeMap) -> float | None:
+    """The map's ``t_video - t_ref`` when it is one constant offset (nothing re-timed), else None.
+
+    Args:
+        time_map: the alignment.
+    """
+    offsets = time_map.knots[:, 1] - time_map.knots[:, 0]
+    return float(offsets[0]) if np.ptp(offsets) <= TIME_EPSILON_S else None
+
+
+def _copy_inside_music(video: str | os.PathLike[str], out_path: str | os.PathLike[str], time_map: TimeMap,
+                       samples: np.ndarray, rate: int) -> tuple[float, int] | None:  # fmt: skip
+    """`write_retimed` of ``span="video"`` without re-encoding, where re-timing would change nothing.
+
+    When the map is one constant offset, the whole video lies inside the music and its frames come
+    at a constant rate, the re-timed output is the video itself with the music of the part it
+    covers: its packets are copied (no generation loss; seconds of x264 saved) and the music
+    from ``-offset`` is encoded beside them. Frames keep their own times, so an offset that is
+    not a whole number of frames places them exactly where re-timing would round them to the frame.
+
+    Returns:
+        ``(music time of the output's start, frames written)``, or None where a re-encode is needed
+        (re-timed map, video reaching outside the music, variable frame rate, codec or stream the
+        output cannot hold).
+    """
+    offset = constant_offset(time_map)
+    if offset is None:
+        return None
+    start, end = -offset, float(time_map.knots[-1, 0]) + 1.0 / time_map.fps
+    if start < -TIME_EPSILON_S or end > len(samples) / rate + TIME_EPSILON_S:
+        return None
+    start = max(start, 0.0)
+    clip = samples[round(start * rate) : round(end * rate)]
+    try:
+        return start, _remux(video, out_path, 0.0, clip, rate, constant_rate=True)
+    except (av.FFmpegError, ValueError):
+        return None
 
 
 def write_offset(
@@ -211,8 +256,17 @@ def write_offset(
     return [f"--mode offset: the video could not be copied into {Path(out_path).suffix or 'the output'} ({reason}); re-encoded it instead"]
 
 
-def _remux(video: str | os.PathLike[str], out_path: str | os.PathLike[str], offset_s: float, samples: np.ndarray, rate: int) -> None:
-    """Copy the video packets shifted by ``-offset_s`` and encode the audio from time 0."""
+def _remux(video: str | os.PathLike[str], out_path: str | os.PathLike[str], offset_s: float, samples: np.ndarray, rate: int,
+           *, constant_rate: bool = False) -> int:  # fmt: skip
+    """Copy the video packets shifted by ``-offset_s`` and encode the audio from time 0.
+
+    Args:
+        constant_rate: refuse (ValueError, nothing written) a video whose frames do not come at
+            one constant rate.
+
+    Returns:
+        The number of video frames copied.
+    """
     with av.open(os.fspath(video)) as source:
         if not source.streams.video:
             raise MediaError("has no video stream", video)
@@ -226,6 +280,7 @@ def _remux(video: str | os.PathLike[str], out_path: str | os.PathLike[str], offs
             copied = target.add_stream_from_template(stream)
             with media.AacWriter(target, samples, rate, 0.0) as audio:
                 last_dts = None
+                presentation: list[int] = []
                 for packet in source.demux(stream):
                     if packet.dts is None or packet.pts is None:
                         if packet.size == 0:
@@ -239,4 +294,14 @@ def _remux(video: str | os.PathLike[str], out_path: str | os.PathLike[str], offs
                     packet.stream = copied
                     target.mux(packet)
                     audio.write_until(float((packet.dts or 0) * time_base) + 1.0)
+                    presentation.append(packet.pts)
+                if constant_rate and not _evenly_spaced(presentation):
+                    raise ValueError("the video's frames do not come at a constant rate")
                 audio.finish()
+    return len(presentation)
+
+
+def _evenly_spaced(times: list[int]) -> bool:
+    """Whether presentation times (any order) step by one duration, within 1% of it."""
+    steps = np.diff(np.sort(np.asarray(times, np.int64)))
+    return len(steps) == 0 or bool(np.ptp(steps) <= 0.01 * steps.mean())
