@@ -2,7 +2,10 @@
 
 The clip is a synthetic singer (`avsync.synth`, 320x320) scaled up to fill the height of a
 1280x720 frame (25 fps, H.264); the track is 75 s of another synthetic song's mix, the clip's
-own 30 s mix, then 75 s more (3 minutes, 44.1 kHz WAV). Both are made once in a temporary folder.
+own 30 s mix, then 75 s more (3 minutes, 44.1 kHz WAV). Both are made once in a temporary folder,
+with a second clip that leaves 1 s of picture out at 15 s: the clip itself is a constant offset
+into the track, so its ``--span video`` MP4 is the video's packets copied; the cut clip's map is
+re-timed, so its MP4 is encoded (the cost of a re-timed shot).
 
 Each case runs the real command in a fresh process (imports, model loading, feature extraction
 without a cache, cost matrix, DTW, outputs) and reports its wall time and peak resident memory:
@@ -38,16 +41,26 @@ PAD_SECONDS = 75.0
 WIDTH, HEIGHT = 1280, 720
 FPS = 25.0
 SHOTS = 10
+CUT = (15.0, 1.0)
+"""The second clip leaves this much picture out (start, seconds): its map is re-timed, so its MP4 is encoded."""
 
 
-def make_clip(path: Path) -> np.ndarray:
-    """Write the 720p clip; returns its own mix (mono float32, 44.1 kHz)."""
+def make_clip(path: Path, cut: tuple[float, float] | None = None) -> np.ndarray:
+    """Write the 720p clip; returns its own mix (mono float32, 44.1 kHz).
+
+    Args:
+        path: the clip.
+        cut: ``(start, seconds)`` of picture left out (an editor's cut: the lips jump ahead).
+    """
     song = synthesize_song(SongSpec("bench", "bench_singer", seed=7, index=0, seconds=CLIP_SECONDS))
     canvas = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
     left = (WIDTH - HEIGHT) // 2
+    left_out = range(0) if cut is None else range(round(cut[0] * FPS), round((cut[0] + cut[1]) * FPS))
 
     def frames():
-        for frame in song.frames:
+        for index, frame in enumerate(song.frames):
+            if index in left_out:
+                continue
             canvas[:, left : left + HEIGHT] = cv2.resize(frame, (HEIGHT, HEIGHT), interpolation=cv2.INTER_LINEAR)
             yield canvas
 
@@ -70,6 +83,7 @@ def main() -> None:
         clip, track = folder / "clip720p.mp4", folder / "track3min.wav"
         start = time.perf_counter()
         mix = make_clip(clip)
+        make_clip(cut_clip := folder / "cut720p.mp4", cut=CUT)
         make_track(track, mix, 44100)
         shots = folder / "shots"
         shots.mkdir()
@@ -77,26 +91,31 @@ def main() -> None:
             os.link(clip, shots / f"take{index:02d}.mp4")
         print(f"inputs: {CLIP_SECONDS:.0f} s {WIDTH}x{HEIGHT} {FPS:g} fps clip, {2 * PAD_SECONDS + CLIP_SECONDS:.0f} s track "
               f"(made in {time.perf_counter() - start:.1f} s); model: the shipped default; {os.cpu_count()} CPU cores")  # fmt: skip
-        report = folder / "r.json"
-        cases = [
-            ("analysis only (report)", ["--report", str(report)]),
-            ("-o, --span video (clip's part of the music)", ["-o", str(folder / "v.mp4"), "--span", "video"]),
-            ("-o, --mode offset (video copied)", ["-o", str(folder / "o.mp4"), "--mode", "offset"]),
-            ("-o, --span music (3 min, first/last frame held)", ["-o", str(folder / "m.mp4")]),
-            (f"{SHOTS} shots in one call, analysis only", [str(shots), "--out-dir", str(folder / "batch")]),
-            (f"{SHOTS} shots in one call, --jobs 2", [str(shots), "--out-dir", str(folder / "batch2"), "--jobs", "2"]),
+        report, cut_report = folder / "r.json", folder / "c.json"
+        cases = [  # (label, the VIDEO arguments, the rest)
+            ("analysis only (report)", [clip], ["--report", str(report)]),
+            ("-o, --span video (clip's part of the music)", [clip], ["-o", str(folder / "v.mp4"), "--span", "video"]),
+            ("-o, --span video, clip with a 1-s cut (re-timed)", [cut_clip],
+             ["-o", str(folder / "c.mp4"), "--span", "video", "--report", str(cut_report)]),
+            ("-o, --mode offset (video copied)", [clip], ["-o", str(folder / "o.mp4"), "--mode", "offset"]),
+            ("-o, --span music (3 min, first/last frame held)", [clip], ["-o", str(folder / "m.mp4")]),
+            (f"{SHOTS} shots in one call, analysis only", [shots], ["--out-dir", str(folder / "batch")]),
+            (f"{SHOTS} shots in one call, --jobs 2", [shots], ["--out-dir", str(folder / "batch2"), "--jobs", "2"]),
         ]
         print(f"{'case':<50} {'wall s':>7} {'peak RSS MiB':>13} {'all procs MiB':>13}  first line")
         single = None
-        for label, extra in cases:
-            inputs = [*extra[:1], str(track), *extra[1:]] if extra[0] == str(shots) else [str(clip), str(track), *extra]
+        for label, videos, extra in cases:
+            inputs = [*map(str, videos), str(track), *extra]
             seconds, peak_mib, tree_mib, first_line = _measured([*inputs, "--device", "cpu"])
             single = seconds if single is None else single
             ratio = f" ({seconds / single:.1f}x one shot)" if "shots" in label else ""
             print(f"{label:<50} {seconds:7.1f} {peak_mib:13.0f} {tree_mib:13.0f}  {first_line}{ratio}", flush=True)
-            if extra[0] == "--report":
+            if str(report) in extra:
                 stages = json.loads(report.read_text())["timings_s"]
                 print("  where the time goes: " + ", ".join(f"{stage} {value:.2f} s" for stage, value in stages.items()))
+            if str(cut_report) in extra:
+                written = json.loads(cut_report.read_text())
+                print(f"  re-timed {100 * written['retimed_fraction']:.0f}% of the frames; write video {written['timings_s']['write video']:.2f} s")
 
 
 def _measured(args: list[str]) -> tuple[float, float, float, str]:
