@@ -223,20 +223,21 @@ def test_talking_between_lines_is_reported_by_avsync_align(tmp_path: Path, capsy
 def test_the_time_map_leaves_the_constant_offset_only_for_a_clear_gain() -> None:
     from avsync.align.analysis import align_cost
     from avsync.align.robust import MIN_WARP_GAIN, warp_gain
+    from avsync.align.timemap import path_to_time_map
 
     rows = np.arange(N_ROWS)
     weak, _ = diagonal_cost(seed=3, strength=0.8)  # a real face's weak cost: the path wiggles through the noise
     everything = np.ones(N_ROWS, bool)
     voiced = np.ones(N_COLS, bool)
     sync = align_cost(weak, everything, voiced)
-    assert warp_gain(sync.cost, sync.alignment, sync.offset_frames, everything) < MIN_WARP_GAIN
+    assert warp_gain(sync.cost, path_to_time_map(sync.alignment), sync.offset_frames, everything) < MIN_WARP_GAIN
     assert np.allclose(sync.time_map.ref_frames(N_ROWS), rows - sync.offset_frames)  # the constant offset
     assert abs(sync.offset_frames - (-TRUE_OFFSET)) <= 1
 
     drift = np.round(TRUE_OFFSET + rows * 1.06).astype(int)  # a real tempo drift with a clear match
     strong, _ = diagonal_cost(seed=3, ref_index=drift, strength=3.0)
     warped = align_cost(strong, everything, voiced)
-    assert warp_gain(warped.cost, warped.alignment, warped.offset_frames, everything) >= MIN_WARP_GAIN
+    assert warp_gain(warped.cost, warped.time_map, warped.offset_frames, everything) >= MIN_WARP_GAIN
     assert np.mean(np.abs(warped.time_map.ref_frames(N_ROWS) - drift) <= 1) > 0.9
 
 

@@ -94,7 +94,7 @@ def align_cost(
 ) -> FeatureSync:
     """Robust alignment of a normalised cost matrix to the time map, offset and confidence.
 
-    The time map follows the path only where the path beats the constant offset clearly
+    The time map is the smoothed path only when it beats the constant offset clearly
     (`avsync.align.robust.MIN_WARP_GAIN`); otherwise it is the constant offset. When the video is
     too long to fit on the reference even at the slowest tempo the DTW allows, the reference is
     aligned inside the video instead (`_align_music_inside_video`).
@@ -125,10 +125,9 @@ def align_cost(
     if offset_frames is None:
         offset_frames = path_offset_frames(alignment, scored & ~weak)
     estimate = estimate_offset(cost, fps)
-    if warp_gain(cost, alignment, offset_frames, scored & ~weak) < MIN_WARP_GAIN:
+    time_map = path_to_time_map(alignment, fps)
+    if warp_gain(cost, time_map, offset_frames, scored & ~weak) < MIN_WARP_GAIN:
         time_map = constant_time_map(offset_frames / fps, (len(cost) - 1) / fps, fps)
-    else:
-        time_map = path_to_time_map(alignment, fps)
     return FeatureSync(
         cost=cost, alignment=alignment, time_map=time_map, estimate=estimate,
         offset_frames=offset_frames, confidence=offset_confidence(estimate, offset_frames), scored=scored, weak=weak,
