@@ -87,6 +87,9 @@ def test_a_shoot_is_placed_summarised_and_put_on_a_timeline(capsys, tmp_path: Pa
         assert rows[name]["offset_frames"] == pytest.approx(-25 * at, abs=1)
         assert rows[name]["song_start_s"] == pytest.approx(at, abs=0.041)
         assert (out / f"{name}.json").exists() and (out / f"{name}.png").stat().st_size > 1000
+        # Each take is its song at one constant offset: its time map re-times nothing (take A's
+        # path once wiggled through its weak first 2 s into a false 3-s cut: 40% re-timed).
+        assert json.loads((out / f"{name}.json").read_text())["retimed_fraction"] == 0.0
     with open(out / "summary.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
     assert [(row["shot"], row["status"], row["offset_s"]) for row in table] == [
