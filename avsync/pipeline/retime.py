@@ -142,6 +142,8 @@ def write_retimed(
 ) -> tuple[float, int]:
     """Re-time a video by a time map and write it with the reference audio (H.264 + AAC); atomic.
 
+    With ``span="video"`` a video that needs no re-timing is copied instead (`_copy_inside_music`).
+
     Args:
         video: the input video (any file PyAV opens).
         reference: the music (any file with an audio stream).
