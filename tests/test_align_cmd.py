@@ -242,6 +242,7 @@ def test_full_run_writes_report_plot_and_video(capsys, tmp_path: Path, song: Pat
     assert (np.diff(knots, axis=0) >= 0).all()
     assert knots[0, 1] == 0.0 and knots[-1, 1] == pytest.approx(74 / 25)
     assert data["model"]["checkpoint"] == str(untrained_ckpt) and data["mode"] == "warp"
+    assert data["output_copied"] is False  # the whole song: the first/last frame held, encoded
     assert data["runtime_s"] > 0
     stages = data["timings_s"]
     assert list(stages) == ["checks", "imports", "model", "music features", "video features", "cost", "dtw", "write video", "plot"]
@@ -255,8 +256,10 @@ def test_full_run_writes_report_plot_and_video(capsys, tmp_path: Path, song: Pat
     # A second run without --force refuses, with --force replaces.
     status, _, err = run_cli(capsys, video, music, "--report", report, "--checkpoint", untrained_ckpt)
     assert_one_line_error(status, err, "--force")
-    status, _, _ = run_cli(capsys, video, music, "-o", out, "--mode", "offset", "--force", "--checkpoint", untrained_ckpt)
-    assert status == 0
+    status, stdout, _ = run_cli(capsys, video, music, "-o", out, "--mode", "offset", "--report", report, "--force",
+                                "--checkpoint", untrained_ckpt)  # fmt: skip
+    assert status == 0 and f"wrote {out} (video copied, not re-encoded)" in stdout
+    assert json.loads(report.read_text())["output_copied"] is True
 
 
 def test_vocal_stem_is_the_alignment_reference_and_music_the_audio(capsys, tmp_path: Path, song: Path, untrained_ckpt: Path) -> None:

@@ -93,8 +93,7 @@ def test_portrait_and_odd_sized_videos_are_written_upright_and_even(music: Path,
 
 def test_constant_offset_late_video_is_advanced_and_the_last_frame_held(clip: Path, music: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
-    start, written = write_retimed(clip, music, out, constant_time_map(0.4, 4.0), progress=False)
-    assert (start, written) == (0.0, 150)
+    assert write_retimed(clip, music, out, constant_time_map(0.4, 4.0), progress=False) == (0.0, 150, False)
     info = media.probe(out)
     assert (info.width, info.height, info.fps) == (64, 48, 25.0)
     assert info.duration == pytest.approx(MUSIC_SECONDS, abs=0.05)
@@ -127,8 +126,8 @@ def test_span_video_cuts_the_music_to_the_covered_part(clip: Path, music: Path, 
     """A constant offset inside the music: the video is copied, not re-encoded (also between frames)."""
     out = tmp_path / "out.mp4"
     # The video is 0.6 s early: it covers music 0.6 .. 4.6 s, which is all that is written.
-    start, written = write_retimed(clip, music, out, constant_time_map(offset_s, 3.96), span="video", progress=False)
-    assert start == pytest.approx(-offset_s) and written == 100
+    start, written, copied = write_retimed(clip, music, out, constant_time_map(offset_s, 3.96), span="video", progress=False)
+    assert start == pytest.approx(-offset_s) and written == 100 and copied
     assert video_packets(out) == video_packets(clip)
     assert indices(out) == list(range(100))
     assert media.probe(out).duration == pytest.approx(4.0, abs=0.05)
@@ -140,18 +139,19 @@ def test_span_video_reencodes_what_copying_would_change(clip: Path, music: Path,
     """Copying is only for a constant map, inside the music, at a constant frame rate."""
     # The video starts 0.4 s before the music: its first 10 frames are cut.
     out = tmp_path / "early.mp4"
-    start, written = write_retimed(clip, music, out, constant_time_map(0.4, 3.96), span="video", progress=False)
-    assert (start, written) == (0.0, 90) and indices(out) == list(range(10, 100))
+    assert write_retimed(clip, music, out, constant_time_map(0.4, 3.96), span="video", progress=False) == (0.0, 90, False)
+    assert indices(out) == list(range(10, 100))
     assert video_packets(out) != video_packets(clip)[10:]
     # A freeze in the video: re-timed.
     out = tmp_path / "freeze.mp4"
     freeze = TimeMap(np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 2.0], [2.96, 3.96]]), fps=25.0)
-    assert write_retimed(clip, music, out, freeze, span="video", progress=False)[1] == 75
+    assert write_retimed(clip, music, out, freeze, span="video", progress=False)[1:] == (75, False)
     # Variable frame rate (25 fps, then 37.5): re-encoded at one rate, the video's average.
     times = np.concatenate([np.arange(50) / 25, 2.0 + np.arange(75) / 37.5])
     vfr = write_test_clip(tmp_path / "vfr.mp4", seconds=4.0, fps=25.0, size=(64, 48), audio=False, times=times)
     out = tmp_path / "cfr.mp4"
-    start, written = write_retimed(vfr, music, out, constant_time_map(-0.5, 3.96), span="video", progress=False)
+    start, written, copied = write_retimed(vfr, music, out, constant_time_map(-0.5, 3.96), span="video", progress=False)
+    assert not copied
     fps = media.probe(vfr).fps
     assert 30 < fps < 32 and 0.5 <= start < 0.5 + 1 / fps  # the first frame of that rate's grid inside the video
     assert np.diff(media.read_video(out).times) == pytest.approx(np.full(written - 1, 1 / fps), abs=1e-4)

@@ -42,18 +42,20 @@ def write_outputs(
     """
     inputs, sync = analysis.inputs, analysis.sync
     output_warnings: list[str] = []
-    output_start_s = output_duration_s = None
+    output_start_s = output_duration_s = output_copied = None
     if output is not None:
         writing = time.perf_counter()
         if mode == "offset":
             offset_s = sync.offset_frames / analysis.visual.fps
             output_warnings = write_offset(inputs.video, inputs.music, output, offset_s, progress=progress)
+            output_copied = not output_warnings  # its only warning says it had to re-encode
         else:
-            output_start_s, frames = write_retimed(inputs.video, inputs.music, output, sync.time_map, span=span, progress=progress)
-            output_duration_s = frames / float(inputs.video_info.fps or analysis.visual.fps)
+            written = write_retimed(inputs.video, inputs.music, output, sync.time_map, span=span, progress=progress)
+            output_start_s, output_copied = written.start_s, written.copied
+            output_duration_s = written.frames / float(inputs.video_info.fps or analysis.visual.fps)
         analysis.timings["write video"] = time.perf_counter() - writing
     report = build_report(analysis, output=output, mode=mode if output is not None else None, output_warnings=output_warnings,
-                          output_start_s=output_start_s, output_duration_s=output_duration_s)  # fmt: skip
+                          output_start_s=output_start_s, output_duration_s=output_duration_s, output_copied=output_copied)  # fmt: skip
     if plot_path is not None:
         plotting = time.perf_counter()
         plot_alignment(sync.cost, sync.alignment.path, None, plot_path, title=default_plot_title(report), fps=sync.time_map.fps)

@@ -29,6 +29,9 @@ Fields (all times in seconds; other fields may be added, these never change mean
 * ``output``, ``mode``: the synced video written (``-o``) and how (``warp`` or ``offset``), else null.
 * ``output_start_s``, ``output_duration_s``: for a warped output, the music time of its first
   frame (0 unless ``--span video``) and its length; else null.
+* ``output_copied``: whether the synced video's picture is the input's own packets, copied without
+  re-encoding (``--mode offset`` where the codec allows it; warp mode with ``--span video`` when
+  nothing needs re-timing), or encoded; null without ``-o``.
 * ``timings_s``: seconds per stage of the command (checks, imports, model, music features,
   video features, cost, dtw, write video, plot), for finding where the time goes. When the lips
   were read in a process of their own beside the model work (`avsync.pipeline.shot_features`),
@@ -95,6 +98,7 @@ class SyncReport:
     vocal: str | None = None
     output_start_s: float | None = None
     output_duration_s: float | None = None
+    output_copied: bool | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -157,5 +161,5 @@ def summarise(report: SyncReport) -> str:
         lines.append(f"unreliable: video {start:.2f}-{end:.2f} s ({reason}), bridged")
     lines += [f"warning: {warning}" for warning in report.warnings]
     if report.output:
-        lines.append(f"wrote {report.output}")
+        lines.append(f"wrote {report.output}" + (" (video copied, not re-encoded)" if report.output_copied else ""))
     return "\n".join(lines)

@@ -36,6 +36,7 @@ import os
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -53,6 +54,20 @@ DEFAULT_AUDIO_RATE = 48000
 REMUX_CODECS = frozenset({"h264", "hevc", "mpeg4", "av1", "vp9"})
 """Video codecs `write_offset` copies into MP4/MOV/MKV; others are re-encoded (MPEG-1/2 video in
 MP4, for one, came out a frame off in tests)."""
+
+
+class Retimed(NamedTuple):
+    """What `write_retimed` wrote.
+
+    Attributes:
+        start_s: music time of the output's first frame (0 unless ``span="video"``).
+        frames: video frames written.
+        copied: the video's own packets were copied (nothing to re-time), not encoded.
+    """
+
+    start_s: float
+    frames: int
+    copied: bool
 
 
 def output_times(time_map: TimeMap, reference_duration: float, fps: float, span: str = "music") -> np.ndarray:
@@ -139,7 +154,7 @@ def write_retimed(
     crf: int = 20,
     preset: str = "veryfast",
     progress: bool = True,
-) -> tuple[float, int]:
+) -> Retimed:
     """Re-time a video by a time map and write it with the reference audio (H.264 + AAC); atomic.
 
     With ``span="video"`` a video that needs no re-timing is copied instead (`_copy_inside_music`).
@@ -155,8 +170,7 @@ def write_retimed(
         progress: show a tqdm bar.
 
     Returns:
-        The music time of the output's first frame (seconds; 0 unless ``span="video"``) and the
-        number of frames written.
+        Where the output starts in the music, its frames, and whether the video was copied.
 
     Raises:
         MediaError: unreadable inputs.
@@ -178,7 +192,7 @@ def write_retimed(
     frames = pick_frames(media.iter_video_frames(video), wanted)
     bar = tqdm(frames, total=len(times), desc="write video", unit="frame", disable=not progress, leave=False)
     media.write_video(out_path, bar, fps=fps, times=times - times[0], audio=clip, sample_rate=rate, crf=crf, preset=preset)
-    return float(times[0]), len(times)
+    return Retimed(float(times[0]), len(times), copied=False)
 
 
 def constant_offset(time_map: TimeMap) -> float | None:
@@ -192,7 +206,7 @@ def constant_offset(time_map: TimeMap) -> float | None:
 
 
 def _copy_inside_music(video: str | os.PathLike[str], out_path: str | os.PathLike[str], time_map: TimeMap,
-                       samples: np.ndarray, rate: int) -> tuple[float, int] | None:  # fmt: skip
+                       samples: np.ndarray, rate: int) -> Retimed | None:  # fmt: skip
     """`write_retimed` of ``span="video"`` without re-encoding, where re-timing would change nothing.
 
     When the map is one constant offset, the whole video lies inside the music and its frames come
@@ -202,7 +216,7 @@ def _copy_inside_music(video: str | os.PathLike[str], out_path: str | os.PathLik
     not a whole number of frames places them exactly where re-timing would round them to the frame.
 
     Returns:
-        ``(music time of the output's start, frames written)``, or None where a re-encode is needed
+        What was written, or None where a re-encode is needed
         (re-timed map, video reaching outside the music, variable frame rate, codec or stream the
         output cannot hold).
     """
@@ -215,7 +229,7 @@ def _copy_inside_music(video: str | os.PathLike[str], out_path: str | os.PathLik
     start = max(start, 0.0)
     clip = samples[round(start * rate) : round(end * rate)]
     try:
-        return start, _remux(video, out_path, 0.0, clip, rate, constant_rate=True)
+        return Retimed(start, _remux(video, out_path, 0.0, clip, rate, constant_rate=True), copied=True)
     except (av.FFmpegError, ValueError):
         return None
 

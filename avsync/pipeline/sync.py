@@ -156,7 +156,8 @@ def analyse(
 
 def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | None = None, mode: str | None = None,
                  output_warnings: list[str] | None = None, runtime_s: float = 0.0,
-                 output_start_s: float | None = None, output_duration_s: float | None = None) -> SyncReport:
+                 output_start_s: float | None = None, output_duration_s: float | None = None,
+                 output_copied: bool | None = None) -> SyncReport:
     """The report of an analysis (and of the synced video written from it, if any).
 
     Args:
@@ -167,6 +168,7 @@ def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | Non
         runtime_s: wall time of the whole command.
         output_start_s: music time of a re-timed output's first frame.
         output_duration_s: its length.
+        output_copied: whether its video is the input's packets, copied (None without output).
     """
     inputs, sync, fps = analysis.inputs, analysis.sync, analysis.visual.fps
     offset_s = sync.offset_frames / fps
@@ -194,6 +196,7 @@ def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | Non
         vocal=None if inputs.vocal is None else os.fspath(inputs.vocal),
         output_start_s=None if output_start_s is None else round(output_start_s, 6),
         output_duration_s=None if output_duration_s is None else round(output_duration_s, 6),
+        output_copied=output_copied,
         timings_s={stage: round(seconds, 3) for stage, seconds in analysis.timings.items()},
     )
 
