@@ -10,6 +10,7 @@ go through here, so the numbers the evaluations report are those of the shipped 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -18,7 +19,9 @@ import torch
 
 from avsync.align.cost import cost_matrix
 from avsync.align.dtw import Alignment, DTWConfig, align_video
+from avsync.align.place import needs_placement, placement_band, song_offset_curve
 from avsync.align.robust import (
+    COMPETITOR_RADIUS,
     MIN_WARP_GAIN,
     lip_activity,
     offset_confidence,
@@ -112,16 +115,25 @@ def align_cost(
             freezes allowed).
     """
     config = dtw_config or DTWConfig()
-    if raw_cost.shape[0] * config.min_rate > raw_cost.shape[1] and config.band_radius is None:
+    n, m = raw_cost.shape
+    if config.band_radius is None and n * config.min_rate > m:
         # even at its slowest the video cannot fit on the reference: the music lies inside the video
         return _align_music_inside_video(raw_cost, scored, offset_frames, fps, dtw_config)
-    cost, alignment, weak = robust_alignment(raw_cost, scored, dtw_config)
+    if config.band_radius is None and needs_placement(n, m):
+        return _align_placed(raw_cost, scored, ref_voiced, landmarks, offset_frames, fps, config)
+    return _align_path(raw_cost, scored, ref_voiced, landmarks, offset_frames, fps, config)
+
+
+def _align_path(raw_cost: np.ndarray, scored: np.ndarray, ref_voiced: np.ndarray, landmarks: np.ndarray | None,
+                offset_frames: float | None, fps: float, config: DTWConfig) -> FeatureSync:
+    """The robust DTW path over the whole cost (or the config's band), its time map, offset and confidence."""
+    cost, alignment, weak = robust_alignment(raw_cost, scored, config)
     if landmarks is not None:
         talking = silent_talk_rows(lip_activity(landmarks), ref_voiced[alignment.ref_index], scored) & ~weak
         if talking.any():
             weak |= talking
             cost[talking] = 0.0
-            alignment = align_video(cost, dtw_config)
+            alignment = align_video(cost, config)
     if offset_frames is None:
         offset_frames = path_offset_frames(alignment, scored & ~weak)
     estimate = estimate_offset(cost, fps)
@@ -131,6 +143,43 @@ def align_cost(
     return FeatureSync(
         cost=cost, alignment=alignment, time_map=time_map, estimate=estimate,
         offset_frames=offset_frames, confidence=offset_confidence(estimate, offset_frames), scored=scored, weak=weak,
+    )  # fmt: skip
+
+
+def _align_placed(raw_cost: np.ndarray, scored: np.ndarray, ref_voiced: np.ndarray, landmarks: np.ndarray | None,
+                  offset_frames: float | None, fps: float, config: DTWConfig) -> FeatureSync:
+    """Place a take in a long reference by the song's offset curve, then align it inside a band there.
+
+    The path, its time map and the bridging of `_align_path` run on the reference columns around
+    the placed band (`avsync.align.place.placement_band`, widened by the competitors that
+    `avsync.align.robust.match_margin` compares; columns beyond the reference's ends are
+    uninformative, so a take that starts before the music or runs past it maps there). The
+    offset's confidence is read off the whole song's curve: how far the placement stands out
+    among every offset the song allows.
+    """
+    n, m = raw_cost.shape
+    song = song_offset_curve(raw_cost, scored, ref_voiced, fps)
+    band_offset, slope, radius = placement_band(song.offset_frames if offset_frames is None else offset_frames, n)
+    first = math.floor(band_offset - radius) - COMPETITOR_RADIUS
+    last = math.ceil(band_offset + slope * (n - 1) + radius) + COMPETITOR_RADIUS
+    inside = slice(max(first, 0), min(last, m - 1) + 1)  # the window's columns that are on the reference
+    window = np.zeros((n, last - first + 1))
+    window[:, inside.start - first : inside.stop - first] = raw_cost[:, inside]
+    window_voiced = np.zeros(last - first + 1, bool)
+    window_voiced[inside.start - first : inside.stop - first] = ref_voiced[inside]
+    band = replace(config, band_offset=band_offset - first, band_slope=slope, band_radius=radius)
+    sync = _align_path(window, scored, window_voiced, landmarks, None if offset_frames is None else offset_frames + first,
+                       fps, band)  # fmt: skip
+    cost = np.array(raw_cost, dtype=np.float64, copy=True)
+    cost[:, inside] = sync.cost[:, inside.start - first : inside.stop - first]
+    cost[sync.weak | ~scored] = 0.0
+    ref_index = np.clip(sync.alignment.ref_index + first, 0, m - 1)
+    alignment = Alignment(ref_index, sync.alignment.steps, sync.alignment.total_cost)
+    time_map = TimeMap(knots=sync.time_map.knots + np.array([first / fps, 0.0]), fps=fps)
+    placed = sync.offset_frames - first
+    return FeatureSync(
+        cost=cost, alignment=alignment, time_map=time_map, estimate=song, offset_frames=placed,
+        confidence=offset_confidence(song, placed), scored=scored, weak=sync.weak,
     )  # fmt: skip
 
 

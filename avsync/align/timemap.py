@@ -192,7 +192,7 @@ class OffsetEstimate:
 
 
 @numba.njit(cache=True, nogil=True)
-def _diagonal_sums(cost: np.ndarray) -> np.ndarray:
+def diagonal_sums(cost: np.ndarray) -> np.ndarray:
     """Sum of ``cost[i, i - d]`` for every ``d`` in ``[-(M-1), N-1]`` (stored at ``d + M - 1``)."""
     n, m = cost.shape
     sums = np.zeros(n + m - 1)
@@ -219,7 +219,7 @@ def estimate_offset(cost: np.ndarray, fps: float = FPS, *, max_offset: int | Non
     low, high = -(m - 1), n - 1
     if max_offset is not None:
         low, high = max(low, -max_offset), min(high, max_offset)
-    sums = _diagonal_sums(np.ascontiguousarray(cost, dtype=np.float64))  # index d + m - 1
+    sums = diagonal_sums(np.ascontiguousarray(cost, dtype=np.float64))  # index d + m - 1
     all_offsets = np.arange(-(m - 1), n)
     lengths = np.minimum(n, all_offsets + m) - np.maximum(0, all_offsets)
     keep = (all_offsets >= low) & (all_offsets <= high) & (lengths >= min_overlap)

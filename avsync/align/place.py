@@ -1,0 +1,117 @@
+"""Where a take sits in a long reference, found before any warp.
+
+A take (a few seconds of a singer miming) may lie anywhere in a song 5-50 times its length. A DTW
+path over the whole song has thousands of columns to wander through: with cuts allowed it
+collects chance matches of a weak cost far from the take's place and holds the first and last
+frames over music the take never shows. So the take is placed first, by the offset curve over
+the whole song (every constant offset that keeps at least half the take on the music), and the
+path is then searched only in a band around the placed line (`placement_band`).
+
+The curve scores a diagonal by the sum of its informative cells divided by the square root of
+their number: on a normalised cost (`avsync.align.cost`: median 0, spread 1, uninformative cells
+0) this is the same statistic for a diagonal of 40 voiced frames and one of 600, so partial
+overlaps and instrumental stretches neither win nor lose by their length. The chosen offset's
+confidence is then how far it stands out from the curve's own distribution
+(`avsync.align.robust.offset_confidence`), over every offset the song allows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from avsync.align.timemap import OffsetEstimate, diagonal_sums
+from avsync.conventions import FPS
+
+MIN_TAKE_OVERLAP = 0.5
+"""A candidate offset keeps at least this share of the take's frames on the reference."""
+MIN_INFORMATIVE_CELLS = 25
+"""A candidate offset needs this many informative cells (a face and a voiced reference frame,
+1 s at 25 fps) before its sum means anything."""
+BAND_TEMPO = 0.1
+"""Largest tempo deviation the band holds (the DTW's default 0.9-1.1): a take drifting at 10 %
+moves 0.1 frame per frame away from the placed line."""
+BAND_EDIT_FRAMES = 60
+"""Frames the band holds beyond the drift: a cut or freeze of up to 2 s plus the placement's own
+error (a drifted take's best constant line crosses its path somewhere inside it)."""
+
+
+def placement_radius(n_frames: int) -> int:
+    """Half-width (reference frames) of the band around a placed take of ``n_frames`` video frames."""
+    return BAND_EDIT_FRAMES + math.ceil(BAND_TEMPO * n_frames)
+
+
+def needs_placement(n_frames: int, n_ref: int) -> bool:
+    """Whether the reference is long enough around the take that placing it first narrows the search.
+
+    Args:
+        n_frames: video frames N.
+        n_ref: reference frames M.
+    """
+    return n_ref > n_frames + 2 * placement_radius(n_frames)
+
+
+def informative_counts(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Informative cells on every diagonal ``d = i - j``.
+
+    Args:
+        rows: bool [N] informative video frames.
+        columns: bool [M] informative reference frames.
+
+    Returns:
+        float64 [N + M - 1], the count for ``d`` at index ``d + M - 1``.
+    """
+    return np.correlate(rows.astype(np.float64), columns.astype(np.float64), mode="full")
+
+
+def song_offset_curve(cost: np.ndarray, rows: np.ndarray, columns: np.ndarray, fps: float = FPS) -> OffsetEstimate:
+    """The offset curve of a take over the whole reference, lower = better.
+
+    Args:
+        cost: float [N, M] normalised cost, 0 on uninformative cells.
+        rows: bool [N] informative video frames (a usable face).
+        columns: bool [M] informative reference frames (voiced).
+        fps: frame rate of both.
+
+    Returns:
+        The `OffsetEstimate` over every offset ``d = i - j`` that keeps `MIN_TAKE_OVERLAP` of the
+        take on the reference with `MIN_INFORMATIVE_CELLS`: ``curve[d] = sum / sqrt(count)`` of the
+        diagonal's informative cells; ``confidence`` as `estimate_offset`'s, on this curve.
+
+    Raises:
+        ValueError: no offset has enough informative cells.
+    """
+    n, m = cost.shape
+    offsets = np.arange(-(m - 1), n)
+    sums = diagonal_sums(np.ascontiguousarray(cost, dtype=np.float64))
+    counts = informative_counts(rows, columns)
+    overlap = np.minimum(n, offsets + m) - np.maximum(0, offsets)
+    keep = (overlap >= MIN_TAKE_OVERLAP * n) & (counts >= MIN_INFORMATIVE_CELLS)
+    if not keep.any():
+        raise ValueError(f"no offset of a {n}x{m} cost has {MIN_INFORMATIVE_CELLS} informative cells")
+    curve = sums[keep] / np.sqrt(counts[keep])
+    offsets = offsets[keep].astype(np.int64)
+    best = int(np.argmin(curve))
+    return OffsetEstimate(offset_frames=int(offsets[best]), offset_s=float(offsets[best] / fps),
+                          confidence=float(np.median(curve) - curve[best]), offsets=offsets, curve=curve)  # fmt: skip
+
+
+def placement_band(offset_frames: float, n_frames: int) -> tuple[float, float, int]:
+    """The DTW band ``(band_offset, slope, radius)`` around a take placed at ``offset_frames``.
+
+    Args:
+        offset_frames: the placed constant offset ``i - j`` (frames, positive: video late).
+        n_frames: video frames N.
+    """
+    return -float(offset_frames), 1.0, placement_radius(n_frames)
+
+
+NO_MATCH_CONFIDENCE = 2.8
+"""A video whose best offset stands out less than this (`avsync.align.robust.offset_confidence`)
+is "no match": nothing in the reference stands out for it."""
+
+
+def is_match(confidence: float) -> bool:
+    """Whether an alignment's best offset stands out enough to place the video (`NO_MATCH_CONFIDENCE`)."""
+    return confidence >= NO_MATCH_CONFIDENCE
