@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -159,8 +160,12 @@ def load_model(checkpoint: str | os.PathLike[str] | None, device: str = "auto") 
         raise AvsyncError("is a folder, not a model checkpoint", path)
     target = resolve_device(device)
     try:
-        # weights_only: tensors and plain containers only, so a crafted file cannot run code on load
-        network = network_from_checkpoint(torch.load(path, map_location=target, weights_only=True))
+        # weights_only: tensors and plain containers only, so a crafted file cannot run code on load;
+        # torch warns about files it is about to refuse (a plain pickle's protocol): the error says it all
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            stored = torch.load(path, map_location=target, weights_only=True)
+        network = network_from_checkpoint(stored)
     except pickle.UnpicklingError as exc:
         raise AvsyncError("not an avsync model checkpoint (it holds Python objects beyond weights and "
                           "settings; refused, since loading them could run code)", path) from exc
