@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from avsync.errors import AvsyncError
 from avsync.features.tracking import face_point
-from avsync.io.media import keep_existing, remove_stale_temporaries
+from avsync.io.media import TEMPORARY_NAME_EXTRA, keep_existing, remove_stale_temporaries
 from avsync.pipeline.checks import SPANS, check_inputs
 
 if TYPE_CHECKING:
@@ -113,10 +113,6 @@ def _check_folder_writable(path: Path) -> None:
     os.unlink(probe_path)
 
 
-TEMPORARY_NAME_EXTRA = 24
-"""Bytes `avsync.io.media.atomic_path` adds to an output's name for its temporary file."""
-
-
 def _check_name_length(path: Path) -> None:
     """Raise unless the file system takes the output's name (and its temporary's) in that folder."""
     folder = path.parent
@@ -169,8 +165,20 @@ def check_options(args: argparse.Namespace) -> None:
         raise AvsyncError("--span applies to --mode warp only (--mode offset copies the video, shifted, without re-timing)")
     if args.cache is not None and (args.cache.exists() and not args.cache.is_dir()):
         raise AvsyncError("--cache is a file; give a folder", args.cache)
-    if args.cache is not None and args.cache.is_dir() and not os.access(args.cache, os.W_OK | os.X_OK):
-        raise AvsyncError("--cache is not writable", args.cache)
+    if args.cache is not None:
+        _check_cache_writable(args.cache)
+
+
+def _check_cache_writable(cache: Path) -> None:
+    """Raise unless `cache` (or, when it does not exist yet, the nearest folder above it) takes new files."""
+    folder = cache
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise AvsyncError(f"--cache cannot be made: {folder} is not a folder", cache)
+    if not os.access(folder, os.W_OK | os.X_OK):  # also false on a read-only file system (EROFS)
+        reason = "is not writable" if folder == cache else f"cannot be made: {folder} is not writable"
+        raise AvsyncError(f"--cache {reason}", cache)
 
 
 def _check_suffixes(args: argparse.Namespace) -> None:

@@ -106,11 +106,24 @@ class CorruptEntry(Exception):
     """A cache entry that cannot be used (unreadable, incomplete or not matching its key)."""
 
 
+def _unwritable(exc: OSError, path: Path) -> AvsyncError:
+    """The one-line error for a cache file that cannot be written (read-only file system, no permission, ...)."""
+    return AvsyncError(f"cannot write the feature cache ({exc.strerror or exc}); use another --cache or none", path)
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on ``path`` (created if needed) for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
+    """Hold an exclusive flock on ``path`` (created if needed) for the block.
+
+    Raises:
+        AvsyncError: the lock file cannot be made (read-only file system, a folder in its place, ...).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")
+    except OSError as exc:
+        raise _unwritable(exc, path) from exc
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -185,6 +198,8 @@ class FeatureCache:
         rebuild: Callable[[dict[str, np.ndarray]], Features],
     ) -> Features:
         entry = self.entry_path(kind, media_path, params)
+        if entry.is_dir():  # never removed: a folder is not ours to delete
+            raise AvsyncError("is a folder where the feature cache keeps a file; remove it or use another --cache", entry)
         meta = {"format": CACHE_FORMAT, "kind": kind, "params": params}
         try:
             features = self._load(entry, meta, rebuild)
@@ -218,8 +233,11 @@ class FeatureCache:
                 name: {"shape": list(a.shape), "dtype": a.dtype.str, "blake2b": array_checksum(a)} for name, a in arrays.items()
             },
         }
-        with atomic_path(entry) as temporary, open(temporary, "wb") as handle:
-            np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+        try:
+            with atomic_path(entry) as temporary, open(temporary, "wb") as handle:
+                np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+        except OSError as exc:  # e.g. the entry became a folder meanwhile (a full disk is DiskFullError already)
+            raise _unwritable(exc, entry) from exc
 
     @staticmethod
     def _load(entry: Path, expected: dict, rebuild: Callable[[dict[str, np.ndarray]], Features]) -> Features:
