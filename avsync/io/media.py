@@ -601,11 +601,49 @@ def _open_files() -> set[str]:
     return opened
 
 
+TEMPORARY_NAME_EXTRA = 32
+"""Bytes at most that `atomic_path` adds to an output's name for its temporary file
+(``.`` + stem + ``.HHHHHH-PID.`` + 8 random characters + ``.tmp`` + suffix)."""
+
+
+@functools.cache
+def _host_tag() -> str:
+    """Six hex digits naming this machine in temporary file names (a folder may be shared over the network)."""
+    import hashlib
+    import socket
+
+    return hashlib.blake2b(socket.gethostname().encode(), digest_size=3).hexdigest()
+
+
+def _owner_tag() -> str:
+    """``HHHHHH-PID``: the machine and process writing a temporary file (`atomic_path`)."""
+    return f"{_host_tag()}-{os.getpid()}"
+
+
+def _owner_is_gone(temporary: Path, stem: str) -> bool:
+    """Whether `temporary`'s name says it was made on this machine by a process that no longer runs."""
+    tag = temporary.name[len(stem) + 2 :].split(".", 1)[0]
+    host, _, pid = tag.partition("-")
+    if host != _host_tag() or not pid.isdigit():
+        return False  # another machine's, or named before owners were recorded: only its age tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):  # alive (another user's) or no such pid at all
+        return False
+    try:  # a killed process not yet reaped by its parent is a zombie: gone all the same
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def remove_stale_temporaries(path: PathLike) -> list[Path]:
     """Remove temporary files `atomic_path` left for `path` when a run was killed (SIGKILL, power loss).
 
-    Only files named as ours (``.<stem>.*.tmp<suffix>`` beside `path`), untouched for
-    `STALE_TEMP_AGE_S` and open in no process, are removed.
+    Only files named as ours (``.<stem>.*.tmp<suffix>`` beside `path`) and open in no process are
+    removed, and of those only the ones whose writer is known to be gone (made on this machine by a
+    process that no longer runs) or, whoever wrote them, untouched for `STALE_TEMP_AGE_S`.
 
     Returns:
         The removed files.
@@ -613,7 +651,7 @@ def remove_stale_temporaries(path: PathLike) -> list[Path]:
     target = Path(path)
     candidates = [c for c in target.parent.glob(f".{glob.escape(target.stem)}.*.tmp{glob.escape(target.suffix)}") if c.is_file()]
     now = wall_clock()
-    candidates = [c for c in candidates if now - c.stat().st_mtime > STALE_TEMP_AGE_S]
+    candidates = [c for c in candidates if _owner_is_gone(c, target.stem) or now - c.stat().st_mtime > STALE_TEMP_AGE_S]
     if not candidates:
         return []
     opened = _open_files()
@@ -647,7 +685,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}"
+            dir=target.parent, prefix=f".{target.stem}.{_owner_tag()}.", suffix=f".tmp{target.suffix}"
         )
     except OSError as exc:
         raise AvsyncError(f"cannot write here ({exc.strerror})", path) from exc
