@@ -1,0 +1,116 @@
+"""Pairing lip releases with acoustic onsets: each event's lag, with gates against wrong pairs.
+
+For every release and every candidate lag within `MAX_LAG_S`, the audio must show what a
+bilabial makes when shifted by that lag: the 1-7 kHz band quiet while the lips were closed
+(at least `QUIET_DB` under the clip's speech level) and an onset of at least `MIN_RISE_DB` at
+the release. The gated onset strengths of all events, each scaled to its own peak, are added
+over the lags; their peak is where most events agree. Each event then takes the strongest
+onset within `PAIR_WINDOW_S` of that peak as its partner (the gate against pairing a release
+with the onset of another syllable); events with none there are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from avsync.truth.acoustic import STEP_S, band_envelope_db, onset_strength
+from avsync.truth.lips import LipRelease
+
+MAX_LAG_S = 0.2
+"""Largest |t_video - t_audio| searched (5 frames at 25 fps)."""
+QUIET_DB = 6.0
+"""During the closure the band must be this far under the clip's speech level (its 80th percentile)."""
+MIN_RISE_DB = 6.0
+"""Smallest onset that counts as the release's sound."""
+EDGE_MS = 10
+"""Milliseconds of the closure left out at each end when checking that it is quiet."""
+PAIR_WINDOW_S = 0.06
+"""An event pairs only with an onset this close to the lag most events agree on."""
+CONSENSUS_SMOOTH_MS = 9
+"""The summed lag curve is smoothed over this many milliseconds before its peak is taken."""
+SPEECH_PERCENTILE = 80
+
+
+@dataclass(frozen=True)
+class EventLag:
+    """One lip release paired with its acoustic onset.
+
+    Attributes:
+        video_s: the release's time in the video (seconds).
+        audio_s: its onset's time in the audio (seconds).
+        lag_s: ``video_s - audio_s`` (positive: the picture is late).
+        rise_db: the onset's strength.
+    """
+
+    video_s: float
+    audio_s: float
+    lag_s: float
+    rise_db: float
+
+
+def lag_curves(releases: list[LipRelease], envelope_db: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gated onset strength of each release at each candidate lag.
+
+    Args:
+        releases: from `avsync.truth.lips.find_releases` (frames at `fps`).
+        envelope_db: float ``[M]``, `avsync.truth.acoustic.band_envelope_db` (1 ms steps).
+        fps: the releases' frame rate.
+
+    Returns:
+        ``(lags_ms, curves)``: int ``[L]`` candidate lags in ms, float64 ``[E, L]`` strengths (0 where gated out).
+    """
+    step_ms = round(1000 * STEP_S)
+    lags_ms = np.arange(-round(1000 * MAX_LAG_S), round(1000 * MAX_LAG_S) + 1, step_ms)
+    strength = onset_strength(envelope_db)
+    speech_db = float(np.percentile(envelope_db, SPEECH_PERCENTILE)) if len(envelope_db) else 0.0
+    summed = np.concatenate([[0.0], np.cumsum(envelope_db)])
+    count = len(envelope_db)
+    curves = np.zeros((len(releases), len(lags_ms)))
+    for row, release in enumerate(releases):
+        audio_ms = round(1000 * release.time_frames / fps) - lags_ms
+        quiet_from = round(1000 * release.closure_start / fps) - lags_ms + EDGE_MS
+        quiet_to = audio_ms - EDGE_MS
+        usable = (quiet_from >= 0) & (quiet_to > quiet_from) & (audio_ms < count)
+        quiet_level = np.full(len(lags_ms), np.inf)
+        from_, to = quiet_from[usable], quiet_to[usable]
+        quiet_level[usable] = (summed[to] - summed[from_]) / (to - from_)
+        rise = np.zeros(len(lags_ms))
+        rise[usable] = strength[audio_ms[usable]]
+        keep = usable & (quiet_level <= speech_db - QUIET_DB) & (rise >= MIN_RISE_DB)
+        curves[row, keep] = rise[keep]
+    return lags_ms, curves
+
+
+def pair_events(releases: list[LipRelease], samples: np.ndarray, sample_rate: int, fps: float) -> list[EventLag]:
+    """Each release's acoustic partner, where the gates let one through.
+
+    Args:
+        releases: the clip's lip releases (frames at `fps`).
+        samples: float ``[N]``, the audio on the video's timeline (time 0 = first frame).
+        sample_rate: Hz.
+        fps: the releases' frame rate.
+
+    Returns:
+        The paired events in time order (empty when none passes).
+    """
+    if not releases:
+        return []
+    lags_ms, curves = lag_curves(releases, band_envelope_db(samples, sample_rate), fps)
+    matched = curves.max(axis=1) > 0
+    if not matched.any():
+        return []
+    scaled = curves[matched] / curves[matched].max(axis=1, keepdims=True)
+    consensus = int(lags_ms[np.argmax(uniform_filter1d(scaled.sum(axis=0), CONSENSUS_SMOOTH_MS, mode="constant"))])
+    near = np.abs(lags_ms - consensus) <= 1000 * PAIR_WINDOW_S
+    events = []
+    for release, curve in zip(releases, curves, strict=True):
+        window = np.where(near, curve, 0.0)
+        if window.max() <= 0:
+            continue
+        lag_ms = int(lags_ms[np.argmax(window)])
+        video_s = release.time_frames / fps
+        events.append(EventLag(video_s, video_s - lag_ms / 1000, lag_ms / 1000, float(window.max())))
+    return events

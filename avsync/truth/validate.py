@@ -1,0 +1,242 @@
+"""How good is the model-free reference? Measured on clips whose datasets keep them in sync.
+
+GRID, LRS2 and LRS3 publish their clips with picture and sound in sync, so their truth is 0
+frames without any model's say. For every clip of a manifest the reference's raw lags are found
+once; the bias removed from a clip is the median raw offset of the other decided clips of its
+dataset (of all dataset-synced clips when its dataset has fewer than `MIN_BIAS_CLIPS` others),
+so no clip is scored with a bias fitted on itself. Clips of other sources are scored for how
+often the reference decides, and compared with their audited `av_offset` (a model-assisted
+label, shown for information only).
+
+``python -m avsync.truth.validate [--manifest M] [--cache DIR] [--out R.json]`` (`make check-real`)
+prints a table per dataset and writes every clip's result as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avsync.conventions import SAMPLE_RATE
+from avsync.errors import AvsyncError
+from avsync.features.cache import FeatureCache
+from avsync.features.extract import VisualParams
+from avsync.features.manifest import ClipRecord, read_manifest
+from avsync.io.media import atomic_path, read_audio
+from avsync.truth.estimate import estimate_offset
+from avsync.truth.reference import SIGNALS, clip_events
+
+DATASET_SYNCED = ("GRID", "LRS2", "LRS3")
+"""Datasets whose clips are published in sync (their truth is 0 frames)."""
+MIN_BIAS_CLIPS = 3
+"""Fewest other decided clips of a dataset that calibrate its own bias."""
+GROSS_FRAMES = 2.0
+
+
+@dataclass
+class ClipCheck:
+    """One clip's result.
+
+    Attributes:
+        id: the manifest id.
+        dataset: its origin dataset (`clips.csv`), e.g. ``GRID``.
+        truth_frames: 0 for dataset-synced clips, else the audited `av_offset` (None: unverified).
+        synced_by_dataset: whether the truth is the dataset's own sync.
+        lags_frames: each paired event's raw lag.
+        bias_frames: the bias removed (calibrated on other clips).
+        offset_frames, interval_frames, verdict: the reference's answer.
+        error_frames: offset - truth (None when undecided or without a truth).
+    """
+
+    id: str
+    dataset: str
+    truth_frames: float | None
+    synced_by_dataset: bool
+    lags_frames: list[float]
+    bias_frames: float = 0.0
+    offset_frames: float | None = None
+    interval_frames: list[float] | None = None
+    verdict: str = "undecided"
+    error_frames: float | None = None
+
+
+_origins: dict[Path, dict[str, str]] = {}
+
+
+def origin_dataset(video: Path) -> str:
+    """The dataset a clip comes from, by the ``clips.csv`` of the folder it lies in (or above).
+
+    Args:
+        video: the clip's file.
+
+    Returns:
+        The ``origin_dataset`` column's first word (``"LRS2 (BBC)"`` -> ``"LRS2"``), or ``"unknown"``.
+    """
+    for folder in Path(video).resolve().parents:
+        table = folder / "clips.csv"
+        if table.is_file():
+            if folder not in _origins:
+                with table.open(encoding="utf-8") as handle:
+                    _origins[folder] = {row["path"]: row.get("origin_dataset", "") for row in csv.DictReader(handle)}
+            name = _origins[folder].get(Path(video).resolve().relative_to(folder).as_posix(), "")
+            return name.split(" (")[0].strip() or "unknown"
+    return "unknown"
+
+
+def wilson(successes: int, trials: int) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion.
+
+    Args:
+        successes: count.
+        trials: count (0: the whole range).
+
+    Returns:
+        ``(low, high)``.
+    """
+    if trials == 0:
+        return 0.0, 1.0
+    z, share = 1.96, successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    spread = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - spread), min(1.0, centre + spread)
+
+
+def raw_checks(records: list[ClipRecord], cache: FeatureCache, signal: str, progress: bool = True) -> list[ClipCheck]:
+    """Every clip's paired events (no bias yet).
+
+    Args:
+        records: the clips.
+        cache: the feature cache (features are computed on a miss).
+        signal: what releases are timed on (`avsync.truth.reference.SIGNALS`).
+        progress: print one line per clip.
+    """
+    checks = []
+    for record in records:
+        dataset = origin_dataset(record.video)
+        synced = dataset in DATASET_SYNCED and record.audio is None
+        visual = cache.visual(record.video, VisualParams())
+        samples = read_audio(record.reference_audio, sample_rate=SAMPLE_RATE)
+        events = clip_events(visual, samples, SAMPLE_RATE, signal)
+        truth = 0.0 if synced else float(record.av_offset)
+        checks.append(ClipCheck(record.id, dataset, truth, synced, [round(e.lag_s * visual.fps, 3) for e in events]))
+        if progress:
+            print(f"{record.id}: {dataset}, {len(events)} events", file=sys.stderr)
+    return checks
+
+
+def _raw_offset(check: ClipCheck) -> float | None:
+    estimate = estimate_offset(check.lags_frames, 0.0)
+    return estimate.offset_frames if estimate.decided else None
+
+
+def calibrate_and_score(checks: list[ClipCheck]) -> None:
+    """Give each clip the bias of the other clips (leave-one-out) and its answer, in place.
+
+    Args:
+        checks: from `raw_checks`.
+    """
+    raw = {id(check): _raw_offset(check) for check in checks}
+    for check in checks:
+        others = [c for c in checks if c is not check and c.synced_by_dataset and raw[id(c)] is not None]
+        same = [c for c in others if c.dataset == check.dataset]
+        pool = same if len(same) >= MIN_BIAS_CLIPS else others
+        check.bias_frames = round(float(np.median([raw[id(c)] for c in pool])), 3) if pool else 0.0
+        estimate = estimate_offset(check.lags_frames, check.bias_frames)
+        check.verdict = estimate.verdict
+        if estimate.offset_frames is not None:
+            check.offset_frames = round(estimate.offset_frames, 3)
+            check.interval_frames = [round(value, 3) for value in estimate.interval_frames or ()]
+        if estimate.decided and check.truth_frames is not None:
+            check.error_frames = round(estimate.offset_frames - check.truth_frames, 3)
+
+
+def _share(count: int, total: int) -> str:
+    low, high = wilson(count, total)
+    return f"{count}/{total} ({100 * count / max(total, 1):.0f}% [{100 * low:.0f}-{100 * high:.0f}])"
+
+
+def summarise(checks: list[ClipCheck]) -> list[dict]:
+    """Per dataset (and pooled): decided share, bias, errors within +-0.5 / +-1 frame, gross errors.
+
+    Args:
+        checks: scored clips.
+
+    Returns:
+        One row per group: ``group``, ``clips``, ``decided``, ``bias_frames`` (median), and for
+        dataset-synced groups ``within_half``, ``within_one``, ``gross`` (counts of the decided),
+        ``median_error_frames``; for the others ``agree_with_audit`` (within 1 frame of `av_offset`).
+    """
+    groups: dict[str, list[ClipCheck]] = {}
+    for check in checks:
+        groups.setdefault(check.dataset, []).append(check)
+    synced = [c for c in checks if c.synced_by_dataset]
+    others = [c for c in checks if not c.synced_by_dataset]
+    ordered = sorted(groups.items(), key=lambda item: (not item[1][0].synced_by_dataset, item[0]))
+    rows = []
+    for name, members in [*ordered, ("dataset-synced (all)", synced), ("other sources (all)", others)]:
+        if not members:
+            continue
+        decided = [c for c in members if c.verdict != "undecided"]
+        row: dict = {"group": name, "clips": len(members), "decided": len(decided),
+                     "bias_frames": round(float(np.median([c.bias_frames for c in members])), 3)}  # fmt: skip
+        if members[0].synced_by_dataset:
+            errors = np.array([c.error_frames for c in decided], dtype=np.float64)
+            row |= {"within_half": int((np.abs(errors) <= 0.5).sum()), "within_one": int((np.abs(errors) <= 1.0).sum()),
+                    "gross": int((np.abs(errors) > GROSS_FRAMES).sum()),
+                    "median_error_frames": round(float(np.median(errors)), 3) if len(errors) else None}  # fmt: skip
+        else:
+            row["agree_with_audit"] = sum(abs(c.error_frames) <= 1.0 for c in decided if c.error_frames is not None)
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """The summary as a Markdown table (shares with 95 % Wilson intervals)."""
+    lines = ["| group | clips | decided | bias (frames) | median error | within +-0.5 | within +-1 | gross (> 2) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for row in rows:
+        decided = row["decided"]
+        if "within_one" in row:
+            cells = [f"{row['median_error_frames']:+.2f}" if row["median_error_frames"] is not None else "-",
+                     _share(row["within_half"], decided), _share(row["within_one"], decided), _share(row["gross"], decided)]  # fmt: skip
+        else:
+            cells = ["-", "-", f"{row['agree_with_audit']}/{decided} agree with the audit", "-"]
+        lines.append(f"| {row['group']} | {row['clips']} | {_share(decided, row['clips'])} | {row['bias_frames']:+.2f} | "
+                     + " | ".join(cells) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Validate the reference on a manifest's clips; print the table, write the JSON."""
+    parser = argparse.ArgumentParser(prog="python -m avsync.truth.validate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifest", type=Path, default=Path("experiments/real_clips.jsonl"))
+    parser.add_argument("--cache", type=Path, default=Path("cache"))
+    parser.add_argument("--out", type=Path, default=Path("results/check_real.json"))
+    parser.add_argument("--signal", choices=SIGNALS, default="gap", help="what lip releases are timed on (default gap)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        checks = raw_checks(read_manifest(args.manifest), FeatureCache(args.cache), args.signal, progress=not args.quiet)
+    except AvsyncError as exc:
+        print(f"avsync: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    calibrate_and_score(checks)
+    rows = summarise(checks)
+    print(table(rows))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.out) as temporary:
+        temporary.write_text(json.dumps({"manifest": str(args.manifest), "signal": args.signal, "summary": rows,
+                                         "clips": [asdict(check) for check in checks]}, indent=1), encoding="utf-8")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
