@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from avsync.errors import AvsyncError
 
-SUBCOMMAND_MODULES = ("synth", "prepare", "eval", "align", "sweep")
+SUBCOMMAND_MODULES = ("synth", "prepare", "eval", "align", "check", "sweep")
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
 
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 143
 
 
-QUICK_EXIT_SUBCOMMANDS = ("align",)
+QUICK_EXIT_SUBCOMMANDS = ("align", "check")
 """Subcommands whose process ends without Python's teardown once their work is done and flushed:
 unloading torch (its CUDA build) takes 0.4-0.8 s and briefly maps 126 MB more than the whole
 alignment needed at its peak; they leave nothing for exit handlers (outputs are renamed into
