@@ -2,7 +2,8 @@
 
 For every release and every candidate lag within `MAX_LAG_S`, the audio must show what a
 bilabial makes when shifted by that lag: the 1-7 kHz band quiet while the lips were closed
-(at least `QUIET_DB` under the clip's speech level) and an onset of at least `MIN_RISE_DB` at
+(its mean power over the closure at least `QUIET_DB` under the clip's speech level: a loud part
+of the closure is enough to refuse the pair) and an onset of at least `MIN_RISE_DB` at
 the release. The gated onset strengths of all events, each scaled to its own peak, are added
 over the lags; their peak is where most events agree. Each event then takes the strongest
 onset within `PAIR_WINDOW_S` of that peak as its partner (the gate against pairing a release
@@ -22,7 +23,8 @@ from avsync.truth.lips import LipRelease
 MAX_LAG_S = 0.2
 """Largest |t_video - t_audio| searched (5 frames at 25 fps)."""
 QUIET_DB = 6.0
-"""During the closure the band must be this far under the clip's speech level (its 80th percentile)."""
+"""During the closure the band's mean power must be this far under the clip's speech level (the
+80th percentile of its level), in dB."""
 MIN_RISE_DB = 6.0
 """Smallest onset that counts as the release's sound."""
 EDGE_MS = 10
@@ -66,7 +68,7 @@ def lag_curves(releases: list[LipRelease], envelope_db: np.ndarray, fps: float) 
     lags_ms = np.arange(-round(1000 * MAX_LAG_S), round(1000 * MAX_LAG_S) + 1, step_ms)
     strength = onset_strength(envelope_db)
     speech_db = float(np.percentile(envelope_db, SPEECH_PERCENTILE)) if len(envelope_db) else 0.0
-    summed = np.concatenate([[0.0], np.cumsum(envelope_db)])
+    summed = np.concatenate([[0.0], np.cumsum(10.0 ** (envelope_db / 10.0))])  # power: a loud part of the closure counts
     count = len(envelope_db)
     curves = np.zeros((len(releases), len(lags_ms)))
     for row, release in enumerate(releases):
@@ -76,7 +78,7 @@ def lag_curves(releases: list[LipRelease], envelope_db: np.ndarray, fps: float) 
         usable = (quiet_from >= 0) & (quiet_to > quiet_from) & (audio_ms < count)
         quiet_level = np.full(len(lags_ms), np.inf)
         from_, to = quiet_from[usable], quiet_to[usable]
-        quiet_level[usable] = (summed[to] - summed[from_]) / (to - from_)
+        quiet_level[usable] = 10.0 * np.log10((summed[to] - summed[from_]) / (to - from_) + 1e-10)
         rise = np.zeros(len(lags_ms))
         rise[usable] = strength[audio_ms[usable]]
         keep = usable & (quiet_level <= speech_db - QUIET_DB) & (rise >= MIN_RISE_DB)
