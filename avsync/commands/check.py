@@ -16,7 +16,7 @@ from pathlib import Path
 from avsync.commands.align import check_outputs
 from avsync.errors import AvsyncError, MediaError
 from avsync.features.tracking import face_point
-from avsync.pipeline.checks import check_inputs
+from avsync.pipeline.checks import check_inputs, check_video
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
         raise AvsyncError("--cache is a file; give a folder", args.cache)
     if args.report is not None and args.report.suffix.lower() != ".json":
         raise AvsyncError("--report must end in .json", args.report)
-    inputs = check_inputs(args.video, args.audio or args.video)
-    if args.audio is None and not inputs.video_info.has_audio:
+    if args.audio is None and not check_video(args.video).has_audio:
         raise MediaError("has no audio track; give the AUDIO to check it against", args.video)
+    inputs = check_inputs(args.video, args.audio or args.video)
     check_outputs({"--report": args.report}, [path for path in (args.video, args.audio) if path is not None], args.force)
 
     from avsync.features.extract import VisualParams

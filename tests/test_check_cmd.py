@@ -1,0 +1,142 @@
+"""`avsync check`: both witnesses on a generated talker whose audio is delayed, and bad input.
+
+The talker is the synthetic face (`avsync.synth`) saying syllables that all start with /p b m/,
+its lips moving with the sound (no lead: the lips part when the burst sounds), with the dry
+synthetic voice as its audio track.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error, write_test_clip
+
+from avsync.cli import main
+from avsync.io.media import read_audio, write_audio, write_video
+from avsync.synth.articulation import mouth_track
+from avsync.synth.face import level_shape, quantize_mouth
+from avsync.synth.scene import FrameRenderer, make_identity, scene_tracks
+from avsync.synth.singing import compose_score, synthesize_vocal
+
+FPS = 25
+SR = 16000
+DELAY_FRAMES = 3
+
+
+def bilabial_talker(path: Path, *, seconds: float = 6.0, seed: int = 0, audio_delay_frames: int = 0) -> Path:
+    """Write a synthetic face saying /p b m/-initial syllables, its audio delayed by some frames.
+
+    Args:
+        path: the ``.mp4`` to write.
+        seconds: length.
+        seed: the random seed (score, voice, face, head motion).
+        audio_delay_frames: frames (25 fps) of silence put before the voice (the picture is then
+            early: t_video - t_audio = -audio_delay_frames / 25 s).
+    """
+    rng = np.random.default_rng(seed)
+    score = compose_score(rng, seconds)
+    syllables = [dataclasses.replace(s, consonant="pbm"[i % 3]) for i, s in enumerate(score.syllables)]
+    score = dataclasses.replace(score, syllables=syllables)
+    voice = synthesize_vocal(score, rng, SR)
+    count = round(seconds * FPS)
+    track = mouth_track(syllables, count, FPS, lead_s=0.0)
+    renderer = FrameRenderer(make_identity(rng, "talker"), rng)
+    tracks = scene_tracks(rng, count, FPS)
+    frames = np.stack([renderer.render(tracks, k, *level_shape(quantize_mouth(float(o), float(w))))
+                       for k, (o, w) in enumerate(zip(track.mouth_open, track.mouth_width, strict=True))])  # fmt: skip
+    delay = np.zeros(round(audio_delay_frames / FPS * SR), dtype=np.float32)
+    audio = np.concatenate([delay, voice])[: len(voice)]
+    write_video(path, frames, fps=FPS, audio=audio, sample_rate=SR, crf=18, preset="ultrafast")
+    return path
+
+
+@pytest.fixture(scope="module")
+def talkers(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    folder = tmp_path_factory.mktemp("talkers")
+    return {delay: bilabial_talker(folder / f"talk{delay}.mp4", audio_delay_frames=delay) for delay in (0, DELAY_FRAMES)}
+
+
+def check(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    status = main(["check", *map(str, args), "--quiet"])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_audio_delayed_three_frames_is_found_by_both_witnesses(capsys, tmp_path: Path, talkers: dict[int, Path]) -> None:
+    reports = {}
+    for delay, video in talkers.items():
+        report = tmp_path / f"r{delay}.json"
+        status, out, err = check(capsys, video, "--report", report)
+        assert status == 0, err
+        assert "events:" in out and "model:" in out
+        reports[delay] = json.loads(report.read_text())
+    late = reports[DELAY_FRAMES]
+    # the picture is early on the delayed audio: t_video - t_audio = -3 frames
+    assert late["events"]["verdict"] == "off" and late["events"]["off_by_frames"] == -DELAY_FRAMES
+    assert abs(late["events"]["offset_frames"] + DELAY_FRAMES) <= 1.0
+    low, high = late["events"]["interval_frames"]
+    assert low <= late["events"]["offset_frames"] <= high
+    assert late["events"]["n_events"] >= 3 and len(late["events"]["events"]) == late["events"]["n_events"]
+    assert abs(late["model"]["offset_frames"] + DELAY_FRAMES) <= 1.0
+    # the same clip in sync: the events say so; each witness moves by the delay
+    assert reports[0]["events"]["verdict"] == "in sync"
+    for witness in ("events", "model"):
+        moved = reports[0][witness]["offset_frames"] - late[witness]["offset_frames"]
+        assert abs(moved - DELAY_FRAMES) <= (0.25 if witness == "events" else 1.0), (witness, moved)
+    for report in reports.values():
+        difference = report["events"]["offset_frames"] - report["model"]["offset_frames"]
+        assert report["difference_frames"] == pytest.approx(difference, abs=0.011)
+        assert report["agreement"] == ("agree" if abs(difference) <= 1.0 else "disagree")
+        assert report["audio"] == report["video"]  # its own track
+
+
+@pytest.mark.slow
+def test_another_audio_file_is_checked_against(capsys, tmp_path: Path, talkers: dict[int, Path]) -> None:
+    # the in-sync talker against its own voice delayed by 3 frames, given as AUDIO
+    voice = read_audio(talkers[0], sample_rate=SR)
+    delayed = tmp_path / "late.wav"
+    write_audio(delayed, np.concatenate([np.zeros(round(DELAY_FRAMES / FPS * SR), np.float32), voice]), SR)
+    report = tmp_path / "r.json"
+    status, out, err = check(capsys, talkers[0], delayed, "--report", report)
+    assert status == 0, err
+    found = json.loads(report.read_text())
+    assert found["audio"] == str(delayed)
+    assert abs(found["events"]["offset_frames"] + DELAY_FRAMES) <= 1.0
+
+
+def test_missing_video(capsys, tmp_path: Path) -> None:
+    assert_one_line_error(*check(capsys, tmp_path / "nope.mp4")[::2], "nope.mp4")
+
+
+def test_video_without_its_own_audio_needs_audio(capsys, tmp_path: Path) -> None:
+    video = write_test_clip(tmp_path / "mute.mp4", seconds=2.0, audio=False)
+    assert_one_line_error(*check(capsys, video)[::2], "mute.mp4", "no audio track")
+
+
+def test_audio_without_sound_stream(capsys, tmp_path: Path) -> None:
+    video = write_test_clip(tmp_path / "v.mp4", seconds=2.0, audio=False)
+    other = write_test_clip(tmp_path / "other.mp4", seconds=2.0, audio=False)
+    assert_one_line_error(*check(capsys, video, other)[::2], "other.mp4", "no audio stream")
+
+
+def test_report_options(capsys, tmp_path: Path) -> None:
+    video = write_test_clip(tmp_path / "v.mp4", seconds=2.0, click_at=1.0)
+    assert_one_line_error(*check(capsys, video, "--report", tmp_path / "r.txt")[::2], "r.txt", ".json")
+    existing = tmp_path / "r.json"
+    existing.write_text("{}")
+    assert_one_line_error(*check(capsys, video, "--report", existing)[::2], "r.json", "--force")
+    assert existing.read_text() == "{}"
+    assert_one_line_error(*check(capsys, video, "--face", "middle")[::2], "--face")
+
+
+def test_video_without_any_face(capsys, tmp_path: Path) -> None:
+    video = write_test_clip(tmp_path / "v.mp4", seconds=2.0, click_at=1.0)
+    report = tmp_path / "r.json"
+    status, _, err = check(capsys, video, "--report", report)
+    assert_one_line_error(status, err, "v.mp4")
+    assert not report.exists()
