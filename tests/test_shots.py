@@ -12,6 +12,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 
 from avsync.io import media
+from avsync.pipeline.edl import timecode as to_timecode
 from avsync.pipeline.shots import find_shots, name_shots
 from avsync.shards import in_shard
 from avsync.synth.dataset import SongSpec, synthesize_song
@@ -100,8 +101,11 @@ def test_a_shoot_is_placed_summarised_and_put_on_a_timeline(capsys, tmp_path: Pa
     read = otio.adapters.read_from_file(str(timeline))
     audio = [track for track in read.tracks if track.kind == otio.schema.TrackKind.Audio]
     assert len(audio) == 1 and audio[0][0].range_in_parent().start_time.to_seconds() == 0.0
-    clips = {clip.name: clip for track in read.video_tracks() for clip in track.find_clips()}
+    clips = {clip.name: clip for track in read.video_tracks() if track.name != "No match" for clip in track.find_clips()}
     assert set(clips) == {"take_a.mp4", "take_b.mp4"}
+    (no_match,) = [track for track in read.video_tracks() if track.name == "No match"]
+    assert [clip.name for clip in no_match.find_clips()] == ["other_song.mp4"] and not no_match.enabled
+    assert read.global_start_time.to_timecode() == "01:00:00:00"
     for name in ("take_a", "take_b"):
         report = json.loads((out / f"{name}.json").read_text())
         clip = clips[f"{name}.mp4"]
@@ -110,6 +114,28 @@ def test_a_shoot_is_placed_summarised_and_put_on_a_timeline(capsys, tmp_path: Pa
         assert clip.source_range.start_time.to_seconds() == pytest.approx(max(0.0, report["offset_s"]), abs=0.5 / 25)
     unplaced = {entry["name"] for entry in read.metadata["avsync"]["unplaced"]}
     assert unplaced == {"broken", "other_song"}
+
+
+def test_a_take_keeps_its_camera_timecode_on_a_relinkable_edl(capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:
+    takes, master = shoot
+    take = tmp_path / "takes" / "take_b camera.mov"
+    video = media.read_video(takes / "take_b.mp4")
+    media.write_video(take, video.frames, fps=25.0, audio=media.read_audio(takes / "take_b.mp4"), sample_rate=SAMPLE_RATE,
+                      reproducible=True, timecode="14:30:00:10")  # fmt: skip
+    out = tmp_path / "out"
+    status, stdout, err = run_cli(capsys, take, master, "--out-dir", out, "--mode", "offset", "--timeline", out / "cut.edl",
+                                  "--timeline-start", "10:00:00:00", "--relative-paths", "--device", "cpu")  # fmt: skip
+    assert status == 0, err
+    report = json.loads((out / "take_b camera.json").read_text())
+    lines = (out / "cut.edl").read_text().splitlines()
+    (event,) = [line.split() for line in lines if line[:3].isdigit() and line.split()[1] == "TAKEBCAM"]
+    record = 10 * 3600 * 25 + round(-report["offset_s"] * 25)  # the take's first frame lands where the song is
+    assert event[4] == "14:30:00:10" and event[6] == to_timecode(record, 25.0)  # its source in: the camera's own timecode
+    assert "* FROM FILE: ../takes/take_b camera.mov" in lines and "* REEL TAKEBCAM IS ../takes/take_b camera.mov" in lines
+    assert otio.adapters.read_from_file(str(out / "cut.edl"), rate=25).find_clips()  # OTIO reads it
+    status, _, err = run_cli(capsys, take, master, "--out-dir", out, "--timeline", out / "cut.edl", "--timeline-start", "25:00",
+                             "--force")  # fmt: skip
+    assert_one_line_error(status, err, "--timeline-start must be a timecode")
 
 
 def test_warp_mode_places_the_rendered_shots(capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:

@@ -86,6 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        ".fcpxml (FCP X); --mode offset places the original shots, warp their synced videos (implies --render)")
     batch.add_argument("--timeline-fps", type=float, default=None, metavar="FPS",
                        help="the timeline's frame rate, e.g. 23.976, 25, 29.97 (default: the shots' most common rate)")
+    batch.add_argument("--timeline-start", default=None, metavar="TC",
+                       help="the timeline's start timecode (default 01:00:00:00; drop-frame at 29.97 and 59.94)")
+    batch.add_argument("--relative-paths", action="store_true",
+                       help="the timeline names its media by paths relative to its own folder (to relink on another "
+                       "machine), not by absolute file:// URLs")
     parser.set_defaults(func=run)
 
 
@@ -188,7 +193,7 @@ def _check_suffixes(args: argparse.Namespace) -> None:
         raise AvsyncError("--plot must end in .png", args.plot)
 
 
-BATCH_OPTIONS = ("--jobs", "--shard", "--render", "--timeline", "--timeline-fps")
+BATCH_OPTIONS = ("--jobs", "--shard", "--render", "--timeline", "--timeline-fps", "--timeline-start", "--relative-paths")
 
 
 def run(args: argparse.Namespace) -> int:

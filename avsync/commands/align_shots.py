@@ -50,9 +50,13 @@ def run_shots(args: argparse.Namespace) -> int:
         raise AvsyncError(f"--timeline-fps must be between 1 and 240, got {args.timeline_fps:g}")
     check_options(args)
     if args.timeline is not None:
-        from avsync.pipeline.timeline import check_timeline_path
+        from avsync.pipeline.timeline import check_timeline_path, start_frames
 
         check_timeline_path(args.timeline)
+        if args.timeline_start is not None:
+            start_frames(args.timeline_start, args.timeline_fps or 25.0)  # a bad timecode ends here; its frames need the rate
+    elif args.timeline_start is not None or args.relative_paths:
+        raise AvsyncError(f"{'--timeline-start' if args.timeline_start is not None else '--relative-paths'} needs --timeline FILE")
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise AvsyncError("--out-dir is a file; give a folder", args.out_dir)
     shard = parse_shard(args.shard) if args.shard is not None else (0, 1)
@@ -162,6 +166,7 @@ def _write_timeline(args: argparse.Namespace, outcomes: list[ShotOutcome], music
         UnplacedShot,
         build_timeline,
         placement_from_report,
+        start_frames,
         write_timeline,
     )
 
@@ -171,13 +176,47 @@ def _write_timeline(args: argparse.Namespace, outcomes: list[ShotOutcome], music
         if report is None:
             unplaced.append(UnplacedShot(outcome.name, outcome.shot, f"failed: {outcome.error}"))
         elif outcome.status == "no match":
-            unplaced.append(UnplacedShot(outcome.name, outcome.shot, f"no match (best confidence {report['confidence']:.2f})", report["confidence"]))
+            unplaced.append(UnplacedShot(outcome.name, outcome.shot, f"no match (best confidence {report['confidence']:.2f})",
+                                         report["confidence"], report["fps"], report["video_duration_s"],
+                                         _media_start(outcome.shot, report["fps"])))  # fmt: skip
         else:
+            media = outcome.shot if args.mode == "offset" else report.get("output")
             try:
-                placements.append(placement_from_report(report, args.mode))
+                placements.append(placement_from_report(report, args.mode, _media_start(media, report["fps"])))
             except ValueError as exc:  # e.g. a shot that ends where the song starts
                 unplaced.append(UnplacedShot(outcome.name, outcome.shot, str(exc), report["confidence"]))
     rates = Counter(round(o.report["fps"], 3) for o in outcomes if o.report is not None)
     fps = args.timeline_fps or (rates.most_common(1)[0][0] if rates else 25.0)
-    timeline = build_timeline(os.path.abspath(args.music), music_duration, placements, unplaced, fps, Path(args.timeline).stem)
-    return write_timeline(timeline, args.timeline)
+    start = None if args.timeline_start is None else start_frames(args.timeline_start, fps)
+    timeline = build_timeline(os.path.abspath(args.music), music_duration, placements, unplaced, fps, Path(args.timeline).stem,
+                              start=start, frame_size=_frame_size(placements))  # fmt: skip
+    return write_timeline(timeline, args.timeline, relative_paths=args.relative_paths)
+
+
+def _media_start(media: str | None, fps: float) -> float:
+    """The start timecode of a shot's media in seconds (0 without one, or when it cannot be read)."""
+    from avsync.errors import MediaError
+    from avsync.io.timecode import start_timecode
+    from avsync.pipeline.timeline import media_start_seconds
+
+    if media is None:
+        return 0.0
+    try:
+        return media_start_seconds(start_timecode(media), fps)
+    except MediaError:
+        return 0.0
+
+
+def _frame_size(placements: list) -> tuple[int, int] | None:
+    """The placed media's most common picture size (width, height), or None when none can be read."""
+    from avsync.io.media import probe
+
+    sizes: Counter[tuple[int, int]] = Counter()
+    for placement in placements:
+        try:
+            info = probe(placement.media)
+        except AvsyncError:
+            continue
+        if info.width and info.height:
+            sizes[(info.width, info.height)] += 1
+    return sizes.most_common(1)[0][0] if sizes else None

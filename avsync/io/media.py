@@ -759,6 +759,7 @@ def write_video(
     crf: int = 20,
     preset: str = "fast",
     reproducible: bool = False,
+    timecode: str | None = None,
 ) -> None:
     """Encode frames to an H.264 MP4 (yuv420p, faststart), optionally with AAC audio; atomic.
 
@@ -783,6 +784,8 @@ def write_video(
         reproducible: the same bytes for the same input on every run. x264's MB-tree analysis of
             B-frames reads uninitialised memory (the output changes with glibc's
             ``MALLOC_PERTURB_``), so this encodes without B-frames (files about 1.4x larger).
+        timecode: the first frame's timecode (``HH:MM:SS:FF``, ``;`` for drop-frame), stored as a
+            ``tmcd`` track as cameras do; None: no timecode.
 
     Raises:
         ValueError: bad arrays or times (no output is left behind).
@@ -805,6 +808,8 @@ def write_video(
     ):
         options = {"crf": str(crf), "preset": preset, **({"bf": "0"} if reproducible else {})}
         video = _add_h264_stream(container, first.width, first.height, Fraction(fps).limit_denominator(1001), options)
+        if timecode is not None:
+            video.metadata["timecode"] = timecode
         audio_writer = None
         if audio is not None:
             samples = np.asarray(audio, dtype=np.float32)

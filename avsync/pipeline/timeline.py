@@ -12,60 +12,56 @@ music time ``t - offset_s``):
 * warp mode: the clip plays the re-timed MP4, which already runs on the music's time line from
   music time ``output_start_s`` for ``output_duration_s``: it lands there and is used whole.
 
-Timeline: the music on an audio track from 0; each shot on a video track at its record start,
-gaps between clips; a shot that overlaps one already placed goes to the first video track where
-it fits (greedy, in order of record start), opening a new track when none does. Times are
-quantised by rounding to the nearest frame (halves up): the record start and end at the timeline
-rate, the source start at the media's own rate, so each clip reproduces its report's times to
-half a frame. A clip's source range starts at a frame of the media's rate and lasts a whole
-number of timeline frames. Each clip has a marker at its first frame named
-``"confidence 3.41 (reliable)"``, coloured by level (GREEN reliable, YELLOW uncertain, RED
-unreliable), whose comment joins the report's warnings; the clip's metadata ``["avsync"]``
-holds the same numbers. Unplaced shots are listed in ``timeline.metadata["avsync"]["unplaced"]``.
-Media references are ``file://`` URLs of absolute paths (what FCP 7 XML, FCP X XML and OTIO
-expect); the EDL gets plain absolute paths.
+Timeline: it starts at 01:00:00:00 (``start``: any timecode; drop-frame at 29.97 and 59.94); the
+music on an audio track from that start; each shot on a video track at its record start, gaps
+between clips; a shot that overlaps one already placed goes to the first video track where it fits
+(greedy, in order of record start), opening a new track when none does. Takes that matched nothing
+go on a disabled video track of their own, ``No match``, after the song's end (out of the cut,
+where an editor finds them). Times are quantised by rounding to the nearest frame (halves up): the
+record start and end at the timeline rate, the source start at the media's own rate, so each clip
+reproduces its report's times to half a frame. A clip's source times are on the media's own
+timecode (a camera's start timecode, `avsync.io.timecode`, ``media_start_s``). Each clip has a
+marker at its first frame named ``"confidence 3.41 (reliable)"``, coloured by level (GREEN
+reliable, YELLOW uncertain, RED unreliable), whose comment joins the report's warnings that apply
+to the clip (`marker_warnings`); the clip's metadata ``["avsync"]`` holds the same numbers.
+Unplaced shots are listed in ``timeline.metadata["avsync"]["unplaced"]``. Media references are
+``file://`` URLs of absolute paths, or with ``relative_paths`` URLs relative to the timeline's folder.
 
-What each format keeps (measured by ``tests/test_timeline.py`` with the adapters read back):
+What each format keeps (measured by ``tests/test_timeline.py`` with the adapters read back at
+23.976, 24, 25, 29.97, 30, 50 and 59.94 fps):
 
-* ``.otio``: everything (tracks, exact rates, markers with colour and comment, metadata).
-* ``.xml`` (FCP 7 XML, Premiere / Resolve / Kdenlive): all tracks, the music track, record and
-  source times to the frame at 23.976/25/29.97/30, marker names (no colour, no comment), no
-  timeline metadata (the unplaced shots are not listed).
-* ``.fcpxml`` (FCP X, via ``otio-fcpx-xml-adapter``): the first video track is the primary
-  storyline (padded with a gap to the song's end), further tracks and the music are clips
-  connected to it on lanes 1, 2, ... and -1; times are exact rational seconds on the timeline's
-  frame grid (source starts are rounded to timeline frames, as the adapter gives every asset the
-  timeline's format). Two adapter bugs are worked around in a subclass of its writer: exact
-  NTSC frame durations (it only knows the keys 23.98/29.97) and exact connected-clip offsets (it
-  rounds them to whole frames of ``int(rate)``, frames off at 23.976/29.97). Marker names are
-  kept, GREEN/RED become completed/to-do markers, YELLOW a plain marker (reads back PURPLE); no
-  timeline metadata. The adapter's *reader* works in whole frames of ``int(rate)`` (23, 29), so
-  at NTSC rates a read-back file is off by up to seconds late in the song: the tests check the
-  XML's own times there, and the reader at 25/30 fps. Its reader also gives a clip the markers
-  of the clips connected to it.
-* ``.edl`` (CMX 3600, via ``otio-cmx3600-adapter``): one video track per EDL, by the format's
-  rules and the adapter's (it refuses several). The first video track goes to the named file,
-  video track ``n`` >= 2 to a sibling ``NAME.V<n>.edl`` (as NLEs export one EDL per track);
-  each file also carries the music as an audio ("A") event. Source timecodes are in timeline
-  frames (CMX 3600 has one rate), so source starts are rounded to the timeline rate. 29.97
-  timelines get ``FCM: DROP FRAME`` and drop-frame timecode (``;``). Reels are the first 8
-  letters and digits of the media's file name (the clip name and full path are in ``* FROM``
-  comments). Markers become ``* LOC`` comments (upper-cased name, colour, no warnings); the
-  adapter's reader skips drop-frame LOC lines, so at 29.97 they only survive as text. No
-  timeline metadata (the unplaced shots are not listed).
+* ``.otio``: everything (tracks, exact rates, start timecode, markers with colour and comment, metadata).
+* ``.xml`` (FCP 7 XML, Premiere / Resolve / Kdenlive): all tracks, the start timecode, record and
+  source times to the frame, marker names (no colour, no comment), no timeline metadata, and no
+  disabled tracks (the ``No match`` track is an ordinary one, after the song).
+* ``.fcpxml`` (FCP X, via ``otio-fcpx-xml-adapter``, finished by `_fcpx_finish`): the format with
+  the picture's width and height, the sequence's ``tcStart``/``tcFormat``, every time a whole
+  number of frames; the first video track is the primary storyline (padded to the timeline's
+  end), further tracks and the music are connected clips on lanes. Two adapter writer bugs are
+  worked around (exact NTSC frame durations; exact connected-clip offsets). The adapter's *reader*
+  ignores ``tcStart``, truncates float products (a frame short at times) and at NTSC rates takes
+  int(rate) (29 for frameDuration 1001/30000 s) as the rate: the tests check the XML's own times
+  there. Markers: names kept, GREEN/RED become completed/to-do markers.
+* ``.edl`` (CMX 3600, `avsync.pipeline.edl`): one video track per EDL (``NAME.edl``,
+  ``NAME.V2.edl``, ...), each with the music as an audio event; title, FCM line, events in record
+  order from a black lead-in at the start, unique 8-character reels with ``* REEL ... IS FILE``,
+  ``* FROM CLIP NAME`` and ``* FROM FILE`` comments, markers as ``* LOC`` at record time (the
+  adapter's reader skips drop-frame LOC lines). No timeline metadata, no ``No match`` track.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
+from xml.etree import ElementTree as ET
 
 import opentimelineio as otio
 
@@ -97,7 +93,9 @@ class ShotPlacement:
         duration_s: how long the clip plays.
         confidence: the report's confidence.
         confidence_level: "reliable", "uncertain" or "unreliable".
-        warnings: the report's warnings.
+        warnings: the report's warnings that apply to the clip (`marker_warnings`).
+        media_start_s: the timecode of `media`'s first frame, in seconds (the camera's start
+            timecode, `avsync.io.timecode.start_timecode`; 0 without one).
     """
 
     name: str
@@ -110,6 +108,7 @@ class ShotPlacement:
     confidence: float
     confidence_level: str
     warnings: tuple[str, ...] = ()
+    media_start_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,15 +120,82 @@ class UnplacedShot:
         media: the shot's path.
         reason: why it was not placed, e.g. "no match (best score 0.42)" or an error.
         score: the best score when there was one.
+        media_fps: the shot's frame rate when it could be read (a "no match" take): it then goes
+            on the timeline's own ``No match`` track; None (a failed shot): metadata only.
+        media_duration_s: its length (with `media_fps`).
+        media_start_s: the timecode of its first frame in seconds (0 without one).
     """
 
     name: str
     media: str
     reason: str
     score: float | None = None
+    media_fps: float | None = None
+    media_duration_s: float | None = None
+    media_start_s: float = 0.0
 
 
-def placement_from_report(report: dict, mode: str) -> ShotPlacement:
+DEFAULT_START_TIMECODE = "01:00:00:00"
+"""Where an editor's timeline starts unless told otherwise (``--timeline-start``)."""
+HELD_FRAME_WARNING = "the first/last frame is held outside it"
+"""The end of a report's warning about held frames in a single ``--span music`` video: no clip of a
+timeline holds a frame (offset mode plays the shot, warp mode the part of the music it covers)."""
+OFFSET_ADVICE = "; --mode offset applies only the constant offset"
+"""Advice a report's low-confidence warning ends with: moot on a timeline of ``--mode offset``."""
+
+
+def marker_warnings(warnings: Sequence[str], mode: str) -> tuple[str, ...]:
+    """The report's warnings that apply to the shot's clip on a timeline of `mode`.
+
+    Args:
+        warnings: the report's warnings.
+        mode: "offset" or "warp".
+    """
+    kept = []
+    for warning in warnings:
+        if warning.endswith(HELD_FRAME_WARNING):
+            continue
+        kept.append(warning.replace(OFFSET_ADVICE, "") if mode == "offset" else warning)
+    return tuple(kept)
+
+
+def start_frames(text: str, fps: float) -> int:
+    """A start timecode (``HH:MM:SS:FF``; ``;`` or ``:`` before the frames) in frames of the timeline's rate.
+
+    At 29.97 and 59.94 fps the timecode is read as drop-frame (what the timeline writes there).
+
+    Args:
+        text: the timecode, e.g. ``01:00:00:00``.
+        fps: the timeline's frame rate.
+
+    Raises:
+        AvsyncError: not a timecode at that rate.
+    """
+    from avsync.io.timecode import TIMECODE_PATTERN
+    from avsync.pipeline.edl import is_drop_frame
+
+    rate = _exact_rate(fps)
+    match = TIMECODE_PATTERN.match(text.strip())
+    nominal = round(rate)
+    if not match or int(match.group(2)) > 59 or int(match.group(3)) > 59 or int(match.group(5)) >= nominal:
+        raise AvsyncError(f"--timeline-start must be a timecode HH:MM:SS:FF with frames below {nominal}, got {text!r}")
+    hours, minutes, seconds, _, frames = match.groups()
+    separator = ";" if is_drop_frame(rate) else ":"
+    return round(otio.opentime.from_timecode(f"{int(hours):02d}:{minutes}:{seconds}{separator}{frames}", rate).value)
+
+
+def media_start_seconds(timecode: str | None, fps: float) -> float:
+    """A media file's start timecode (`avsync.io.timecode.start_timecode`) in seconds at its frame rate; 0 for None."""
+    if timecode is None:
+        return 0.0
+    rate = _exact_rate(fps)
+    try:
+        return otio.opentime.from_timecode(timecode, rate).to_seconds()
+    except ValueError:  # a drop-frame timecode at a rate without drop-frame: count it as written
+        return otio.opentime.from_timecode(timecode.replace(";", ":"), rate).to_seconds()
+
+
+def placement_from_report(report: dict, mode: str, media_start_s: float = 0.0) -> ShotPlacement:
     """Place one shot from its `avsync align` report (see the module docstring for the rules).
 
     Args:
@@ -137,6 +203,7 @@ def placement_from_report(report: dict, mode: str) -> ShotPlacement:
             `confidence_level`, `warnings`, `video_duration_s`, `reference_duration_s`; in warp
             mode also `output`, `output_start_s`, `output_duration_s`).
         mode: "offset" (the clip plays the original shot) or "warp" (its re-timed MP4).
+        media_start_s: the start timecode of the media the clip plays, in seconds (`media_start_seconds`).
 
     Returns:
         The placement.
@@ -172,7 +239,8 @@ def placement_from_report(report: dict, mode: str) -> ShotPlacement:
         duration_s=duration,
         confidence=float(report["confidence"]),
         confidence_level=str(report["confidence_level"]),
-        warnings=tuple(report.get("warnings") or ()),
+        warnings=marker_warnings(report.get("warnings") or (), mode),
+        media_start_s=media_start_s,
     )
 
 
@@ -183,6 +251,8 @@ def build_timeline(
     unplaced: Sequence[UnplacedShot],
     fps: float,
     name: str,
+    start: int | None = None,
+    frame_size: tuple[int, int] | None = None,
 ) -> otio.schema.Timeline:
     """Lay the music and the placed shots out on an OpenTimelineIO timeline.
 
@@ -190,18 +260,27 @@ def build_timeline(
         music: the song's path.
         music_duration_s: its length.
         placements: the matched shots.
-        unplaced: shots left off the timeline (listed in its metadata).
+        unplaced: shots left off the cut (listed in its metadata); those that could be read
+            (`UnplacedShot.media_fps`) also go on a track of their own, ``No match``, after the song's end.
         fps: timeline frame rate (23.976, 29.97 and friends mean their exact NTSC rates).
         name: timeline name.
+        start: the timeline's start timecode in frames of its rate (`start_frames`); None: 01:00:00:00.
+        frame_size: the picture's (width, height), for the formats that state it (FCP X); None: unknown.
 
     Returns:
-        The timeline: video tracks "V1", "V2", ... then the audio track "Music".
+        The timeline: video tracks "V1", "V2", ..., the audio track "Music", then (when any) the
+        disabled video track "No match".
     """
+    from avsync.pipeline.edl import NO_MATCH_TRACK
+
     rate = _exact_rate(fps)
-    timeline = otio.schema.Timeline(name=name)
+    start = start_frames(DEFAULT_START_TIMECODE, rate) if start is None else start
+    timeline = otio.schema.Timeline(name=name, global_start_time=otio.opentime.RationalTime(start, rate))
     timeline.metadata["avsync"] = {
         "music": str(music),
         "fps": rate,
+        "start_frames": start,
+        "frame_size": list(frame_size) if frame_size else None,
         "unplaced": [
             {"name": shot.name, "media": str(shot.media), "reason": shot.reason, "score": shot.score}
             for shot in unplaced
@@ -210,15 +289,15 @@ def build_timeline(
     tracks: list[tuple[otio.schema.Track, int]] = []  # (track, its end in timeline frames)
     ordered = sorted(placements, key=lambda shot: (_frames(shot.record_start_s, rate), shot.name))
     for shot in ordered:
-        start = _frames(shot.record_start_s, rate)
-        end = max(start + 1, _frames(shot.record_start_s + shot.duration_s, rate))
-        index = next((i for i, (_, track_end) in enumerate(tracks) if track_end <= start), len(tracks))
+        begin = _frames(shot.record_start_s, rate)
+        end = max(begin + 1, _frames(shot.record_start_s + shot.duration_s, rate))
+        index = next((i for i, (_, track_end) in enumerate(tracks) if track_end <= begin), len(tracks))
         if index == len(tracks):
             tracks.append((otio.schema.Track(name=f"V{index + 1}", kind=otio.schema.TrackKind.Video), 0))
         track, track_end = tracks[index]
-        if start > track_end:
-            track.append(otio.schema.Gap(source_range=_range(0, start - track_end, rate)))
-        track.append(_shot_clip(shot, end - start, rate))
+        if begin > track_end:
+            track.append(otio.schema.Gap(source_range=_range(0, begin - track_end, rate)))
+        track.append(_shot_clip(shot, end - begin, rate))
         tracks[index] = (track, end)
     for track, _ in tracks:
         timeline.tracks.append(track)
@@ -235,6 +314,28 @@ def build_timeline(
         )
     )
     timeline.tracks.append(audio)
+
+    readable = [shot for shot in unplaced if shot.media_fps and shot.media_duration_s]
+    if readable:  # where an editor finds them: after the song's end, out of the cut, the track switched off
+        no_match = otio.schema.Track(name=NO_MATCH_TRACK, kind=otio.schema.TrackKind.Video)
+        no_match.enabled = False
+        no_match.append(otio.schema.Gap(source_range=_range(0, music_frames, rate)))
+        for shot in readable:
+            media_rate = _exact_rate(shot.media_fps)
+            first = _frames(shot.media_start_s, media_rate)
+            frames = max(1, _frames(shot.media_duration_s, rate))
+            clip = otio.schema.Clip(
+                name=Path(shot.media).name,
+                media_reference=otio.schema.ExternalReference(
+                    target_url=_file_url(shot.media),
+                    available_range=_range(first, max(1, _frames(shot.media_duration_s, media_rate)), media_rate),
+                ),
+                source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(first, media_rate),
+                                                     otio.opentime.RationalTime(frames, rate)),  # fmt: skip
+                metadata={"avsync": {"status": "no match", "reason": shot.reason, "confidence": shot.score}},
+            )
+            no_match.append(clip)
+        timeline.tracks.append(no_match)
     return timeline
 
 
@@ -273,12 +374,14 @@ def edl_track_files(path: str | Path) -> list[Path]:
     return [sibling for _, sibling in sorted(numbered)]
 
 
-def write_timeline(timeline: otio.schema.Timeline, path: str | Path) -> list[Path]:
+def write_timeline(timeline: otio.schema.Timeline, path: str | Path, relative_paths: bool = False) -> list[Path]:
     """Write `timeline` in the format its suffix names; nothing half-written is left on failure.
 
     Args:
         timeline: a timeline from `build_timeline`.
         path: ``.otio``, ``.edl`` (CMX 3600), ``.xml`` (FCP 7 XML) or ``.fcpxml`` (FCP X XML).
+        relative_paths: name the media by paths relative to `path`'s folder (relative URLs), so
+            the timeline and its media can move together; else by absolute ``file://`` URLs.
 
     Returns:
         The files written: `path`, then for an EDL with several video tracks the siblings
@@ -291,6 +394,8 @@ def write_timeline(timeline: otio.schema.Timeline, path: str | Path) -> list[Pat
     check_timeline_path(path)
     target = Path(path)
     suffix = target.suffix.lower()
+    if relative_paths:
+        timeline = _relative_references(timeline, target.absolute().parent)
     try:
         if suffix == ".edl":
             texts = _edl_texts(timeline, target)
@@ -313,7 +418,8 @@ def write_timeline(timeline: otio.schema.Timeline, path: str | Path) -> list[Pat
 def _shot_clip(shot: ShotPlacement, frames: int, rate: float) -> otio.schema.Clip:
     """A clip playing `shot` for `frames` timeline frames, with its confidence marker."""
     media_rate = _exact_rate(shot.media_fps)
-    source_start = otio.opentime.RationalTime(_frames(shot.source_start_s, media_rate), media_rate)
+    first = _frames(shot.media_start_s, media_rate)
+    source_start = otio.opentime.RationalTime(first + _frames(shot.source_start_s, media_rate), media_rate)
     level = shot.confidence_level
     marker = otio.schema.Marker(
         name=f"confidence {shot.confidence:.2f} ({level})",
@@ -326,7 +432,7 @@ def _shot_clip(shot: ShotPlacement, frames: int, rate: float) -> otio.schema.Cli
         name=shot.name,
         media_reference=otio.schema.ExternalReference(
             target_url=_file_url(shot.media),
-            available_range=_range(0, max(1, _frames(shot.media_duration_s, media_rate)), media_rate),
+            available_range=_range(first, max(1, _frames(shot.media_duration_s, media_rate)), media_rate),
         ),
         source_range=otio.opentime.TimeRange(source_start, otio.opentime.RationalTime(frames, rate)),
         metadata={
@@ -343,42 +449,24 @@ def _shot_clip(shot: ShotPlacement, frames: int, rate: float) -> otio.schema.Cli
 
 
 def _edl_texts(timeline: otio.schema.Timeline, target: Path) -> dict[Path, str]:
-    """CMX 3600 text per video track (plus the music as audio events), keyed by file."""
+    """CMX 3600 text per video track (`avsync.pipeline.edl`), keyed by file: ``NAME.edl``, ``NAME.V2.edl``, ..."""
+    from avsync.pipeline.edl import edl_texts
+
     rate = _timeline_rate(timeline)
-    timeline = _sources_on_timeline_grid(timeline, rate)
+    texts = edl_texts(timeline, rate, _timeline_start(timeline, rate))
+    return {target if number == 1 else target.with_name(f"{target.stem}.V{number}{target.suffix}"): text
+            for number, text in enumerate(texts, start=1)}  # fmt: skip
+
+
+def _relative_references(timeline: otio.schema.Timeline, folder: Path) -> otio.schema.Timeline:
+    """A copy whose ``file://`` media references are URLs relative to `folder`."""
+    timeline = copy.deepcopy(timeline)
     for clip in timeline.find_clips():
         reference = clip.media_reference
         if isinstance(reference, otio.schema.ExternalReference) and reference.target_url.startswith("file:"):
-            reference.target_url = unquote(urlparse(reference.target_url).path)
-            reel = re.sub(r"[^A-Za-z0-9]", "", Path(reference.target_url).stem)[:8] or "AX"
-            clip.metadata.setdefault("cmx_3600", {})["reel"] = reel
-    video = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Video]
-    audio = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Audio]
-    audio_text = _edl_events(audio[0], rate) if audio else ""
-    texts = {}
-    for number, track in enumerate(video or [otio.schema.Track()], start=1):
-        events = _edl_events(track, rate) if len(track) else ""
-        count = len(re.findall(r"^\d{3}\s", events, flags=re.MULTILINE))
-        renumbered = re.sub(
-            r"^(\d{3})(?=\s)", lambda m: f"{int(m.group(1)) + count:03d}", audio_text, flags=re.MULTILINE
-        )
-        title = timeline.name if number == 1 else f"{timeline.name} V{number}"
-        header = f"TITLE: {title}\n"
-        if _is_drop_frame(rate):
-            header += "FCM: DROP FRAME\n"
-        path = target if number == 1 else target.with_name(f"{target.stem}.V{number}{target.suffix}")
-        texts[path] = header + "\n" + events + renumbered
-    return texts
-
-
-def _edl_events(track: otio.schema.Track, rate: float) -> str:
-    """The adapter's event lines for one track."""
-    single = otio.schema.Timeline()
-    single.tracks.append(copy.deepcopy(track))  # the adapter writes the first track ...
-    if track.kind != otio.schema.TrackKind.Video:  # ... and wants exactly one video track
-        single.tracks.append(otio.schema.Track(kind=otio.schema.TrackKind.Video))
-    text = otio.adapters.write_to_string(single, "cmx_3600", rate=rate)
-    return "".join(line + "\n" for line in text.splitlines() if line.strip())
+            absolute = unquote(urlparse(reference.target_url).path)
+            reference.target_url = quote(os.path.relpath(absolute, folder))
+    return timeline
 
 
 def _fcpx_text(timeline: otio.schema.Timeline) -> str:
@@ -404,7 +492,51 @@ def _fcpx_text(timeline: otio.schema.Timeline) -> str:
             seconds += _fcpx_seconds(parent.get("start"))
             return otio.opentime.RationalTime(seconds.numerator, seconds.denominator)
 
-    return Writer(timeline).to_xml()
+    return _fcpx_finish(Writer(timeline).to_xml(), timeline, rate)
+
+
+def _fcpx_finish(text: str, timeline: otio.schema.Timeline, rate: float) -> str:
+    """The adapter's FCP X XML made whole by the format's rules (FCPXML 1.8 DTD):
+
+    * the ``format`` states the picture's ``width`` and ``height`` (the adapter writes an empty ``name``
+      and no size, which FCP X needs to make the project);
+    * the ``sequence`` starts at the timeline's start timecode (``tcStart``, ``tcFormat`` DF/NDF);
+      the spine's own items lie on that time line (their ``offset``s move with it);
+    * every time is a whole number of frame durations: positions and trims rounded to the nearest
+      frame, assets' durations down to a whole frame (the adapter writes media lengths as they are).
+    """
+    from avsync.pipeline.edl import is_drop_frame
+
+    header, _, body = text.partition("<fcpxml")
+    root = ET.fromstring("<fcpxml" + body)
+    frame = 1 / Fraction(rate).limit_denominator(1001)
+    start = _timeline_start(timeline, rate) * frame
+    size = timeline.metadata.get("avsync", {}).get("frame_size")
+    for element in root.iter("format"):
+        if not element.get("name"):
+            element.attrib.pop("name", None)
+        if size:
+            element.set("width", str(size[0]))
+            element.set("height", str(size[1]))
+    for element in root.iter():
+        for attribute in ("offset", "start", "duration"):
+            if element.get(attribute) is not None:
+                value = _fcpx_seconds(element.get(attribute)) / frame
+                whole = math.floor(value) if element.tag == "asset" and attribute == "duration" else math.floor(value + Fraction(1, 2))
+                element.set(attribute, _fcpx_time(whole * frame))
+    for sequence in root.iter("sequence"):
+        sequence.set("tcStart", _fcpx_time(start))
+        sequence.set("tcFormat", "DF" if is_drop_frame(rate) else "NDF")
+        for spine in sequence.findall("spine"):
+            for item in spine:
+                item.set("offset", _fcpx_time(_fcpx_seconds(item.get("offset")) + start))
+    ET.indent(root, space="    ")
+    return header + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _fcpx_time(seconds: Fraction) -> str:
+    """An FCP X time attribute: ``0s``, ``3600s`` or ``1001/30000s``."""
+    return f"{seconds.numerator}s" if seconds.denominator == 1 else f"{seconds.numerator}/{seconds.denominator}s"
 
 
 def _fcpx_seconds(value: str | None) -> Fraction:
@@ -436,8 +568,10 @@ def _exact_rate(fps: float) -> float:
     return float(round(fps)) if abs(fps - round(fps)) < 1e-3 else float(fps)
 
 
-def _is_drop_frame(rate: float) -> bool:
-    return any(abs(rate - base * 1000 / 1001) < 1e-6 for base in (30, 60))
+def _timeline_start(timeline: otio.schema.Timeline, rate: float) -> int:
+    """The timeline's start timecode in frames of `rate` (`build_timeline`'s ``start``)."""
+    start = timeline.global_start_time
+    return 0 if start is None else round(start.rescaled_to(rate).value)
 
 
 def _frames(seconds: float, rate: float) -> int:
