@@ -140,3 +140,24 @@ def test_video_without_any_face(capsys, tmp_path: Path) -> None:
     status, _, err = check(capsys, video, "--report", report)
     assert_one_line_error(status, err, "v.mp4")
     assert not report.exists()
+
+
+@pytest.mark.slow
+def test_check_real_over_a_manifest(capsys, tmp_path: Path, talkers: dict[int, Path]) -> None:
+    from avsync.evaluation.sync_truth import main as check_real
+
+    # the two talkers as if a dataset published them in sync: the delayed one is then 3 frames off
+    (tmp_path / "clips.csv").write_text("path,origin_dataset\n" + "".join(f"talk{d}.mp4,GRID (test)\n" for d in talkers))
+    lines = []
+    for delay, video in talkers.items():
+        (tmp_path / video.name).symlink_to(video)
+        lines.append(json.dumps({"id": f"talk{delay}", "video": video.name, "audio": None, "split": "test"}))
+    (tmp_path / "clips.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "results" / "check.json"
+    assert check_real(["--manifest", str(tmp_path / "clips.jsonl"), "--cache", str(tmp_path / "cache"), "--out", str(out), "--quiet"]) == 0
+    assert "| GRID | 2 | 2/2" in capsys.readouterr().out
+    clips = {clip["id"]: clip for clip in json.loads(out.read_text())["clips"]}
+    assert all(clip["dataset"] == "GRID" and clip["synced_by_dataset"] for clip in clips.values())
+    # each clip's bias comes from the other one (never itself): each is found the delay away from the other
+    assert clips["talk0"]["error_frames"] == pytest.approx(DELAY_FRAMES, abs=0.25)
+    assert clips["talk3"]["error_frames"] == pytest.approx(-DELAY_FRAMES, abs=0.25)

@@ -8,31 +8,28 @@ so no clip is scored with a bias fitted on itself. Clips of other sources are sc
 often the reference decides, and compared with their audited `av_offset` (a model-assisted
 label, shown for information only).
 
-``python -m avsync.truth.validate [--manifest M] [--cache DIR] [--out R.json]`` (`make check-real`)
-prints a table per dataset and writes every clip's result as JSON.
+`make check-real` (`avsync.evaluation.sync_truth`) prints the table per dataset and writes every
+clip's result as JSON, with the model's answer beside it when asked.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import math
+import os
 import sys
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from avsync.conventions import SAMPLE_RATE
-from avsync.errors import AvsyncError
 from avsync.features.cache import FeatureCache
 from avsync.features.extract import VisualParams
 from avsync.features.manifest import ClipRecord, read_manifest
-from avsync.io.media import atomic_path, read_audio
+from avsync.io.media import read_audio
 from avsync.truth.estimate import estimate_offset
-from avsync.truth.reference import SIGNALS, clip_events
+from avsync.truth.reference import clip_events
 
 DATASET_SYNCED = ("GRID", "LRS2", "LRS3")
 """Datasets whose clips are published in sync (their truth is 0 frames)."""
@@ -54,6 +51,8 @@ class ClipCheck:
         bias_frames: the bias removed (calibrated on other clips).
         offset_frames, interval_frames, verdict: the reference's answer.
         error_frames: offset - truth (None when undecided or without a truth).
+        model_offset_frames, model_confidence: the model's answer on the same clip, when asked
+            (`avsync.evaluation.sync_truth`).
     """
 
     id: str
@@ -66,6 +65,8 @@ class ClipCheck:
     interval_frames: list[float] | None = None
     verdict: str = "undecided"
     error_frames: float | None = None
+    model_offset_frames: float | None = None
+    model_confidence: float | None = None
 
 
 _origins: dict[Path, dict[str, str]] = {}
@@ -80,13 +81,14 @@ def origin_dataset(video: Path) -> str:
     Returns:
         The ``origin_dataset`` column's first word (``"LRS2 (BBC)"`` -> ``"LRS2"``), or ``"unknown"``.
     """
-    for folder in Path(video).resolve().parents:
+    video = Path(os.path.abspath(video))  # ".." resolved, links not followed: a clip belongs where it is listed
+    for folder in video.parents:
         table = folder / "clips.csv"
         if table.is_file():
             if folder not in _origins:
                 with table.open(encoding="utf-8") as handle:
                     _origins[folder] = {row["path"]: row.get("origin_dataset", "") for row in csv.DictReader(handle)}
-            name = _origins[folder].get(Path(video).resolve().relative_to(folder).as_posix(), "")
+            name = _origins[folder].get(video.relative_to(folder).as_posix(), "")
             return name.split(" (")[0].strip() or "unknown"
     return "unknown"
 
@@ -172,7 +174,8 @@ def summarise(checks: list[ClipCheck]) -> list[dict]:
     Returns:
         One row per group: ``group``, ``clips``, ``decided``, ``bias_frames`` (median), and for
         dataset-synced groups ``within_half``, ``within_one``, ``gross`` (counts of the decided),
-        ``median_error_frames``; for the others ``agree_with_audit`` (within 1 frame of `av_offset`).
+        ``median_error_frames``; for the others ``agree_with_audit`` (within 1 frame of `av_offset`);
+        with the model's answers, ``agree_with_model`` (decided clips within 1 frame of the model).
     """
     groups: dict[str, list[ClipCheck]] = {}
     for check in checks:
@@ -194,14 +197,19 @@ def summarise(checks: list[ClipCheck]) -> list[dict]:
                     "median_error_frames": round(float(np.median(errors)), 3) if len(errors) else None}  # fmt: skip
         else:
             row["agree_with_audit"] = sum(abs(c.error_frames) <= 1.0 for c in decided if c.error_frames is not None)
+        if any(c.model_offset_frames is not None for c in members):
+            row["agree_with_model"] = sum(c.model_offset_frames is not None and abs(c.offset_frames - c.model_offset_frames) <= 1.0
+                                          for c in decided)  # fmt: skip
         rows.append(row)
     return rows
 
 
 def table(rows: list[dict]) -> str:
     """The summary as a Markdown table (shares with 95 % Wilson intervals)."""
-    lines = ["| group | clips | decided | bias (frames) | median error | within +-0.5 | within +-1 | gross (> 2) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    with_model = any("agree_with_model" in row for row in rows)
+    lines = ["| group | clips | decided | bias (frames) | median error | within +-0.5 | within +-1 | gross (> 2) |"
+             + (" decided agreeing with the model (+-1) |" if with_model else ""),
+             "| --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if with_model else "")]  # fmt: skip
     for row in rows:
         decided = row["decided"]
         if "within_one" in row:
@@ -209,34 +217,8 @@ def table(rows: list[dict]) -> str:
                      _share(row["within_half"], decided), _share(row["within_one"], decided), _share(row["gross"], decided)]  # fmt: skip
         else:
             cells = ["-", "-", f"{row['agree_with_audit']}/{decided} agree with the audit", "-"]
+        if with_model:
+            cells.append(_share(row.get("agree_with_model", 0), decided))
         lines.append(f"| {row['group']} | {row['clips']} | {_share(decided, row['clips'])} | {row['bias_frames']:+.2f} | "
                      + " | ".join(cells) + " |")  # fmt: skip
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Validate the reference on a manifest's clips; print the table, write the JSON."""
-    parser = argparse.ArgumentParser(prog="python -m avsync.truth.validate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--manifest", type=Path, default=Path("experiments/real_clips.jsonl"))
-    parser.add_argument("--cache", type=Path, default=Path("cache"))
-    parser.add_argument("--out", type=Path, default=Path("results/check_real.json"))
-    parser.add_argument("--signal", choices=SIGNALS, default="gap", help="what lip releases are timed on (default gap)")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        checks = raw_checks(read_manifest(args.manifest), FeatureCache(args.cache), args.signal, progress=not args.quiet)
-    except AvsyncError as exc:
-        print(f"avsync: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    calibrate_and_score(checks)
-    rows = summarise(checks)
-    print(table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as temporary:
-        temporary.write_text(json.dumps({"manifest": str(args.manifest), "signal": args.signal, "summary": rows,
-                                         "clips": [asdict(check) for check in checks]}, indent=1), encoding="utf-8")  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
