@@ -13,6 +13,8 @@ from conftest import assert_one_line_error, run_cli
 
 from avsync.io import media
 from avsync.pipeline.edl import timecode as to_timecode
+from avsync.errors import AvsyncError
+from avsync.pipeline.shot_files import collect_shots
 from avsync.pipeline.shots import find_shots, name_shots
 from avsync.shards import in_shard
 from avsync.synth.dataset import SongSpec, synthesize_song
@@ -231,3 +233,67 @@ def test_shards_of_one_folder_write_their_own_summaries_and_cover_every_shot(cap
         seen += [Path(row["shot"]).name for row in summary["shots"]]
     assert sorted(seen) == sorted(p.name for p in takes.iterdir() if p.suffix == ".mp4")
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_folders_give_each_take_once_and_never_hidden_files_outputs_or_subfolders_unasked(tmp_path: Path) -> None:
+    takes = tmp_path / "takes"
+    (takes / "day2" / ".hidden").mkdir(parents=True)
+    for name in ("a.mp4", "._a.mp4", ".b.mp4", "a.synced.mp4", "c.MOV", "day2/d.mp4", "day2/.hidden/e.mp4", "day2/._d.mp4"):
+        (takes / name).write_bytes(b"")
+    (takes / "link.mp4").symlink_to(takes / "c.MOV")
+    (takes / "synced").mkdir()  # the output folder, inside the takes' folder
+    (takes / "synced" / "z.mp4").write_bytes(b"")
+    found = collect_shots([takes, takes / "a.mp4"], out_dir=takes / "synced")
+    assert [path.name for path in found.paths] == ["a.mp4", "c.MOV"]
+    assert found.notes == [f"{takes}: 1 subfolder not read (day2); --recursive reads them",
+                           f"{takes / 'link.mp4'}: given twice (also as {takes / 'c.MOV'}); aligned once",
+                           f"{takes / 'a.mp4'}: given twice (also as {takes / 'a.mp4'}); aligned once"]  # fmt: skip
+    deep = collect_shots([takes], recursive=True, out_dir=takes / "synced")
+    assert [path.relative_to(takes).as_posix() for path in deep.paths] == ["a.mp4", "c.MOV", "day2/d.mp4"]
+    (takes / "day2" / "d.mp4").unlink()
+    with pytest.raises(AvsyncError, match=r"no video files .* add --recursive"):
+        collect_shots([tmp_path])  # a folder whose videos are all in a subfolder
+
+
+def test_a_rerun_skips_current_takes_and_redoes_the_rest(capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:
+    takes, master = shoot
+    out = tmp_path / "out"
+    both = (takes / "take_a.mp4", takes / "take_b.mp4")
+    status, stdout, err = run_cli(capsys, *both, master, "--out-dir", out, "--mode", "offset", "--timeline", out / "cut.otio",
+                                  "--device", "cpu")  # fmt: skip
+    assert status == 0, err
+    reports = {name: (out / f"{name}.json").read_bytes() for name in ("take_a", "take_b")}
+    assert json.loads(reports["take_a"])["batch"]["status"] == "placed"
+    # Again, the same take given twice: nothing is aligned, every file is kept, the timeline is written again.
+    status, stdout, err = run_cli(capsys, *both, takes / "take_a.mp4", master, "--out-dir", out, "--mode", "offset",
+                                  "--timeline", out / "cut.otio", "--device", "cpu")  # fmt: skip
+    assert status == 0, err
+    assert "given twice" in stdout and "skipped 2 of 2 shots whose reports are current" in stdout
+    assert {name: (out / f"{name}.json").read_bytes() for name in reports} == reports
+    assert json.loads((out / "summary.json").read_text())["counts"]["placed"] == 2
+    # Another mode changes the outputs: both are redone, replacing what avsync wrote (no --force needed).
+    status, stdout, err = run_cli(capsys, *both, master, "--out-dir", out, "--mode", "warp", "--device", "cpu")
+    assert status == 0, err
+    assert "skipped" not in stdout and json.loads((out / "take_a.json").read_text())["batch"]["key"]["options"]["mode"] == "warp"
+    # A file avsync did not write is never replaced without --force.
+    (out / "take_b.json").unlink()
+    (out / "take_b.png").write_text("the editor's own")
+    (out / "summary.json").write_text("{}")  # no list of what was written: nothing is known to be avsync's
+    status, stdout, err = run_cli(capsys, *both, master, "--out-dir", out, "--mode", "warp", "--device", "cpu")
+    assert_one_line_error(status, err, "take_b.png", "file exists (use --force to replace it)")
+
+
+def test_a_forced_run_with_fewer_takes_removes_only_what_the_earlier_run_wrote_for_the_others(
+        capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:  # fmt: skip
+    takes, master = shoot
+    out = tmp_path / "out"
+    status, _, err = run_cli(capsys, takes / "take_a.mp4", takes / "other_song.mp4", master, "--out-dir", out, "--mode", "offset",
+                             "--timeline", out / "cut.edl", "--device", "cpu")  # fmt: skip
+    assert status == 0, err
+    (out / "notes.txt").write_text("the editor's own")
+    status, stdout, err = run_cli(capsys, takes / "take_a.mp4", master, "--out-dir", out, "--mode", "offset", "--force", "--device", "cpu")
+    assert status == 0, err
+    assert sorted(path.name for path in out.iterdir()) == ["notes.txt", "summary.csv", "summary.json", "summary.png", "take_a.json",
+                                                           "take_a.png"]  # fmt: skip
+    assert f"removed {out / 'other_song.json'} (an earlier run's for a take no longer given)" in stdout
+    assert f"removed {out / 'cut.edl'} (an earlier run's timeline, not written again)" in stdout

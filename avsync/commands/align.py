@@ -79,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--jobs", type=int, default=1, metavar="N",
                        help="shots aligned at once, each in its own process (default 1; at most the machine's cores pay off)")
     batch.add_argument("--shard", default=None, metavar="I/N", help="align only shard I of N of the shots (0-based; for job arrays)")
+    batch.add_argument("--recursive", action="store_true", help="also read the video files in the folders' subfolders")
     batch.add_argument("--render", action="store_true",
                        help="also write each placed shot's synced video (NAME.synced.mp4; the part of the music it covers)")
     batch.add_argument("--timeline", metavar="FILE", type=Path,
@@ -193,7 +194,8 @@ def _check_suffixes(args: argparse.Namespace) -> None:
         raise AvsyncError("--plot must end in .png", args.plot)
 
 
-BATCH_OPTIONS = ("--jobs", "--shard", "--render", "--timeline", "--timeline-fps", "--timeline-start", "--relative-paths")
+BATCH_OPTIONS = ("--jobs", "--shard", "--recursive", "--render", "--timeline", "--timeline-fps", "--timeline-start",
+                 "--relative-paths")
 
 
 def run(args: argparse.Namespace) -> int:

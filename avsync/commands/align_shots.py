@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -19,17 +20,20 @@ from tqdm import tqdm
 from avsync.commands.align import check_options, check_outputs
 from avsync.errors import AvsyncError
 from avsync.pipeline.checks import check_reference
+from avsync.pipeline.resume import batch_key, read_report, stale_files, written_files
+from avsync.pipeline.shot_files import collect_shots
 from avsync.pipeline.shots import (
     BatchSettings,
     Shot,
     ShotOutcome,
     align_shots,
-    find_shots,
     format_table,
     name_shots,
     output_paths,
+    resumed_outcome,
     song_span,
     summary_paths,
+    with_keys,
 )
 from avsync.shards import in_shard, parse_shard
 
@@ -66,7 +70,10 @@ def run_shots(args: argparse.Namespace) -> int:
     music_duration = check_reference(args.music).duration
     if args.vocal is not None:
         check_reference(args.vocal)
-    all_shots = name_shots(find_shots(args.video))
+    found = collect_shots(args.video, recursive=args.recursive, out_dir=args.out_dir)
+    for note in found.notes:
+        print(f"avsync align: {note}")
+    all_shots = name_shots(found.paths)
     shots = [shot for shot in all_shots if in_shard(shot.name, shard)]
     references = {os.path.realpath(path) for path in (args.music, args.vocal) if path is not None}
     for shot in shots:
@@ -77,20 +84,39 @@ def run_shots(args: argparse.Namespace) -> int:
                              checkpoint=None if args.checkpoint is None else os.fspath(args.checkpoint), device=args.device,
                              mode=args.mode, render=render, face=args.face, cache_dir=args.cache,
                              progress=not args.quiet and args.jobs == 1, force=args.force)  # fmt: skip
-    _check_batch_outputs(args, shots, settings, shard)
+    base = batch_key(args.music, args.vocal, settings.checkpoint, {"mode": settings.mode, "render": settings.render,
+                                                                   "face": settings.face, "span": "video"})  # fmt: skip
+    shots = with_keys(shots, base)
+    kept = {} if args.force else {shot.name: outcome for shot in shots if (outcome := resumed_outcome(shot, settings))}
+    to_align = [shot for shot in shots if shot.name not in kept]
+    settings = replace(settings, replaceable=frozenset(_check_batch_outputs(args, to_align, settings, shard)))
     if not shots:
         print(f"avsync align: shard {shard[0]}/{shard[1]} has none of the {len(all_shots)} shots; nothing to do")
         return 0
-    outcomes = _align_with_progress(shots, settings, args)
+    if kept:
+        print(f"avsync align: skipped {len(kept)} of {len(shots)} shot{'s' if len(shots) != 1 else ''} whose reports are "
+              "current (same take, music, model and options; --force redoes them)", flush=True)  # fmt: skip
+    aligned = iter(_align_with_progress(to_align, settings, args) if to_align else [])
+    outcomes = [kept[shot.name] if shot.name in kept else next(aligned) for shot in shots]
     return _finish(args, outcomes, settings, shard, music_duration, started)
 
 
-def _check_batch_outputs(args: argparse.Namespace, shots: list[Shot], settings: BatchSettings, shard: tuple[int, int]) -> None:
+def _check_batch_outputs(args: argparse.Namespace, shots: list[Shot], settings: BatchSettings,
+                         shard: tuple[int, int]) -> set[str]:  # fmt: skip
+    """Refuse outputs that would overwrite an input or each other, or a file avsync did not write there without --force.
+
+    Files an earlier run wrote (its summary's list, each take's report's list, the summary itself)
+    are replaced without --force: resuming redoes what is out of date.
+
+    Returns:
+        The absolute paths of those files.
+    """
     outputs: dict[str, Path | None] = {}
     for shot in shots:
         for kind, path in output_paths(shot, settings).items():
             outputs[f"{shot.path.name}'s {kind}"] = path
-    for path in summary_paths(args.out_dir, shard).values():
+    summaries = summary_paths(args.out_dir, shard)
+    for path in summaries.values():
         outputs[f"--out-dir {path.name}"] = path
     outputs["--timeline"] = args.timeline
     if args.timeline is not None:  # an earlier EDL timeline's other tracks are replaced with it
@@ -99,7 +125,34 @@ def _check_batch_outputs(args: argparse.Namespace, shots: list[Shot], settings: 
         for sibling in edl_track_files(args.timeline):
             outputs[f"--timeline's track file {sibling.name}"] = sibling
     sources = [shot.path for shot in shots] + [path for path in (args.music, args.vocal) if path is not None]
-    check_outputs(outputs, sources, args.force)
+    ours = _written_before(shots, settings, summaries["json"])
+    check_outputs({option: path for option, path in outputs.items() if path is not None and os.path.abspath(path) in ours},
+                  sources, force=True)  # fmt: skip
+    check_outputs({option: path for option, path in outputs.items() if path is None or os.path.abspath(path) not in ours},
+                  sources, args.force)  # fmt: skip
+    return ours
+
+
+def _written_before(shots: list[Shot], settings: BatchSettings, summary: Path) -> set[str]:
+    """Absolute paths of the files an earlier run wrote here: from its summary, and from each take's report."""
+    previous = written_files(summary)
+    ours = {os.path.abspath(file) for files in previous.values() for file in files}
+    if previous:
+        ours |= {os.path.abspath(path) for path in summary_paths(summary.parent, _shard_of(summary)).values()}
+    for shot in shots:
+        report = read_report(output_paths(shot, settings)["report"])
+        files = report.get("batch", {}).get("files") if report else None
+        if isinstance(files, list):
+            ours |= {os.path.abspath(file) for file in files if isinstance(file, str)}
+    return ours
+
+
+def _shard_of(summary: Path) -> tuple[int, int]:
+    """The shard a summary file belongs to (`summary_paths`' names)."""
+    parts = summary.stem.split(".shard-")
+    if len(parts) == 2 and (numbers := parts[1].split("-of-")) and len(numbers) == 2 and all(n.isdigit() for n in numbers):
+        return int(numbers[0]), int(numbers[1])
+    return (0, 1)
 
 
 def _align_with_progress(shots: list[Shot], settings: BatchSettings, args: argparse.Namespace) -> list[ShotOutcome]:
@@ -137,18 +190,36 @@ def _finish(args: argparse.Namespace, outcomes: list[ShotOutcome], settings: Bat
     from avsync.pipeline.plots import plot_shots
     from avsync.pipeline.shots import write_summary
 
+    written = summary_paths(args.out_dir, shard)
+    timeline_files: list[Path] = []
+    timeline_error: AvsyncError | None = None
+    if args.timeline is not None:
+        try:
+            timeline_files = _write_timeline(args, outcomes, music_duration)
+        except AvsyncError as exc:  # the summary is written all the same
+            timeline_error = exc
+    files = {outcome.shot: list(outcome.report.get("batch", {}).get("files", [])) for outcome in outcomes if outcome.report}
+    files[""] = [os.path.abspath(path) for path in timeline_files]
+    if args.force:  # an earlier run's files for takes no longer given, and its timeline when not written again
+        previous = written_files(written["json"])
+        timelines = {os.path.abspath(file) for file in previous.get("", [])}
+        for stale in stale_files(previous, [outcome.shot for outcome in outcomes], [*timeline_files, *written.values()]):
+            stale.unlink(missing_ok=True)
+            what = "timeline, not written again" if os.path.abspath(stale) in timelines else "for a take no longer given"
+            print(f"removed {stale} (an earlier run's {what})")
     run = {"mode": settings.mode, "rendered": settings.render, "shard": f"{shard[0]}/{shard[1]}",
            "checkpoint": settings.checkpoint or "shipped", "jobs": args.jobs,
+           "resumed": sum(outcome.resumed for outcome in outcomes),
            "runtime_s": round(time.perf_counter() - started, 3)}  # fmt: skip
-    written = summary_paths(args.out_dir, shard)
-    write_summary(outcomes, written, os.fspath(args.music), run)
+    write_summary(outcomes, written, os.fspath(args.music), run, files)
     plot_shots(outcomes, music_duration, written["png"], title=f"{len(outcomes)} shots on {args.music.name}")
     print(format_table(outcomes))
     for kind, path in written.items():
         print(f"wrote {kind} {path}")
-    if args.timeline is not None:
-        for path in _write_timeline(args, outcomes, music_duration):
-            print(f"wrote timeline {path}")
+    for path in timeline_files:
+        print(f"wrote timeline {path}")
+    if timeline_error is not None:
+        raise timeline_error
     failed = [outcome for outcome in outcomes if outcome.status == "failed"]
     counts = Counter(outcome.status for outcome in outcomes)
     print(f"{counts['placed']} placed, {counts['no match']} no match, {counts['failed']} failed "

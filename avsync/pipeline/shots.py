@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,14 +33,13 @@ from avsync.errors import AvsyncError
 from avsync.io.media import MediaInfo, atomic_path, keep_existing
 from avsync.pipeline.checks import SyncInputs, check_reference, check_video
 from avsync.pipeline.report import to_json
+from avsync.pipeline.shot_files import collect_shots
 
 if TYPE_CHECKING:
     from avsync.features.extract import AudioFeatures, VisualFeatures, VisualParams
     from avsync.models.checkpoints import LoadedModel
     from avsync.pipeline.shot_features import LipsReader
 
-SHOT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".mxf", ".webm", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv")
-"""Files taken from a folder of shots (by suffix, any case)."""
 NO_MATCH_CONFIDENCE = 2.8
 """A shot whose best offset stands out less than this (`avsync.align.robust.offset_confidence`)
 is "no match". Searching a whole song tries thousands of offsets, so chance alone stands out more
@@ -55,14 +54,16 @@ SUMMARY_FIELDS = ("shot", "status", "song_start_s", "song_end_s", "offset_s", "o
 
 @dataclass(frozen=True)
 class Shot:
-    """One shot to align: its file and the name its outputs take (unique within the batch)."""
+    """One shot to align: its file, the name its outputs take (unique within the batch) and, when
+    its report is to say what it was computed from, its `avsync.pipeline.resume.shot_key`."""
 
     path: Path
     name: str
+    key: dict | None = field(default=None, compare=False, hash=False)
 
 
 def find_shots(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """The shot files: each path as given, a folder replaced by its video files (sorted, not recursive).
+    """The shot files: each path as given, a folder replaced by its video files (`collect_shots`, not recursive).
 
     Args:
         paths: files and folders.
@@ -70,16 +71,7 @@ def find_shots(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     Raises:
         AvsyncError: a folder without any video file.
     """
-    shots: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SHOT_SUFFIXES)
-            if not found:
-                raise AvsyncError(f"folder has no video files ({', '.join(SHOT_SUFFIXES)})", path)
-            shots += found
-        else:
-            shots.append(path)
-    return shots
+    return collect_shots(paths).paths
 
 
 def name_shots(paths: Sequence[Path]) -> list[Shot]:
@@ -115,6 +107,8 @@ class BatchSettings:
         cache_dir: feature cache folder, or None.
         progress: per-shot progress bars (one worker only).
         force: replace existing outputs (else an output that appears meanwhile is kept).
+        replaceable: absolute paths of files an earlier run wrote here (`avsync.pipeline.resume`):
+            a shot whose existing outputs are all among them replaces them without `force`.
     """
 
     music: Path
@@ -128,6 +122,7 @@ class BatchSettings:
     cache_dir: Path | None = None
     progress: bool = True
     force: bool = False
+    replaceable: frozenset[str] = frozenset()
 
     def visual_params(self) -> VisualParams:
         """How every shot's lips are read (`avsync.features.extract.VisualParams`)."""
@@ -138,7 +133,8 @@ class BatchSettings:
 
 @dataclass
 class ShotOutcome:
-    """How one shot ended (`STATUSES`), with its report (as saved) or its error, and how it is synced (``mode``)."""
+    """How one shot ended (`STATUSES`), with its report (as saved) or its error, and how it is synced (``mode``);
+    ``resumed``: its report was current, kept from an earlier run (`resumed_outcome`)."""
 
     shot: str
     name: str
@@ -148,6 +144,7 @@ class ShotOutcome:
     error: str | None = None
     report_path: str | None = None
     seconds: float = 0.0
+    resumed: bool = False
 
     def summary_row(self) -> dict:
         """One row of the summary table (`SUMMARY_FIELDS`): times in seconds of the song."""
@@ -256,6 +253,7 @@ class ShotAligner:
         started = time.perf_counter()
         settings = self.settings
         paths = output_paths(shot, settings)
+        before = {kind: _file_identity(path) for kind, path in paths.items()}
         try:
             model = self.load()
             inputs = SyncInputs(shot.path, check_video(shot.path), settings.music, self.song.music_info, settings.vocal,
@@ -263,19 +261,75 @@ class ShotAligner:
             analysis = analyse(inputs, model, cache_dir=settings.cache_dir, visual_params=settings.visual_params(),
                                audio=self.song.features, shot=lips, progress=settings.progress)  # fmt: skip
             matched = is_match(analysis.sync.confidence)
-            with contextlib.nullcontext() if settings.force else keep_existing():
-                report = write_outputs(analysis, output=paths.get("video") if matched else None, report_path=paths["report"],
-                                       plot_path=paths["plot"], mode=settings.mode, span="video", started=started,
-                                       progress=settings.progress)  # fmt: skip
+            status = "placed" if matched else "no match"
+            video = paths.get("video") if matched else None
+            existing = [os.path.abspath(path) for kind, path in paths.items() if before[kind] is not None]
+            replace_all = settings.force or (existing and settings.replaceable.issuperset(existing))
+            with contextlib.nullcontext() if replace_all else keep_existing():
+                report = write_outputs(analysis, output=video, report_path=None, plot_path=paths["plot"], mode=settings.mode,
+                                       span="video", started=started, progress=settings.progress).to_dict()  # fmt: skip
+                if shot.key is not None:  # what it was computed from and what it wrote: a rerun may keep it
+                    written = [paths["report"], paths["plot"]] + ([video] if video is not None else [])
+                    report["batch"] = {"key": shot.key, "status": status, "files": [os.path.abspath(path) for path in written]}
+                with atomic_path(paths["report"]) as temporary:
+                    Path(temporary).write_text(to_json(report) + "\n")
         except AvsyncError as exc:
+            _remove_new_files(paths, before)
             return ShotOutcome(os.fspath(shot.path), shot.name, "failed", settings.mode, error=str(exc),
                                seconds=time.perf_counter() - started)  # fmt: skip
+        except BaseException:  # Ctrl-C, SIGTERM: the shot is unfinished, so none of its files stays
+            _remove_new_files(paths, before)
+            raise
         finally:
             # a shot's analysis (cost matrices, plot) sits in reference cycles: collect it now, so memory
             # stays at one shot's peak (measured: +27 MB per 30-s shot against a 3-minute song otherwise)
             gc.collect()
-        return ShotOutcome(os.fspath(shot.path), shot.name, "placed" if matched else "no match", settings.mode, report=report.to_dict(),
+        return ShotOutcome(os.fspath(shot.path), shot.name, status, settings.mode, report=report,
                            report_path=os.fspath(paths["report"]), seconds=time.perf_counter() - started)  # fmt: skip
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(inode, modification time) of a file, None when there is none: an atomic replace changes it."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return (status.st_ino, status.st_mtime_ns)
+
+
+def _remove_new_files(paths: dict[str, Path], before: dict[str, tuple[int, int] | None]) -> None:
+    """Remove the outputs written since `before` was taken (a shot that did not finish leaves none)."""
+    for kind, path in paths.items():
+        now = _file_identity(path)
+        if now is not None and now != before[kind]:
+            path.unlink(missing_ok=True)
+
+
+def resumed_outcome(shot: Shot, settings: BatchSettings) -> ShotOutcome | None:
+    """The outcome of a shot whose saved report is current (`avsync.pipeline.resume.current_outcome`), else None."""
+    from avsync.pipeline.resume import current_outcome, read_report
+
+    if shot.key is None:
+        return None
+    report_path = output_paths(shot, settings)["report"]
+    report = current_outcome(read_report(report_path), shot.key)
+    if report is None:
+        return None
+    return ShotOutcome(os.fspath(shot.path), shot.name, report["batch"]["status"], settings.mode, report=report,
+                       report_path=os.fspath(report_path), resumed=True)  # fmt: skip
+
+
+def with_keys(shots: Sequence[Shot], base: dict) -> list[Shot]:
+    """The shots, each with its `avsync.pipeline.resume.shot_key` (None where the file cannot be read: it fails later)."""
+    from avsync.pipeline.resume import shot_key
+
+    keyed = []
+    for shot in shots:
+        try:
+            keyed.append(replace(shot, key=shot_key(base, shot.path)))
+        except AvsyncError:
+            keyed.append(shot)
+    return keyed
 
 
 def read_ahead(reader: LipsReader) -> Callable[[], VisualFeatures]:
@@ -376,18 +430,21 @@ def summary_paths(out_dir: str | os.PathLike[str], shard: tuple[int, int] = (0, 
     return {kind: Path(out_dir) / f"{stem}.{kind}" for kind in ("json", "csv", "png")}
 
 
-def write_summary(outcomes: Sequence[ShotOutcome], paths: dict[str, Path], music: str, run: dict) -> None:
-    """Write the summary JSON (the run's settings, the counts and a row per shot) and CSV (the rows).
+def write_summary(outcomes: Sequence[ShotOutcome], paths: dict[str, Path], music: str, run: dict,
+                  written: dict[str, list[str]] | None = None) -> None:  # fmt: skip
+    """Write the summary JSON (the run's settings, the counts, a row per shot, the files written) and CSV (the rows).
 
     Args:
         outcomes: from `align_shots`.
         paths: from `summary_paths` (``json`` and ``csv`` are written).
         music: the song.
         run: what else describes the run (model, mode, shard, runtime).
+        written: shot path -> the files written for it, ``""`` -> the run's own (the timeline's):
+            what a later ``--force`` run may remove (`avsync.pipeline.resume.stale_files`).
     """
     rows = [outcome.summary_row() for outcome in outcomes]
     counts = {status: sum(row["status"] == status for row in rows) for status in STATUSES}
-    document = {"music": music, **run, "counts": counts, "shots": rows}
+    document = {"music": music, **run, "counts": counts, "shots": rows, "written": written or {}}
     with atomic_path(paths["json"]) as temporary:
         Path(temporary).write_text(to_json(document) + "\n")
     buffer = io.StringIO()
