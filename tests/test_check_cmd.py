@@ -161,3 +161,16 @@ def test_check_real_over_a_manifest(capsys, tmp_path: Path, talkers: dict[int, P
     # each clip's bias comes from the other one (never itself): each is found the delay away from the other
     assert clips["talk0"]["error_frames"] == pytest.approx(DELAY_FRAMES, abs=0.25)
     assert clips["talk3"]["error_frames"] == pytest.approx(-DELAY_FRAMES, abs=0.25)
+
+
+def test_summary_of_an_undecided_reference() -> None:
+    from avsync.pipeline.check import CheckReport, summarise_check
+
+    events = {"offset_s": -0.0072, "offset_frames": -0.18, "interval_frames": [-0.18, -0.18], "n_events": 1,
+              "verdict": "undecided", "off_by_frames": None, "bias_frames": 0.64, "events": []}  # fmt: skip
+    model = {"offset_s": 0.0, "offset_frames": 0.0, "confidence": 1.75, "confidence_level": "uncertain", "checkpoint": "x"}
+    report = CheckReport("v.mp4", "v.mp4", 25.0, events, model, "events undecided", None, ["too few"])
+    text = summarise_check(report)
+    assert "undecided" in text and "only the model decides" in text and "warning: too few" in text
+    nothing = dict(events, offset_s=None, offset_frames=None, interval_frames=None, n_events=0)
+    assert "no lip release" in summarise_check(CheckReport("v.mp4", "v.mp4", 25.0, nothing, model, "events undecided", None))

@@ -167,6 +167,10 @@ def summarise_check(report: CheckReport) -> str:
         first = (f"events: {events['offset_frames']:+.2f} frames [{low:+.2f}, {high:+.2f}] from {events['n_events']} lip "
                  f"releases: {verdict}")  # fmt: skip
     second = f"model:  {model['offset_frames']:+.2f} frames, confidence {model['confidence']:.2f} ({model['confidence_level']})"
-    third = {"agree": f"the two agree (within {AGREE_FRAMES:g} frame)", "disagree": f"the two DISAGREE ({report.difference_frames:+.2f} frames)",
-             "events undecided": "only the model decides"}[report.agreement]  # fmt: skip
+    if report.agreement == "agree":
+        third = f"the two agree (within {AGREE_FRAMES:g} frame)"
+    elif report.agreement == "disagree":
+        third = f"the two DISAGREE ({report.difference_frames:+.2f} frames)"
+    else:
+        third = "only the model decides"
     return "\n".join([first, second, third, *(f"warning: {warning}" for warning in report.warnings)])
