@@ -5,8 +5,10 @@
 2. The model: the same analysis `avsync align` runs (`avsync.pipeline.sync.analyse`, i.e.
    `avsync.align.analysis.sync_features`), its constant offset and confidence.
 
-Both offsets are ``t_video - t_audio`` (positive: the picture is late), as in `avsync align`.
-The report says whether the two agree within `AGREE_FRAMES`.
+Both offsets are ``t_video - t_audio`` (positive: the picture is late), as in `avsync align`,
+in frames of the video's own rate. The verdict's tolerance is one frame at the model's 25 fps
+(40 ms, `avsync.truth.estimate.TOLERANCE_FRAMES`), whatever the video's rate. The report says
+whether the two agree within `AGREE_FRAMES` (at 25 fps).
 
 Report fields (JSON): ``video``, ``audio`` (the track checked against: the video's own unless
 AUDIO was given), ``fps`` (the video's own rate; every ``*_frames`` is in its frames),
@@ -24,7 +26,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from avsync.conventions import SAMPLE_RATE
+from avsync.conventions import FPS, SAMPLE_RATE
 from avsync.features.extract import VisualParams
 from avsync.io.media import atomic_path, read_audio
 from avsync.models.checkpoints import LoadedModel
@@ -163,7 +165,7 @@ def summarise_check(report: CheckReport) -> str:
         if verdict == "off":
             verdict = f"off by {events['off_by_frames']:+d} frames ({'picture late' if events['off_by_frames'] > 0 else 'picture early'})"
         elif verdict == "in sync":
-            verdict = f"in sync (within +-{TOLERANCE_FRAMES:g} frame)"
+            verdict = f"in sync (within +-{1000 * TOLERANCE_FRAMES / FPS:.0f} ms)"
         first = (f"events: {events['offset_frames']:+.2f} frames [{low:+.2f}, {high:+.2f}] from {events['n_events']} lip "
                  f"releases: {verdict}")  # fmt: skip
     second = f"model:  {model['offset_frames']:+.2f} frames, confidence {model['confidence']:.2f} ({model['confidence_level']})"
