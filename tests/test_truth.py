@@ -11,7 +11,7 @@ import pytest
 from avsync.truth.acoustic import band_envelope_db, onset_strength
 from avsync.truth.estimate import MAX_HALF_WIDTH_FRAMES, estimate_offset
 from avsync.truth.events import pair_events
-from avsync.truth.lips import LipRelease, find_releases
+from avsync.truth.lips import JAW_LEFT_END, JAW_RIGHT_END, NOSE_TIP, LipRelease, find_releases, head_turn
 from avsync.truth.validate import ClipCheck, calibrate_and_score, origin_dataset, summarise
 
 SR = 16000
@@ -37,6 +37,17 @@ def test_releases_are_found_between_frames_after_short_closures_only() -> None:
     # a slower opening crosses half-way between frames
     slow = np.array([1.0] * 4 + [0.0] * 3 + [0.3, 0.7, 1.0] + [1.0] * 6)
     assert find_releases(slow)[0].time_frames == pytest.approx(7.5)
+
+
+def test_releases_need_usable_frames_and_turned_heads_are_not() -> None:
+    gap = syllable_gap([(3, 6), (2, 6)])
+    usable = np.ones(len(gap), dtype=bool)
+    usable[6] = False  # inside the first closure
+    assert [r.closure_frames for r in find_releases(gap, usable=usable)] == [2]
+    face = np.zeros((2, 68, 2))
+    face[:, JAW_LEFT_END, 0], face[:, JAW_RIGHT_END, 0] = 0.0, 100.0
+    face[0, NOSE_TIP, 0], face[1, NOSE_TIP, 0] = 50.0, 85.0  # frontal; turned (nose near one end)
+    assert head_turn(face) == pytest.approx([0.0, 0.7])
 
 
 def burst_audio(seconds: float, bursts_s: list[float], seed: int = 0) -> np.ndarray:

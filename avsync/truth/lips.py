@@ -33,6 +33,12 @@ CONTEXT_FRAMES = 6
 """The mouth must be open within this many frames before the closure (speech, not rest)."""
 RISE_FRAMES = 4
 """The mouth must open within this many frames after the closure."""
+MAX_TURN = 0.35
+"""Largest `head_turn` at which a frame's lips are used: further turned, dlib's inner-lip points and
+the seam they outline are foreshortened and slip: on the LRS2 clips, 25 % of the paired events were
+more than 2 frames off their clip's median without this gate, 7 % with it (two turned faces gave
+consistent 3-frame errors); 0.3-0.45 were measured (docs/sync_truth.md)."""
+NOSE_TIP, JAW_LEFT_END, JAW_RIGHT_END = 30, 0, 16
 SEAM_COLUMNS = slice(18, 46)
 SEAM_ROWS = slice(20, 44)
 """The part of a 64x64 mouth crop (`avsync.features.mouth`) the lip seam crosses."""
@@ -66,6 +72,22 @@ def lip_gap(landmarks: np.ndarray) -> np.ndarray:
     gap = np.linalg.norm(points[:, UPPER_INNER] - points[:, LOWER_INNER], axis=-1).mean(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return gap / face_size(points)
+
+
+def head_turn(landmarks: np.ndarray) -> np.ndarray:
+    """How far the head is turned left or right, from the nose's place between the jaw's ends.
+
+    Args:
+        landmarks: float ``[T, 68, 2]``, NaN where the frame has no face.
+
+    Returns:
+        float64 ``[T]``: 0 for a frontal face, towards 1 in profile (NaN where invalid):
+        ``|(nose - left end) - (right end - nose)| / (right end - left end)`` along x.
+    """
+    points = landmarks.astype(np.float64)
+    nose, left, right = points[:, NOSE_TIP, 0], points[:, JAW_LEFT_END, 0], points[:, JAW_RIGHT_END, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs((nose - left) - (right - nose)) / np.abs(right - left)
 
 
 def seam_darkness(mouth_crops: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -121,13 +143,16 @@ def _crossing(opening: np.ndarray, last_closed: int) -> float | None:
     return float(frame + (level - opening[frame]) / step) if step > 0 else float(frame)
 
 
-def find_releases(gap: np.ndarray, opening: np.ndarray | None = None) -> list[LipRelease]:
+def find_releases(gap: np.ndarray, opening: np.ndarray | None = None, usable: np.ndarray | None = None) -> list[LipRelease]:
     """The releases of the clip's bilabial closures.
 
     Args:
         gap: float ``[T]``, the inner-lip gap (`lip_gap`); closures are found on it.
         opening: float ``[T]``, the signal the release is timed on (default: the gap itself,
             normalised; e.g. `seam_darkness`, normalised).
+        usable: bool ``[T]``, frames whose lips can be trusted (e.g. ``head_turn <= MAX_TURN``);
+            a release needs them from the frame before its closure to the end of its rise.
+            None: every frame.
 
     Returns:
         The releases in time order.
@@ -151,6 +176,8 @@ def find_releases(gap: np.ndarray, opening: np.ndarray | None = None) -> list[Li
         if not open_[max(0, start - CONTEXT_FRAMES) : start].any() or not open_[last + 1 : last + 1 + RISE_FRAMES].any():
             continue
         if not np.isfinite(timing[last : last + 1 + RISE_FRAMES]).all():
+            continue
+        if usable is not None and not usable[start - 1 : last + 1 + RISE_FRAMES].all():
             continue
         time = _crossing(timing, last)
         if time is not None:

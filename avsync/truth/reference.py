@@ -7,7 +7,7 @@ import numpy as np
 from avsync.features.extract import VisualFeatures
 from avsync.truth.estimate import BIAS_FRAMES, EventEstimate, estimate_offset
 from avsync.truth.events import EventLag, pair_events
-from avsync.truth.lips import find_releases, lip_gap, normalised, seam_darkness
+from avsync.truth.lips import MAX_TURN, find_releases, head_turn, lip_gap, normalised, seam_darkness
 
 SIGNALS = ("gap", "seam", "both")
 """What the release is timed on: the landmarks' inner-lip gap, the seam's darkness in the mouth
@@ -44,7 +44,9 @@ def clip_events(visual: VisualFeatures, samples: np.ndarray, sample_rate: int, s
         The events in time order.
     """
     gap, opening = release_signal(visual, signal)
-    return pair_events(find_releases(gap, opening), samples, sample_rate, visual.fps)
+    with np.errstate(invalid="ignore"):
+        frontal = head_turn(visual.landmarks) <= MAX_TURN
+    return pair_events(find_releases(gap, opening, frontal), samples, sample_rate, visual.fps)
 
 
 def event_sync(visual: VisualFeatures, samples: np.ndarray, sample_rate: int, *, bias_frames: float = BIAS_FRAMES,
