@@ -39,9 +39,10 @@ the seam they outline are foreshortened and slip: on the LRS2 clips, 25 % of the
 more than 2 frames off their clip's median without this gate, 7 % with it (two turned faces gave
 consistent 3-frame errors); 0.3-0.45 were measured (docs/sync_truth.md)."""
 NOSE_TIP, JAW_LEFT_END, JAW_RIGHT_END = 30, 0, 16
+"""0-based iBUG indices `head_turn` reads."""
 SEAM_COLUMNS = slice(18, 46)
 SEAM_ROWS = slice(20, 44)
-"""The part of a 64x64 mouth crop (`avsync.features.mouth`) the lip seam crosses."""
+"""The part of a 64x64 gray mouth crop (`avsync.features.mouth`) the lip seam crosses."""
 
 
 @dataclass(frozen=True)
