@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import NoReturn
 
 from avsync.errors import AvsyncError
+from avsync.signals import Terminated, install_stop_handlers
 
 SUBCOMMAND_MODULES = ("synth", "prepare", "eval", "align", "check", "sweep")
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
@@ -47,19 +46,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: unwind like an interrupt, so temporary outputs are removed."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the avsync command line; returns the process exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    install_stop_handlers()
     try:
         if args and args[0] in LIGHTNING_SUBCOMMANDS:
             from avsync.commands import train

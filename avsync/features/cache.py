@@ -48,7 +48,7 @@ from avsync.features.extract import (
 )
 from avsync.features.landmarks import check_fan_weights
 from avsync.features.manifest import ClipRecord
-from avsync.io.media import atomic_path
+from avsync.io.media import atomic_path, remove_stale_temporaries
 from avsync.shards import in_shard
 
 CACHE_FORMAT = 1
@@ -233,6 +233,7 @@ class FeatureCache:
                 name: {"shape": list(a.shape), "dtype": a.dtype.str, "blake2b": array_checksum(a)} for name, a in arrays.items()
             },
         }
+        remove_stale_temporaries(entry)  # of a process killed while it wrote this entry
         try:
             with atomic_path(entry) as temporary, open(temporary, "wb") as handle:
                 np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)

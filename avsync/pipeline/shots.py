@@ -22,6 +22,7 @@ import gc
 import io
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -34,6 +35,7 @@ from avsync.io.media import MediaInfo, atomic_path, keep_existing
 from avsync.pipeline.checks import SyncInputs, check_reference, check_video
 from avsync.pipeline.report import to_json
 from avsync.pipeline.shot_files import collect_shots
+from avsync.signals import Terminated, raise_if_stopped
 
 if TYPE_CHECKING:
     from avsync.features.extract import AudioFeatures, VisualFeatures, VisualParams
@@ -349,19 +351,55 @@ def read_ahead(reader: LipsReader) -> Callable[[], VisualFeatures]:
 
 
 _worker: ShotAligner | None = None
+_worker_busy = False
+_worker_stopping = False
 
 
 def _init_worker(settings: BatchSettings, song: Song, threads: int) -> None:
+    """A ``--jobs`` worker: Ctrl-C is the parent's to handle (it stops the workers with SIGTERM)."""
     import torch
 
     global _worker
+    worker_signals()
     torch.set_num_threads(threads)
     _worker = ShotAligner(settings, song)
 
 
+def worker_signals() -> None:
+    """How a ``--jobs`` worker stops: Ctrl-C is ignored (a terminal sends it to the whole group; the
+    parent stops its workers), SIGTERM unwinds the shot it is aligning (`_stop_worker`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
+
+
+def _stop_worker(signum: int, frame: object) -> None:
+    """SIGTERM in a worker: unwind the shot it is aligning (its files go), or end quietly between shots;
+    a shot already queued for it is not started (`_align_in_worker`)."""
+    global _worker_stopping
+    _worker_stopping = True
+    if _worker_busy:
+        raise Terminated
+    raise SystemExit(0)  # waiting for work: nothing to clean up; multiprocessing ends it without a traceback
+
+
 def _align_in_worker(shot: Shot) -> ShotOutcome:
+    global _worker_busy
     assert _worker is not None
-    return _worker.align(shot)
+    if _worker_stopping:
+        raise Terminated
+    _worker_busy = True
+    try:
+        return _worker.align(shot)
+    finally:
+        _worker_busy = False
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop every worker of `pool` (SIGTERM: each unwinds its shot), cancel what has not started, wait for them."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # the executor's own: no public way
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def align_shots(
@@ -401,6 +439,7 @@ def align_shots(
             aligner = ShotAligner(settings, load_song(settings))  # a bad song ends the batch here, not once per shot
             aligner.load()
             for index, shot in enumerate(shots):
+                raise_if_stopped()  # a stop that a finalizer swallowed ends the batch here at the latest
                 lips = None
                 if reader is not None:
                     lips = read_ahead(reader)
@@ -418,8 +457,9 @@ def align_shots(
         try:
             for future in as_completed(futures):
                 finished(futures[future], future.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
+                raise_if_stopped()
+        except BaseException:  # Ctrl-C, SIGTERM (or a bug): the workers stop now, not after their shots
+            stop_pool(pool)
             raise
     return [outcome for outcome in outcomes if outcome is not None]
 
