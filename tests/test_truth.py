@@ -80,6 +80,18 @@ def test_pairs_recover_a_known_lag_and_skip_releases_without_sound() -> None:
         assert event.video_s - event.audio_s == pytest.approx(event.lag_s)
 
 
+def test_two_lags_equally_supported_pair_nothing() -> None:
+    # two releases whose sounds come 40 ms after one and 120 ms before the other: no lag stands out
+    release_frames = [15.0, 40.0]
+    audio = burst_audio(2.4, [15.0 / FPS + 0.04, 40.0 / FPS - 0.12])
+    releases = [LipRelease(t, int(t) - 2, 2) for t in release_frames]
+    assert pair_events(releases, audio, SR, FPS) == []
+    # a third release agreeing with the first settles it
+    audio = burst_audio(3.4, [15.0 / FPS + 0.04, 40.0 / FPS - 0.12, 65.0 / FPS + 0.04])
+    events = pair_events([*releases, LipRelease(65.0, 63, 2)], audio, SR, FPS)
+    assert [round(e.lag_s, 2) for e in events] == [-0.04, -0.04]
+
+
 def test_a_closure_that_sounds_is_not_a_bilabial() -> None:
     # an onset right at the release, but the audio was loud through most of the closure before it
     # (frames 17-19: 0.68-0.8 s) with only a 40 ms dip: no lips pressed together made that

@@ -1,6 +1,6 @@
 """`make check-real`: the model-free sync reference measured on real clips, the model beside it.
 
-``python -m avsync.evaluation.sync_truth [--manifest M] [--cache DIR] [--out R.json] [--model]``
+``python -m avsync.evaluation.sync_truth [--manifest M] [--cache DIR] [--out R.json] [--model] [--windows S ...]``
 runs `avsync.truth.validate` over a manifest's clips (per dataset: decided share, the
 leave-one-out bias, errors within +-0.5 / +-1 frame and gross errors on the dataset-synced clips)
 and, with ``--model``, the shipped model's offset of each clip against its own audio through the
@@ -22,7 +22,7 @@ from avsync.features.cache import FeatureCache
 from avsync.features.manifest import ClipRecord, read_manifest
 from avsync.io.media import atomic_path
 from avsync.truth.reference import SIGNALS
-from avsync.truth.validate import ClipCheck, calibrate_and_score, raw_checks, summarise, table
+from avsync.truth.validate import ClipCheck, calibrate_and_score, raw_checks, summarise, table, window_table
 
 
 def add_model_answers(checks: list[ClipCheck], records: list[ClipRecord], cache_dir: Path, checkpoint: str | None,
@@ -63,11 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--signal", choices=SIGNALS, default="gap", help="what lip releases are timed on (default gap)")
     parser.add_argument("--model", action="store_true", help="also the model's offset per clip (the shipped model unless --checkpoint)")
     parser.add_argument("--checkpoint", default=None, help="the model with --model (default: shipped)")
+    parser.add_argument("--windows", type=float, nargs="*", default=[], metavar="SECONDS",
+                        help="also cut the clips into windows of these lengths and say how often and how closely a window "
+                        "decides, against its clip's own estimate (clips with at least 10 events)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     try:
         records = read_manifest(args.manifest)
-        checks = raw_checks(records, FeatureCache(args.cache), args.signal, progress=not args.quiet)
+        checks = raw_checks(records, FeatureCache(args.cache), args.signal, progress=not args.quiet, windows_s=tuple(args.windows))
         if args.model:
             add_model_answers(checks, records, args.cache, args.checkpoint, progress=not args.quiet)
     except AvsyncError as exc:
@@ -76,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     calibrate_and_score(checks)
     rows = summarise(checks)
     print(table(rows))
+    if args.windows:
+        print()
+        print(window_table(checks))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as temporary:
         temporary.write_text(json.dumps({"manifest": str(args.manifest), "signal": args.signal, "summary": rows,

@@ -23,11 +23,11 @@ TOLERANCE_FRAMES = 1.0
 INTERVAL = 0.9
 """Coverage of the bootstrap interval."""
 BOOTSTRAP = 1000
-BIAS_FRAMES = 0.6
-"""The lag (frames at 25 fps) of dataset-synced clips: the median raw estimate of the 7 decided GRID
-and LRS2 clips (GRID alone +0.58), `make check-real` (docs/sync_truth.md); subtracted from every
-estimate of `avsync check`. Measured on low-resolution faces (mouths 30-45 px wide); see the doc
-for what it may be on sharper video."""
+BIAS_FRAMES = 0.58
+"""The lag (frames at 25 fps) of dataset-synced clips: the median raw estimate of the 6 decided GRID
+and LRS2 clips, `make check-real` (docs/sync_truth.md); subtracted from every estimate of
+`avsync check`. Measured on low-resolution faces (mouths 30-45 px wide); see the doc for what it
+may be on sharper video."""
 VERDICTS = ("in sync", "off", "undecided")
 
 

@@ -5,9 +5,12 @@ bilabial makes when shifted by that lag: the 1-7 kHz band quiet while the lips w
 (its mean power over the closure at least `QUIET_DB` under the clip's speech level: a loud part
 of the closure is enough to refuse the pair) and an onset of at least `MIN_RISE_DB` at
 the release. The gated onset strengths of all events, each scaled to its own peak, are added
-over the lags; their peak is where most events agree. Each event then takes the strongest
-onset within `PAIR_WINDOW_S` of that peak as its partner (the gate against pairing a release
-with the onset of another syllable); events with none there are left out.
+over the lags; their peak is where most events agree. When another lag more than
+`AMBIGUITY_SEPARATION_S` away gathers nearly as much (`MAX_AMBIGUITY` of the peak), the clip has
+no clear consensus (syllables recur every 150-250 ms, so a few releases can line up with the
+neighbouring syllable's onsets as well) and nothing is paired. Otherwise each event takes the
+strongest onset within `PAIR_WINDOW_S` of the peak as its partner (the gate against pairing a
+release with the onset of another syllable); events with none there are left out.
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ EDGE_MS = 10
 """Milliseconds of the closure left out at each end when checking that it is quiet."""
 PAIR_WINDOW_S = 0.06
 """An event pairs only with an onset this close to the lag most events agree on."""
+MAX_AMBIGUITY = 0.8
+"""A second peak of the summed lag curve above this share of the first leaves the clip unpaired.
+Chosen on windows of the long clips of other sources (not the dataset-synced clips scored):
+10-s windows within +-1 frame of their clip's own estimate 86 % -> 100 %, gross 9 % -> 0 %."""
+AMBIGUITY_SEPARATION_S = 0.08
+"""How far (two frames) a second peak must lie from the first to count as another lag."""
 CONSENSUS_SMOOTH_MS = 9
 """The summed lag curve is smoothed over this many milliseconds before its peak is taken."""
 SPEECH_PERCENTILE = 80
@@ -96,7 +105,7 @@ def pair_events(releases: list[LipRelease], samples: np.ndarray, sample_rate: in
         fps: the releases' frame rate.
 
     Returns:
-        The paired events in time order (empty when none passes).
+        The paired events in time order (empty when none passes, or when no lag stands out).
     """
     if not releases:
         return []
@@ -105,7 +114,12 @@ def pair_events(releases: list[LipRelease], samples: np.ndarray, sample_rate: in
     if not matched.any():
         return []
     scaled = curves[matched] / curves[matched].max(axis=1, keepdims=True)
-    consensus = int(lags_ms[np.argmax(uniform_filter1d(scaled.sum(axis=0), CONSENSUS_SMOOTH_MS, mode="constant"))])
+    summed = uniform_filter1d(scaled.sum(axis=0), CONSENSUS_SMOOTH_MS, mode="constant")
+    peak = int(np.argmax(summed))
+    consensus = int(lags_ms[peak])
+    elsewhere = np.abs(lags_ms - consensus) > 1000 * AMBIGUITY_SEPARATION_S
+    if elsewhere.any() and summed[elsewhere].max() > MAX_AMBIGUITY * summed[peak]:
+        return []
     near = np.abs(lags_ms - consensus) <= 1000 * PAIR_WINDOW_S
     events = []
     for release, curve in zip(releases, curves, strict=True):

@@ -18,7 +18,7 @@ import csv
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from avsync.features.extract import VisualParams
 from avsync.features.manifest import ClipRecord, read_manifest
 from avsync.io.media import read_audio
 from avsync.truth.estimate import estimate_offset
-from avsync.truth.reference import clip_events
+from avsync.truth.reference import clip_events, window_estimates
 
 DATASET_SYNCED = ("GRID", "LRS2", "LRS3")
 """Datasets whose clips are published in sync (their truth is 0 frames)."""
@@ -53,6 +53,8 @@ class ClipCheck:
         error_frames: offset - truth (None when undecided or without a truth).
         model_offset_frames, model_confidence: the model's answer on the same clip, when asked
             (`avsync.evaluation.sync_truth`).
+        window_offsets: window length (s, as text) -> each whole window's raw offset (None where
+            undecided), when asked.
     """
 
     id: str
@@ -67,6 +69,7 @@ class ClipCheck:
     error_frames: float | None = None
     model_offset_frames: float | None = None
     model_confidence: float | None = None
+    window_offsets: dict[str, list[float | None]] = field(default_factory=dict)
 
 
 _origins: dict[Path, dict[str, str]] = {}
@@ -111,7 +114,8 @@ def wilson(successes: int, trials: int) -> tuple[float, float]:
     return max(0.0, centre - spread), min(1.0, centre + spread)
 
 
-def raw_checks(records: list[ClipRecord], cache: FeatureCache, signal: str, progress: bool = True) -> list[ClipCheck]:
+def raw_checks(records: list[ClipRecord], cache: FeatureCache, signal: str, progress: bool = True,
+               windows_s: tuple[float, ...] = ()) -> list[ClipCheck]:  # fmt: skip
     """Every clip's paired events (no bias yet).
 
     Args:
@@ -119,6 +123,7 @@ def raw_checks(records: list[ClipRecord], cache: FeatureCache, signal: str, prog
         cache: the feature cache (features are computed on a miss).
         signal: what releases are timed on (`avsync.truth.reference.SIGNALS`).
         progress: print one line per clip.
+        windows_s: also the raw offsets of consecutive windows of these lengths (`window_table`).
     """
     checks = []
     for record in records:
@@ -128,7 +133,11 @@ def raw_checks(records: list[ClipRecord], cache: FeatureCache, signal: str, prog
         samples = read_audio(record.reference_audio, sample_rate=SAMPLE_RATE)
         events = clip_events(visual, samples, SAMPLE_RATE, signal)
         truth = 0.0 if synced else float(record.av_offset)
-        checks.append(ClipCheck(record.id, dataset, truth, synced, [round(e.lag_s * visual.fps, 3) for e in events]))
+        check = ClipCheck(record.id, dataset, truth, synced, [round(e.lag_s * visual.fps, 3) for e in events])
+        for window_s in windows_s:
+            found = window_estimates(visual, samples, SAMPLE_RATE, window_s, signal)
+            check.window_offsets[f"{window_s:g}"] = [round(e.offset_frames, 3) if e.decided else None for e in found]
+        checks.append(check)
         if progress:
             print(f"{record.id}: {dataset}, {len(events)} events", file=sys.stderr)
     return checks
@@ -221,4 +230,38 @@ def table(rows: list[dict]) -> str:
             cells.append(_share(row.get("agree_with_model", 0), decided))
         lines.append(f"| {row['group']} | {row['clips']} | {_share(decided, row['clips'])} | {row['bias_frames']:+.2f} | "
                      + " | ".join(cells) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+MIN_WHOLE_EVENTS = 10
+"""Windows are compared with their clip's own estimate only where it rests on this many events."""
+
+
+def window_table(checks: list[ClipCheck]) -> str:
+    """How often a window of a long clip decides, and how close it comes to the whole clip's answer.
+
+    Only clips whose whole-clip raw estimate is decided from at least `MIN_WHOLE_EVENTS` events
+    take part: their own estimate stands in for the truth (precision, not bias, is measured).
+
+    Args:
+        checks: clips with `ClipCheck.window_offsets`.
+
+    Returns:
+        A Markdown table, one row per window length.
+    """
+    lines = ["| window | clips | windows | decided | within +-0.5 of the clip | within +-1 | more than 2 off |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lengths = sorted({length for check in checks for length in check.window_offsets}, key=float)
+    for length in lengths:
+        clips, offsets = 0, []
+        for check in checks:
+            whole = estimate_offset(check.lags_frames, 0.0)
+            if length not in check.window_offsets or not whole.decided or whole.n_events < MIN_WHOLE_EVENTS:
+                continue
+            clips += 1
+            offsets += [None if value is None else value - whole.offset_frames for value in check.window_offsets[length]]
+        decided = np.array([value for value in offsets if value is not None])
+        lines.append(f"| {length} s | {clips} | {len(offsets)} | {_share(len(decided), len(offsets))} | "
+                     f"{_share(int((np.abs(decided) <= 0.5).sum()), len(decided))} | {_share(int((np.abs(decided) <= 1).sum()), len(decided))} | "
+                     f"{_share(int((np.abs(decided) > 2).sum()), len(decided))} |")  # fmt: skip
     return "\n".join(lines)
