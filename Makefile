@@ -91,5 +91,5 @@ sweep: $(STAMP) ## run the W&B sweep SWEEP (local grid/random search when no W&B
 clean: ## remove the feature cache, runs, eval results and logs (keeps .venv and data/)
 	rm -rf $(CACHE) runs results lightning_logs wandb .pytest_cache
 
-check-real: $(STAMP) ## the model-free sync reference (avsync/truth) on REAL's clips: per dataset decided, bias, within +-0.5/+-1 frame, gross errors; MODEL=1: the model beside it (docs/sync_truth.md)
-	$(PY) -m avsync.evaluation.sync_truth --manifest $(REAL) --cache $(CACHE) --out results/check_real.json $(if $(MODEL),--model,)
+check-real: $(STAMP) ## the model-free sync reference (avsync/truth) on REAL's clips: per dataset decided, bias, within +-0.5/+-1 frame, gross errors; windows of long clips; MODEL=1: the model beside it (docs/sync_truth.md)
+	$(PY) -m avsync.evaluation.sync_truth --manifest $(REAL) --cache $(CACHE) --out results/check_real.json --windows 3 5 10 20 $(if $(MODEL),--model,)
