@@ -13,7 +13,8 @@ whether the two agree within `AGREE_FRAMES` (at 25 fps).
 Report fields (JSON): ``video``, ``audio`` (the track checked against: the video's own unless
 AUDIO was given), ``fps`` (the video's own rate; every ``*_frames`` is in its frames),
 ``events`` {``offset_s``, ``offset_frames``, ``interval_frames``, ``n_events``, ``verdict``,
-``off_by_frames``, ``bias_frames``, ``events``: [{``video_s``, ``audio_s``, ``lag_frames``}]},
+``off_by_frames``, ``bias_frames``, ``events``: [{``video_s``, ``audio_s``, ``lag_frames``}] (each
+release's raw lag, before the bias is removed)},
 ``model`` {``offset_s``, ``offset_frames``, ``confidence``, ``confidence_level``,
 ``checkpoint``}, ``agreement`` (``agree``, ``disagree`` or ``events undecided``),
 ``difference_frames`` (events minus model, or null), ``warnings``, ``runtime_s``.
