@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
 DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
 
-.PHONY: help install test test-fast train synth eval eval-real folds eval-folds bench sweep clean
+.PHONY: help install test test-fast train synth eval eval-takes eval-takes-real eval-real folds eval-folds bench sweep clean
 
 help: ## list the targets and their variables
 	@echo "usage: make TARGET [VAR=value ...]"
@@ -54,6 +54,22 @@ train: $(STAMP) $(DEFAULT_DATA) ## train experiment EXP (experiments/EXP.yaml) o
 eval: $(STAMP) $(DEFAULT_DATA) ## DTW alignment cost and frame error of CKPT (default: newest from make train, else the shipped model)
 	$(VENV)/bin/avsync eval --checkpoint $(or $(CKPT),$(if $(wildcard runs/*/*/checkpoints/*.ckpt),latest,shipped)) \
 	    --data $(DATA) --cache $(CACHE)
+
+TAKES   ?= data/takes
+UNSEEN_BY ?= $(if $(WITH)$(WITH_EXP),experiments/realav_split.jsonl,)
+eval-takes: $(STAMP) ## takes placed inside long songs (the editor's case): synthetic songs in TAKES (written if missing), CKPT (default shipped)
+	@test -f $(TAKES)/manifest.jsonl || $(PY) -c "from avsync.evaluation.takes import write_take_songs as w; w('$(TAKES)')"
+	$(VENV)/bin/avsync eval --protocol takes --data $(TAKES)/manifest.jsonl --split all --cache $(CACHE) --constant \
+	    --out results/eval_takes.json --checkpoint $(or $(CKPT),shipped)
+
+eval-takes-real: $(STAMP) ## the takes of each fold's unseen speakers placed in a reference of every real clip's audio in a row, by the fold runs of make eval-folds EXP=... (WITH/WITH_EXP: their ensembles); pooled, and the clips UNSEEN_BY's train split never saw
+	@set -e; out=results/takes_folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,); for k in $(FOLDS); do \
+	    ckpt=$$(ls -t runs/$(EXP)_fold$$k/*/checkpoints/last.ckpt$(if $(WITH)$(WITH_EXP),.ensemble,) 2>/dev/null | head -n 1); \
+	    test -n "$$ckpt" || { echo "error: no fold $$k run of $(EXP): run make eval-folds EXP=$(EXP) first" >&2; exit 2; }; \
+	    $(VENV)/bin/avsync eval --protocol takes --data $(FOLD_DATA)/fold$$k.jsonl --split test --cache $(CACHE) --seeds 1 \
+	        --checkpoint $$ckpt --constant --quiet --out $$out/fold$$k.json; \
+	done; \
+	$(VENV)/bin/avsync eval --protocol takes --pool $$out/fold*.json --out $$out/pooled.json $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),)
 
 eval-real: $(STAMP) ## warped real clips of REAL's test split (../shared/data) aligned by CKPT, baseline, perfect offset (unseen-speaker figures: eval-folds)
 	$(VENV)/bin/avsync eval --protocol real --data $(REAL) --cache $(CACHE) --constant --out results/eval_real.json \

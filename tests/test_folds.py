@@ -62,3 +62,17 @@ def test_reliability_bins_and_the_threshold_a_reliable_verdict_needs(tmp_path: P
     assert precision_threshold(results[:3], 0.95, min_cases=1) == float("inf")
     png = plot_reliability(results, tmp_path / "r.png", edges=[0.0, 0.5, 1.0], thresholds=[0.5])
     assert png.stat().st_size > 1000
+
+
+def test_pooling_keeps_apart_the_clips_a_member_never_trained_on(tmp_path: Path, capsys) -> None:
+    rows = [_result("a", "p", 1.0), _result("b", "q", 0.0), _result("c", "r", 1.0)]
+    (tmp_path / "fold0.json").write_text(json.dumps({"cases": rows}))
+    seen_by = tmp_path / "member.jsonl"
+    seen_by.write_text(json.dumps({"id": "b", "split": "train"}) + "\n" + json.dumps({"id": "c", "split": "test"}) + "\n")
+    out = tmp_path / "pooled.json"
+    assert main(["eval", "--pool", str(tmp_path / "fold0.json"), "--out", str(out), "--unseen-by", str(seen_by)]) == 0
+    unseen = json.loads((tmp_path / "pooled_unseen.json").read_text())
+    assert [case["clip"] for case in unseen["cases"]] == ["a", "c"]  # b was in the member's train split
+    assert unseen["summary"]["model"]["offset_acc_shift"] == 1.0
+    assert "2 results of 2 cases whose clip is in no train split" in capsys.readouterr().out
+    assert main(["eval", "--pool", str(tmp_path / "fold0.json"), "--out", str(out), "--unseen-by", str(tmp_path / "none.jsonl")]) == 2

@@ -19,7 +19,7 @@ import torch
 
 from avsync.align.cost import cost_matrix
 from avsync.align.dtw import Alignment, DTWConfig, align_video
-from avsync.align.place import needs_placement, placement_band, song_offset_curve
+from avsync.align.place import PLACED_MIN_WARP_GAIN, needs_placement, placement_band, song_offset_curve
 from avsync.align.robust import (
     COMPETITOR_RADIUS,
     MIN_WARP_GAIN,
@@ -98,9 +98,12 @@ def align_cost(
     """Robust alignment of a normalised cost matrix to the time map, offset and confidence.
 
     The time map is the smoothed path only when it beats the constant offset clearly
-    (`avsync.align.robust.MIN_WARP_GAIN`); otherwise it is the constant offset. When the video is
-    too long to fit on the reference even at the slowest tempo the DTW allows, the reference is
-    aligned inside the video instead (`_align_music_inside_video`).
+    (`avsync.align.robust.MIN_WARP_GAIN`); otherwise it is the constant offset. A video much
+    shorter than its reference (a take somewhere in a song, `avsync.align.place.needs_placement`)
+    is placed first by the whole song's offset curve and aligned inside a band there
+    (`_align_placed`). When the video is too long to fit on the reference even at the slowest
+    tempo the DTW allows, the reference is aligned inside the video instead
+    (`_align_music_inside_video`).
 
     Args:
         raw_cost: float [N, M] normalised cost (low = match), 0 on uninformative rows and columns.
@@ -121,12 +124,13 @@ def align_cost(
         return _align_music_inside_video(raw_cost, scored, offset_frames, fps, dtw_config)
     if config.band_radius is None and needs_placement(n, m):
         return _align_placed(raw_cost, scored, ref_voiced, landmarks, offset_frames, fps, config)
-    return _align_path(raw_cost, scored, ref_voiced, landmarks, offset_frames, fps, config)
+    return _align_path(raw_cost, scored, ref_voiced, landmarks, offset_frames, fps, config, MIN_WARP_GAIN)
 
 
 def _align_path(raw_cost: np.ndarray, scored: np.ndarray, ref_voiced: np.ndarray, landmarks: np.ndarray | None,
-                offset_frames: float | None, fps: float, config: DTWConfig) -> FeatureSync:
-    """The robust DTW path over the whole cost (or the config's band), its time map, offset and confidence."""
+                offset_frames: float | None, fps: float, config: DTWConfig, min_warp_gain: float) -> FeatureSync:
+    """The robust DTW path over the whole cost (or the config's band), its time map, offset and confidence;
+    the map replaces the constant offset only when it gains `min_warp_gain` over it (`warp_gain`)."""
     cost, alignment, weak = robust_alignment(raw_cost, scored, config)
     if landmarks is not None:
         talking = silent_talk_rows(lip_activity(landmarks), ref_voiced[alignment.ref_index], scored) & ~weak
@@ -138,7 +142,7 @@ def _align_path(raw_cost: np.ndarray, scored: np.ndarray, ref_voiced: np.ndarray
         offset_frames = path_offset_frames(alignment, scored & ~weak)
     estimate = estimate_offset(cost, fps)
     time_map = path_to_time_map(alignment, fps)
-    if warp_gain(cost, time_map, offset_frames, scored & ~weak) < MIN_WARP_GAIN:
+    if warp_gain(cost, time_map, offset_frames, scored & ~weak) < min_warp_gain:
         time_map = constant_time_map(offset_frames / fps, (len(cost) - 1) / fps, fps)
     return FeatureSync(
         cost=cost, alignment=alignment, time_map=time_map, estimate=estimate,
@@ -169,7 +173,7 @@ def _align_placed(raw_cost: np.ndarray, scored: np.ndarray, ref_voiced: np.ndarr
     window_voiced[inside.start - first : inside.stop - first] = ref_voiced[inside]
     band = replace(config, band_offset=band_offset - first, band_slope=slope, band_radius=radius)
     sync = _align_path(window, scored, window_voiced, landmarks, None if offset_frames is None else offset_frames + first,
-                       fps, band)  # fmt: skip
+                       fps, band, PLACED_MIN_WARP_GAIN)  # fmt: skip
     cost = np.array(raw_cost, dtype=np.float64, copy=True)
     cost[:, inside] = sync.cost[:, inside.start - first : inside.stop - first]
     cost[sync.weak | ~scored] = 0.0

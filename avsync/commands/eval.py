@@ -39,6 +39,7 @@ from avsync.evaluation.harness import (
     pair_band,
     run_evaluation,
 )
+from avsync.evaluation.takes import format_takes_markdown, make_take_cases, takes_summary
 from avsync.evaluation.warp import MIN_FRAMES
 from avsync.features.cache import FeatureCache
 from avsync.features.manifest import read_manifest
@@ -68,12 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache", metavar="DIR", type=Path, default=Path("cache"), help="feature cache folder (default cache)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="synthetic",
                         help="synthetic: one warp kind per clip in turn (default); real: every clip of at least 8 s "
-                        "as a shift, a tempo drift and a cut+freeze, --seeds times each")
+                        "as a shift, a tempo drift and a cut+freeze, --seeds times each; takes: takes cut from long songs "
+                        "(a real manifest: its clips against all its clips' audio in a row) placed in the whole song "
+                        "(make eval-takes)")
     parser.add_argument("--split", default="test", help="which split's clips, or 'all' (default test)")
     parser.add_argument("--clips", type=int, help="at most this many clips (default: 10 synthetic, all real)")
     parser.add_argument("--max-frames", type=int, help=f"cut each clip to its first frames (at least {MIN_FRAMES}; default: whole clips)")
     parser.add_argument("--seed", type=int, default=0, help="warp seed (default 0)")
-    parser.add_argument("--seeds", type=int, default=2, help="real protocol: warps per clip and kind (default 2)")
+    parser.add_argument("--seeds", type=int, default=2, help="real and takes protocols: warps (takes) per clip and kind (default 2)")
     parser.add_argument("--cases", metavar="DIR", type=Path,
                         help="where the warped clips go, reused when present (default: CACHE/cases)")
     parser.add_argument("--out", metavar="JSON", type=Path, default=DEFAULT_OUT, help=f"results file (default {DEFAULT_OUT})")
@@ -84,6 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pool", metavar="JSON", type=Path, nargs="+",
                         help="pool the results of earlier runs (e.g. one per cross-validation fold) into one table "
                         "with speaker-bootstrap intervals, instead of evaluating")
+    parser.add_argument("--unseen-by", metavar="MANIFEST", type=Path, nargs="+",
+                        help="with --pool: also the table of the cases whose clip is in no MANIFEST's train split "
+                        "(e.g. the clips an ensemble's other member never trained on), written beside --out as *_unseen.json")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -147,11 +153,12 @@ def _reliability(report: EvalReport, out: Path) -> str:
             f"{threshold:.2f}; plot {png}")
 
 
-def _write_results(out: Path, settings: dict, report: EvalReport) -> str:
+def _write_results(out: Path, settings: dict, report: EvalReport, *, takes: bool = False) -> str:
     """Write the run's settings and per-case results as JSON at `out` and the tables as Markdown beside it; returns the Markdown."""
+    results = {**settings, **report.to_dict(), **({"takes_summary": takes_summary(report)} if takes else {})}
     with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps({**settings, **report.to_dict()}, indent=1) + "\n", encoding="utf-8")
-    markdown = format_markdown(report)
+        tmp.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    markdown = format_takes_markdown(report) if takes else format_markdown(report)
     with atomic_path(out.with_suffix(".md")) as tmp:
         tmp.write_text(markdown + "\n", encoding="utf-8")
     return markdown
@@ -167,13 +174,38 @@ def pool(args: argparse.Namespace) -> int:
             raise AvsyncError("file not found", path) from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AvsyncError(f"not an avsync eval result ({type(exc).__name__}: {exc})", path) from exc
+    takes = args.protocol == "takes"
     report = EvalReport(results)
-    markdown = _write_results(args.out, {"pooled": [str(p) for p in args.pool]}, report)
+    markdown = _write_results(args.out, {"pooled": [str(p) for p in args.pool]}, report, takes=takes)
     print(f"{len(results)} results of {len({r.case for r in results})} cases from {len(args.pool)} runs")
     print(markdown)
     print(_reliability(report, args.out))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    if args.unseen_by:
+        seen = _trained_on(args.unseen_by)
+        unseen = EvalReport([r for r in results if r.clip not in seen])
+        out = args.out.with_name(f"{args.out.stem}_unseen.json")
+        settings = {"pooled": [str(p) for p in args.pool], "unseen_by": [str(p) for p in args.unseen_by]}
+        markdown = _write_results(out, settings, unseen, takes=takes)
+        print(f"\n{len(unseen.results)} results of {len({r.case for r in unseen.results})} cases whose clip is in no train split of "
+              f"{', '.join(str(p) for p in args.unseen_by)}:")  # fmt: skip
+        print(markdown)
+        print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
+
+
+def _trained_on(manifests: list[Path]) -> set[str]:
+    """Ids of the clips in the train split of any of the manifests."""
+    seen: set[str] = set()
+    for path in manifests:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            seen |= {entry["id"] for entry in map(json.loads, filter(None, lines)) if entry.get("split") == "train"}
+        except FileNotFoundError as exc:
+            raise AvsyncError("file not found", path) from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AvsyncError(f"not a JSONL manifest ({type(exc).__name__}: {exc})", path) from exc
+    return seen
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,16 +216,24 @@ def run(args: argparse.Namespace) -> int:
     if args.plots is None:
         args.plots = args.out.with_name(f"{args.out.stem}_plots")
     _check_options(args)
-    records = [r for r in read_manifest(args.data) if args.split in ("all", r.split)]
+    every_record = read_manifest(args.data)
+    records = [r for r in every_record if args.split in ("all", r.split)]
     if not records:
         raise AvsyncError(f"no clips in the {args.split!r} split", args.data)
     loaded = load_model(args.checkpoint, args.device)
     cache = FeatureCache(args.cache)
     synthetic = args.protocol == "synthetic"
-    cases = make_file_cases(records, cache, args.cases or args.cache / "cases", protocol=args.protocol,
-                            n_clips=args.clips or (10 if synthetic else None),
-                            seeds=(args.seed,) if synthetic else range(args.seed, args.seed + args.seeds),
-                            max_frames=args.max_frames if synthetic else None, progress=not args.quiet)  # fmt: skip
+    takes = args.protocol == "takes"
+    seeds = (args.seed,) if synthetic else range(args.seed, args.seed + args.seeds)
+    if takes:
+        real = not all(r.truth for r in every_record)  # synthetic songs carry their truth
+        songs = every_record if real else records[: args.clips]
+        cases = make_take_cases(songs, records if real else songs, cache, args.cases or args.cache / "cases",
+                                real=real, seeds=seeds, progress=not args.quiet)  # fmt: skip
+    else:
+        cases = make_file_cases(records, cache, args.cases or args.cache / "cases", protocol=args.protocol,
+                                n_clips=args.clips or (10 if synthetic else None), seeds=seeds,
+                                max_frames=args.max_frames if synthetic else None, progress=not args.quiet)  # fmt: skip
     if is_pair_model(loaded.network):
         passes = sum(len(c.frame_map) * (2 * pair_band(len(c.frame_map))[2] + 1) for c in cases)
         print(f"{type(loaded.network).__name__} scores (mouth, audio) pairs one by one: about {passes:,} forward passes, "
@@ -201,14 +241,14 @@ def run(args: argparse.Namespace) -> int:
     config = DTWConfig()
     methods = [ModelMethod(loaded.network, dtw_config=config, batch_size=args.batch_size,
                            progress=not args.quiet and is_pair_model(loaded.network))]  # fmt: skip
-    if not args.no_baseline:
+    if not args.no_baseline and not takes:  # the baseline's cross-correlation searches only the lags a warp makes
         methods.append(BaselineMethod(dtw_config=config))
     if args.constant:
         methods.append(ConstantMethod())
     report = run_evaluation(methods, cases, cache=cache, plots_dir=args.plots, time_map_plots=True, progress=not args.quiet)
     settings = {**loaded.describe(), "data": str(args.data), "split": args.split, "protocol": args.protocol, "seed": args.seed,
                 "max_frames": args.max_frames, "dtw": asdict(config)}  # fmt: skip
-    markdown = _write_results(args.out, settings, report)
+    markdown = _write_results(args.out, settings, report, takes=takes)
     clips = len({c.clip_id for c in cases})
     print(f"checkpoint {loaded.path} ({type(loaded.network).__name__}), {len(cases)} cases of {clips} {args.split} clips")
     print(format_table(report, by_kind=True))

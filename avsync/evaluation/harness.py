@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +50,8 @@ from tqdm import tqdm
 
 from avsync.align.analysis import FeatureSync, align_cost, sync_features
 from avsync.align.dtw import DTWConfig, alignment_cost
-from avsync.align.robust import scored_rows
+from avsync.align.place import is_match
+from avsync.align.robust import retimed_fraction, scored_rows
 from avsync.align.timemap import TimeMap, constant_time_map
 from avsync.conventions import FPS
 from avsync.errors import AvsyncError, MediaError
@@ -73,7 +75,7 @@ from avsync.models import is_pair_model
 from avsync.pipeline.plots import plot_alignment, plot_time_map
 from avsync.pipeline.report import confidence_level
 
-PROTOCOLS = ("synthetic", "real")
+PROTOCOLS = ("synthetic", "real", "takes")
 REAL_KINDS = ("shift", "tempo", "cutfreeze")
 MIN_CLIP_FRAMES = 100
 """Shortest clip the real protocol warps (4 s): after a 50-frame cut and a shift, 35 frames are left."""
@@ -83,6 +85,12 @@ SUMMARY_FIELDS = ("frame_err_mean", "frame_err_median", "within1", "offset_acc",
 TARGETS = {"offset_acc_shift": 0.95, "within1_all": 0.85, "within1_tempo": 0.75, "within1_cutfreeze": 0.75}
 """The real-face targets (issue 14): unseen speakers, pooled."""
 BOOTSTRAP_SAMPLES = 2000
+PLACED_TOLERANCE_S = 0.5
+"""An offset within this many seconds counts as placed (`CaseResult.placed`)."""
+NOT_RETIMED_SHARE = 0.02
+"""A video that was not re-timed should have a map with fewer than this share of frames re-timed."""
+SPAN_TOLERANCE = 2
+"""Frames by which a map's reference span may miss the truth's (`CaseResult.span_ok`)."""
 
 
 @dataclass
@@ -122,6 +130,11 @@ class Case:
         video: the warped video, no audio (file cases), or None.
         reference: the audio the source clip is in sync with (file cases), or None.
         av_offset: the source clip's own audited offset (`ClipRecord.av_offset`), in the truth.
+        ref_origin: the reference frame at which the source's frame 0 belongs (a take's source
+            placed in a longer reference, `avsync.evaluation.takes`; negative when the reference
+            starts later than the source).
+        in_reference: False for a take of something the reference does not hold (it should
+            come out "no match"; its frame scores mean nothing).
     """
 
     name: str
@@ -133,16 +146,18 @@ class Case:
     video: Path | None = None
     reference: Path | None = None
     av_offset: int = 0
+    ref_origin: int = 0
+    in_reference: bool = True
 
     @property
     def true_ref_index(self) -> np.ndarray:
-        """int [N]: the reference frame each warped frame belongs at (``src_index - av_offset``)."""
-        return self.frame_map.src_index - self.av_offset
+        """int [N]: the reference frame each warped frame belongs at (``src_index + ref_origin - av_offset``)."""
+        return self.frame_map.src_index + self.ref_origin - self.av_offset
 
     @property
     def true_offset_frames(self) -> float:
         """The best constant offset of the truth (positive: video late)."""
-        return self.frame_map.true_offset_frames + self.av_offset
+        return self.frame_map.true_offset_frames - self.ref_origin + self.av_offset
 
     @property
     def true_path(self) -> np.ndarray:
@@ -177,6 +192,15 @@ class CaseResult:
         confidence, confidence_level: of the constant offset, as `avsync align` reports it.
         frame_err_mean, frame_err_median, within1: frame error of the time map.
         dtw_cost: mean normalised cost along the path (0 for the constant method).
+        frames: video frames of the case.
+        in_reference: whether the reference holds what the video shows (`Case.in_reference`).
+        placed: 1.0 when the offset is within `PLACED_TOLERANCE_S`.
+        retimed: share of frames the time map moves off the constant offset (`retimed_fraction`).
+        not_retimed: 1.0 when `retimed` is under `NOT_RETIMED_SHARE`.
+        span_err: frames between the map's reference span and the truth's (the worse end).
+        span_ok: 1.0 when `span_err` is at most `SPAN_TOLERANCE` frames.
+        no_match: 1.0 when the analysis calls the video "no match" (`avsync.align.place.is_match`).
+        runtime_s: seconds the method's alignment took (features excluded).
     """
 
     case: str
@@ -194,6 +218,15 @@ class CaseResult:
     frame_err_median: float
     within1: float
     dtw_cost: float
+    frames: int = 0
+    in_reference: bool = True
+    placed: float = math.nan
+    retimed: float = math.nan
+    not_retimed: float = math.nan
+    span_err: float = math.nan
+    span_ok: float = math.nan
+    no_match: float = math.nan
+    runtime_s: float = 0.0
     sync: FeatureSync | None = field(default=None, repr=False, compare=False)
     time_map: TimeMap | None = field(default=None, repr=False, compare=False)
 
@@ -416,7 +449,7 @@ def pair_band(n_frames: int) -> tuple[float, float, int]:
     return 0.0, 1.0, MAX_SHIFT + MAX_CUT_FRAMES + math.ceil(0.1 * n_frames)
 
 
-def score(case: Case, method: str, sync: FeatureSync | None) -> CaseResult:
+def score(case: Case, method: str, sync: FeatureSync | None, runtime_s: float = 0.0) -> CaseResult:
     """Score an alignment against the case's truth (``sync=None``: the perfect constant offset)."""
     offset_true = case.true_offset_frames
     if sync is None:
@@ -428,11 +461,19 @@ def score(case: Case, method: str, sync: FeatureSync | None) -> CaseResult:
         dtw_cost = alignment_cost(sync.cost, sync.alignment.path)
     errors = frame_errors(time_map, case.true_ref_index)
     offset_err = abs(offset_found - offset_true)
+    n = len(case.frame_map)
+    retimed = retimed_fraction(time_map, n, offset_found)
+    truth = case.true_ref_index
+    span = time_map.knots[[0, -1], 0] * FPS
+    span_err = float(max(abs(span[0] - truth[0]), abs(span[1] - truth[-1])))
     return CaseResult(
         case=case.name, kind=case.kind, method=method, clip=case.clip_id, speaker=case.speaker, offset_true=offset_true,
         offset_found=float(offset_found), offset_err=float(offset_err), offset_acc=offset_accuracy([offset_found], [offset_true]),
         confidence=float(confidence), confidence_level="-" if sync is None else confidence_level(confidence), frame_err_mean=errors.mean,
-        frame_err_median=errors.median, within1=errors.within1, dtw_cost=float(dtw_cost), sync=sync, time_map=time_map,
+        frame_err_median=errors.median, within1=errors.within1, dtw_cost=float(dtw_cost), frames=n, in_reference=case.in_reference,
+        placed=float(offset_err <= PLACED_TOLERANCE_S * FPS + 1e-9), retimed=retimed, not_retimed=float(retimed < NOT_RETIMED_SHARE),
+        span_err=span_err, span_ok=float(span_err <= SPAN_TOLERANCE + 1e-9),
+        no_match=0.0 if sync is None else float(not is_match(confidence)), runtime_s=runtime_s, sync=sync, time_map=time_map,
     )  # fmt: skip
 
 
@@ -533,7 +574,9 @@ def run_evaluation(methods: Sequence[Method], cases: Sequence[Case], *, cache: F
     for case in tqdm(cases, desc="align", unit="case", disable=not progress, leave=False):
         features = case.features(cache)
         for method in methods:
-            result = score(case, method.name, method.align(features))
+            started = time.perf_counter()
+            sync = method.align(features)
+            result = score(case, method.name, sync, time.perf_counter() - started)
             report.results.append(result)
             if plots_dir is None or result.sync is None:
                 continue

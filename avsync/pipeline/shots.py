@@ -9,7 +9,7 @@ rendered). Each shot ends one of three ways:
 * ``placed``: its lips follow the song somewhere; the report says where (``offset_s``, time map);
 * ``no match``: nothing in the song stands out for it (a take of another song, no singing, lips
   too small to read): its best score is reported and it is not placed, never given a made-up
-  offset (`is_match`);
+  offset (`avsync.align.place.is_match`);
 * ``failed``: a user-facing error (unreadable file, no face, too short), reported in one line;
   the other shots go on.
 """
@@ -42,13 +42,6 @@ if TYPE_CHECKING:
     from avsync.models.checkpoints import LoadedModel
     from avsync.pipeline.shot_features import LipsReader
 
-NO_MATCH_CONFIDENCE = 2.8
-"""A shot whose best offset stands out less than this (`avsync.align.robust.offset_confidence`)
-is "no match". Searching a whole song tries thousands of offsets, so chance alone stands out more
-than for a clip against its own music. Measured (docs/shots.md, experiments/probes/no_match.py,
-3-minute tracks): 1 of 34 real clips and 0 of 10 synthetic songs scored above it against a track
-without them; every clip placed against a track with it was placed right (16 of 34 real, 10 of 10
-synthetic)."""
 STATUSES = ("placed", "no match", "failed")
 SUMMARY_FIELDS = ("shot", "status", "song_start_s", "song_end_s", "offset_s", "offset_frames", "confidence",
                   "confidence_level", "retimed_percent", "warnings", "error", "report", "output")  # fmt: skip
@@ -86,11 +79,6 @@ def name_shots(paths: Sequence[Path]) -> list[Shot]:
         seen[stem.lower()] = count
         shots.append(Shot(path, stem if count == 1 else f"{stem}-{count}"))
     return shots
-
-
-def is_match(confidence: float) -> bool:
-    """Whether an alignment's best offset stands out enough to place the shot (`NO_MATCH_CONFIDENCE`)."""
-    return confidence >= NO_MATCH_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -249,6 +237,7 @@ class ShotAligner:
             shot: the shot.
             lips: returns its features when they were read elsewhere (`read_ahead`), else None.
         """
+        from avsync.align.place import is_match
         from avsync.pipeline.outputs import write_outputs
         from avsync.pipeline.sync import analyse
 
