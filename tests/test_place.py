@@ -63,3 +63,11 @@ def test_a_clip_covering_its_reference_is_not_placed() -> None:
     assert not needs_placement(750, 760)
     assert not needs_placement(250, 250 + 2 * placement_radius(250))
     assert needs_placement(250, 3000)
+
+
+def test_a_take_too_short_to_place_is_searched_over_the_whole_song() -> None:
+    n, m = 20, 3000  # fewer rows than a placement needs informative cells
+    cost = window_model_cost(n, m, 1, take_start=900)
+    assert song_offset_curve(cost, np.ones(n, bool), np.ones(m, bool)) is None
+    sync = align_cost(cost, np.ones(n, bool), np.ones(m, bool))
+    assert len(sync.time_map.knots) >= 2 and sync.estimate.offsets.min() < -(m // 2)  # the clip's own curve, not a song's

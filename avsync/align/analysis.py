@@ -123,7 +123,9 @@ def align_cost(
         # even at its slowest the video cannot fit on the reference: the music lies inside the video
         return _align_music_inside_video(raw_cost, scored, offset_frames, fps, dtw_config)
     if config.band_radius is None and needs_placement(n, m):
-        return _align_placed(raw_cost, scored, ref_voiced, landmarks, offset_frames, fps, config)
+        song = song_offset_curve(raw_cost, scored, ref_voiced, fps)
+        if song is not None:  # else too little of a face to place: the path searches the whole song
+            return _align_placed(raw_cost, scored, ref_voiced, landmarks, offset_frames, fps, config, song)
     return _align_path(raw_cost, scored, ref_voiced, landmarks, offset_frames, fps, config, MIN_WARP_GAIN)
 
 
@@ -151,7 +153,7 @@ def _align_path(raw_cost: np.ndarray, scored: np.ndarray, ref_voiced: np.ndarray
 
 
 def _align_placed(raw_cost: np.ndarray, scored: np.ndarray, ref_voiced: np.ndarray, landmarks: np.ndarray | None,
-                  offset_frames: float | None, fps: float, config: DTWConfig) -> FeatureSync:
+                  offset_frames: float | None, fps: float, config: DTWConfig, song: OffsetEstimate) -> FeatureSync:
     """Place a take in a long reference by the song's offset curve, then align it inside a band there.
 
     The path, its time map and the bridging of `_align_path` run on the reference columns around
@@ -162,7 +164,6 @@ def _align_placed(raw_cost: np.ndarray, scored: np.ndarray, ref_voiced: np.ndarr
     among every offset the song allows.
     """
     n, m = raw_cost.shape
-    song = song_offset_curve(raw_cost, scored, ref_voiced, fps)
     band_offset, slope, radius = placement_band(song.offset_frames if offset_frames is None else offset_frames, n)
     first = math.floor(band_offset - radius) - COMPETITOR_RADIUS
     last = math.ceil(band_offset + slope * (n - 1) + radius) + COMPETITOR_RADIUS

@@ -71,7 +71,7 @@ def informative_counts(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return np.correlate(rows.astype(np.float64), columns.astype(np.float64), mode="full")
 
 
-def song_offset_curve(cost: np.ndarray, rows: np.ndarray, columns: np.ndarray, fps: float = FPS) -> OffsetEstimate:
+def song_offset_curve(cost: np.ndarray, rows: np.ndarray, columns: np.ndarray, fps: float = FPS) -> OffsetEstimate | None:
     """The offset curve of a take over the whole reference, lower = better.
 
     Args:
@@ -83,10 +83,8 @@ def song_offset_curve(cost: np.ndarray, rows: np.ndarray, columns: np.ndarray, f
     Returns:
         The `OffsetEstimate` over every offset ``d = i - j`` that keeps `MIN_TAKE_OVERLAP` of the
         take on the reference with `MIN_INFORMATIVE_CELLS`: ``curve[d] = sum / sqrt(count)`` of the
-        diagonal's informative cells; ``confidence`` as `estimate_offset`'s, on this curve.
-
-    Raises:
-        ValueError: no offset has enough informative cells.
+        diagonal's informative cells; ``confidence`` as `estimate_offset`'s, on this curve. None
+        when no offset has that many informative cells (a take too short, or hardly a face in it).
     """
     n, m = cost.shape
     offsets = np.arange(-(m - 1), n)
@@ -95,7 +93,7 @@ def song_offset_curve(cost: np.ndarray, rows: np.ndarray, columns: np.ndarray, f
     overlap = np.minimum(n, offsets + m) - np.maximum(0, offsets)
     keep = (overlap >= MIN_TAKE_OVERLAP * n) & (counts >= MIN_INFORMATIVE_CELLS)
     if not keep.any():
-        raise ValueError(f"no offset of a {n}x{m} cost has {MIN_INFORMATIVE_CELLS} informative cells")
+        return None
     curve = sums[keep] / np.sqrt(counts[keep])
     offsets = offsets[keep].astype(np.int64)
     best = int(np.argmin(curve))

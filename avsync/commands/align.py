@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--span", choices=SPANS, default=None,
         help="what the synced video covers (warp mode): the whole music, holding the first/last frame where "
-        "the video does not reach (default), or only the part of the music the video covers (faster)",
+        "the video does not reach, or only the part of the music the video covers (faster); default: the whole "
+        "music, or only the video's part when the video is a take somewhere inside a much longer song",
     )  # fmt: skip
     parser.add_argument("--checkpoint", metavar="CKPT", type=Path,
                         help="model checkpoint: a .ckpt path, 'latest' (the newest under runs/) or 'shipped' "
@@ -80,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="shots aligned at once, each in its own process (default 1; at most the machine's cores pay off)")
     batch.add_argument("--shard", default=None, metavar="I/N", help="align only shard I of N of the shots (0-based; for job arrays)")
     batch.add_argument("--recursive", action="store_true", help="also read the video files in the folders' subfolders")
+    batch.add_argument("--ignore-camera-audio", action="store_true",
+                       help="do not look for the song in each take's own audio (by default it is found and reported "
+                       "beside the lips: camera_audio in each report)")
     batch.add_argument("--render", action="store_true",
                        help="also write each placed shot's synced video (NAME.synced.mp4; the part of the music it covers)")
     batch.add_argument("--timeline", metavar="FILE", type=Path,
@@ -194,7 +198,7 @@ def _check_suffixes(args: argparse.Namespace) -> None:
         raise AvsyncError("--plot must end in .png", args.plot)
 
 
-BATCH_OPTIONS = ("--jobs", "--shard", "--recursive", "--render", "--timeline", "--timeline-fps", "--timeline-start",
+BATCH_OPTIONS = ("--jobs", "--shard", "--recursive", "--ignore-camera-audio", "--render", "--timeline", "--timeline-fps", "--timeline-start",
                  "--relative-paths")
 
 
@@ -211,7 +215,6 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _check_suffixes(args)
     check_options(args)
-    args.span = args.span or "music"
     inputs = check_inputs(args.video, args.music, args.vocal)
     sources = [path for path in (args.video, args.music, args.vocal) if path is not None]
     check_outputs({"-o": args.output, "--report": args.report, "--plot": args.plot}, sources, args.force)
@@ -240,8 +243,9 @@ def _write_outputs(args: argparse.Namespace, analysis: SyncAnalysis, started: fl
     from avsync.pipeline.outputs import write_outputs
     from avsync.pipeline.report import summarise
 
+    span = args.span or ("video" if analysis.placed else "music")
     report = write_outputs(analysis, output=args.output, report_path=args.report, plot_path=args.plot, mode=args.mode,
-                           span=args.span, started=started, progress=not args.quiet)  # fmt: skip
+                           span=span, started=started, progress=not args.quiet)  # fmt: skip
     print(summarise(report))
     for option, path in (("report", args.report), ("plot", args.plot)):
         if path is not None:

@@ -46,6 +46,8 @@ TAKE_KINDS = ("plain", "tempo", "cutfreeze", "before", "past", "other")
 NOT_RETIMED_KINDS = ("plain", "before", "past")
 """Kinds whose takes were not re-timed: their map should hold the constant offset."""
 WARPED_KINDS = ("tempo", "cutfreeze")
+MIN_TAKE_SECONDS = 3
+"""Shortest take: a real clip shorter than this is only part of the reference, never a take."""
 TAKE_SECONDS = (3, 5, 10, 20, 40, 60)
 """Lengths of the plain takes, one per song and seed in turn."""
 WARPED_TAKE_SECONDS = 10
@@ -281,7 +283,9 @@ def make_take_cases(songs: Sequence[ClipRecord], takes_from: Sequence[ClipRecord
         without, _ = concatenated_reference(folder, [r for r in usable if r.video not in taken], cache)
         for seed in seeds:
             for record in (r for r in usable if r.video in taken):
-                planned += _clip_takes(record, len(cache.visual(record.video)), seed, reference, without, starts[record.id], folder)
+                n_frames = len(cache.visual(record.video))
+                if n_frames >= MIN_TAKE_SECONDS * FPS:
+                    planned += _clip_takes(record, n_frames, seed, reference, without, starts[record.id], folder)
     else:
         songs_bar = tqdm(sorted(takes_from, key=lambda r: r.id), desc="read songs", unit="song", disable=not progress, leave=False)
         loaded = [_Song(r, len(cache.visual(r.video)), voiced_frames(cache.audio(r.vocal or take_reference(r)).log_mel))

@@ -25,6 +25,7 @@ import numpy as np
 from avsync.align.analysis import FeatureSync, sync_features
 from avsync.align.cost import embed_reference
 from avsync.align.dtw import DTWConfig, alignment_cost
+from avsync.align.place import needs_placement
 from avsync.align.robust import retimed_fraction, unreliable_spans
 from avsync.conventions import MELS_PER_FRAME
 from avsync.errors import MediaError
@@ -69,6 +70,11 @@ class SyncAnalysis:
     def n_ref(self) -> int:
         """Reference frames at the model's rate."""
         return self.audio.log_mel.shape[1] // MELS_PER_FRAME
+
+    @property
+    def placed(self) -> bool:
+        """Whether the video is a take inside a much longer reference, placed before it was aligned."""
+        return needs_placement(self.n_frames, self.n_ref)
 
 
 def check_not_silent(log_mel: np.ndarray, path: str | os.PathLike[str]) -> None:
@@ -229,7 +235,7 @@ def _warnings(analysis: SyncAnalysis) -> list[str]:
         covered = sync.time_map.video_time(np.array([0.0, n_ref / fps]))
         warnings.append(f"the music covers only video {max(0.0, covered[0]):.1f}-{min(n_frames / fps, covered[1]):.1f} s of "
                         f"{n_frames / fps:.1f} s; the rest of the video has no music")  # fmt: skip
-    if start > 1.0 or end < n_ref / fps - 1.0:
+    if (start > 1.0 or end < n_ref / fps - 1.0) and not analysis.placed:  # a take covers part of the song by nature
         warnings.append(f"the video covers music {max(0.0, start):.1f}-{end:.1f} s of {n_ref / fps:.1f} s; "
                         "the first/last frame is held outside it")  # fmt: skip
     inputs = analysis.inputs
