@@ -297,3 +297,17 @@ def test_a_forced_run_with_fewer_takes_removes_only_what_the_earlier_run_wrote_f
                                                            "take_a.png"]  # fmt: skip
     assert f"removed {out / 'other_song.json'} (an earlier run's for a take no longer given)" in stdout
     assert f"removed {out / 'cut.edl'} (an earlier run's timeline, not written again)" in stdout
+
+
+def test_one_take_synced_alone_covers_only_its_part_of_the_master(capsys, tmp_path: Path, shoot: tuple[Path, Path]) -> None:
+    takes, master = shoot
+    out, report = tmp_path / "take_a.synced.mp4", tmp_path / "take_a.json"
+    status, stdout, err = run_cli(capsys, takes / "take_a.mp4", master, "-o", out, "--report", report, "--device", "cpu", "--quiet")
+    assert status == 0, err
+    written = json.loads(report.read_text())
+    assert written["offset_frames"] == pytest.approx(-25 * TAKE_A_AT, abs=1) and written["retimed_fraction"] == 0.0
+    # the take's 10 s at their place in the master, not the whole master with its first and last frames held
+    assert written["output_start_s"] == pytest.approx(TAKE_A_AT, abs=0.041)
+    assert written["output_duration_s"] == pytest.approx(SHOT_SECONDS, abs=0.081)
+    assert media.probe(out).duration == pytest.approx(SHOT_SECONDS, abs=0.1)
+    assert not any("held outside" in warning for warning in written["warnings"])
