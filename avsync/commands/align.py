@@ -81,9 +81,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="shots aligned at once, each in its own process (default 1; at most the machine's cores pay off)")
     batch.add_argument("--shard", default=None, metavar="I/N", help="align only shard I of N of the shots (0-based; for job arrays)")
     batch.add_argument("--recursive", action="store_true", help="also read the video files in the folders' subfolders")
-    batch.add_argument("--ignore-camera-audio", action="store_true",
-                       help="do not look for the song in each take's own audio (by default it is found and reported "
-                       "beside the lips: camera_audio in each report)")
     batch.add_argument("--render", action="store_true",
                        help="also write each placed shot's synced video (NAME.synced.mp4; the part of the music it covers)")
     batch.add_argument("--timeline", metavar="FILE", type=Path,
@@ -198,7 +195,7 @@ def _check_suffixes(args: argparse.Namespace) -> None:
         raise AvsyncError("--plot must end in .png", args.plot)
 
 
-BATCH_OPTIONS = ("--jobs", "--shard", "--recursive", "--ignore-camera-audio", "--render", "--timeline", "--timeline-fps", "--timeline-start",
+BATCH_OPTIONS = ("--jobs", "--shard", "--recursive", "--render", "--timeline", "--timeline-fps", "--timeline-start",
                  "--relative-paths")
 
 
