@@ -199,13 +199,20 @@ BATCH_OPTIONS = ("--jobs", "--shard", "--recursive", "--render", "--timeline", "
                  "--relative-paths")
 
 
+def _given(option: str, value: object) -> bool:
+    """Whether a batch option was given (not its default: None, False, ``--jobs 1``); ``True == 1``, so not by ``in``."""
+    if value is None or value is False:
+        return False
+    return not (option == "--jobs" and value == 1)
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate, analyse, write the outputs and print the summary; returns the exit status."""
     if args.out_dir is not None or len(args.video) > 1 or args.video[0].is_dir():
         from avsync.commands.align_shots import run_shots
 
         return run_shots(args)
-    used = [option for option in BATCH_OPTIONS if getattr(args, option[2:].replace("-", "_")) not in (None, False, 1)]
+    used = [option for option in BATCH_OPTIONS if _given(option, getattr(args, option[2:].replace("-", "_")))]
     if used:
         raise AvsyncError(f"{used[0]} needs --out-dir DIR (it applies to aligning many shots)")
     args.video = args.video[0]
