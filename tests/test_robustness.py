@@ -222,8 +222,9 @@ def test_talking_between_lines_is_reported_by_avsync_align(tmp_path: Path, capsy
 
 def test_the_time_map_leaves_the_constant_offset_only_for_a_clear_gain() -> None:
     from avsync.align.analysis import align_cost
-    from avsync.align.robust import MIN_WARP_GAIN, warp_gain
+    from avsync.align.robust import warp_gain
     from avsync.align.timemap import path_to_time_map
+    from avsync.align.tuning import MIN_WARP_GAIN
 
     rows = np.arange(N_ROWS)
     weak, _ = diagonal_cost(seed=3, strength=0.8)  # a real face's weak cost: the path wiggles through the noise

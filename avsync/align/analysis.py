@@ -19,10 +19,8 @@ import torch
 
 from avsync.align.cost import cost_matrix
 from avsync.align.dtw import Alignment, DTWConfig, align_video
-from avsync.align.place import PLACED_MIN_WARP_GAIN, needs_placement, placement_band, song_offset_curve
+from avsync.align.place import needs_placement, placement_band, song_offset_curve
 from avsync.align.robust import (
-    COMPETITOR_RADIUS,
-    MIN_WARP_GAIN,
     lip_activity,
     offset_confidence,
     path_offset_frames,
@@ -38,6 +36,7 @@ from avsync.align.timemap import (
     estimate_offset,
     path_to_time_map,
 )
+from avsync.align.tuning import COMPETITOR_RADIUS, MIN_WARP_GAIN, PLACED_MIN_WARP_GAIN
 from avsync.conventions import FPS, MELS_PER_FRAME
 from avsync.errors import AvsyncError
 from avsync.features.audio import voiced_frames

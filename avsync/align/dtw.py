@@ -63,8 +63,29 @@ class DTWConfig:
     robust z-scale (median 0, spread 1). A freeze or a cut costs 15: far above what one noisy
     stretch of a window model's cost can save, so the path leaves the offset only for a real edit,
     yet under what a real cut or freeze of a second saves by following the match. A tempo step
-    costs 1.0: cheap steps let the path wander 1-3 frames along model noise. The measurements
-    behind these values are in docs/results_log.md.
+    costs 1.0: cheap steps let the path wander 1-3 frames along model noise.
+
+    Where the defaults come from (docs/results_log.md, "DTW penalties"; docs/real_faces.md):
+
+    - freeze and cut 15 (0b898e0, 2026-11-25; 6 before): best of 6/15/30/60 on known warps of the
+      synthetic val clips (TwoTower after 6 epochs, share within +-1 frame 0.84/0.90/0.90/-) and
+      test clips (0.86/0.87/0.87/0.86);
+    - tempo 1.0 (8f70eeb, 2026-11-29; 0.1 before, changed together with the time map's tolerance
+      1 -> 2 frames, `avsync.align.tuning.MAP_TOLERANCE`): within +-1 frame on synthetic val warps
+      0.951 -> 0.994 (`make train` checkpoint) / 0.975 -> 0.997 (shipped), test warps 0.861 -> 0.881
+      / 0.869 -> 0.902, 30 real held-out cases 28 % -> 30 % (offset accuracy 40 % -> 50 %), in-sync
+      synthetic songs re-timed 13 % -> 1 %; 2.0 did better on the synthetic warps but raised the
+      real cases' mean frame error from 7.3 to 10.7;
+    - both re-checked on the 204 real fold cases: on 2026-12-01 with the networks of the
+      constant-offset study (docs/real_faces.md, "What was compared"), tempo 1/3/10 x cut and
+      freeze 15/30/60, (1, 15) best; on 2026-12-02 on the shipped ensemble's costs, tempo 0.5/1/2
+      x 10/15/25, frames within +-1 0.515-0.545 (114 unseen cases 0.470-0.511), (1, 15) best on
+      both;
+    - tempo range 0.9-1.1: set by hand in 5d3242b (the 0.9-1.1x tempo drifts that issue 5's
+      known-truth warps cover), no other range measured.
+
+    The alignment's other constants (bridging, placement, the warp rule, the time map) are in
+    `avsync.align.tuning`, each with its measurements.
 
     Args:
         subsequence: open begin and end on the reference axis.

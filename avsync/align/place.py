@@ -22,25 +22,8 @@ import math
 import numpy as np
 
 from avsync.align.timemap import OffsetEstimate, diagonal_sums
+from avsync.align.tuning import BAND_EDIT_FRAMES, BAND_TEMPO, MIN_INFORMATIVE_CELLS, MIN_TAKE_OVERLAP, NO_MATCH_CONFIDENCE
 from avsync.conventions import FPS
-
-MIN_TAKE_OVERLAP = 0.5
-"""A candidate offset keeps at least this share of the take's frames on the reference."""
-MIN_INFORMATIVE_CELLS = 25
-"""A candidate offset needs this many informative cells (a face and a voiced reference frame,
-1 s at 25 fps) before its sum means anything."""
-BAND_TEMPO = 0.1
-"""Largest tempo deviation the band holds (the DTW's default 0.9-1.1): a take drifting at 10 %
-moves 0.1 frame per frame away from the placed line."""
-BAND_EDIT_FRAMES = 60
-"""Frames the band holds beyond the drift: a cut or freeze of up to 2 s plus the placement's own
-error (a drifted take's best constant line crosses its path somewhere inside it)."""
-PLACED_MIN_WARP_GAIN = 0.4
-"""`avsync.align.robust.MIN_WARP_GAIN` for a placed take: a band inside a long song offers a path
-more chance wiggles than a clip's own reference does. Chosen among 0.2/0.4/0.6/1.0 on the takes
-benchmark's seeds 0-1 (`make eval-takes` songs, shipped model, 37 takes placed right that were not
-re-timed, 32 warped): under 2 % re-timed on 84 % of the unwarped takes at 0.2 and on all of them
-from 0.4, frames within +-1 of the warped ones 0.23 / 0.18 / 0.15 / 0.11."""
 
 
 def placement_radius(n_frames: int) -> int:
@@ -109,15 +92,6 @@ def placement_band(offset_frames: float, n_frames: int) -> tuple[float, float, i
         n_frames: video frames N.
     """
     return -float(offset_frames), 1.0, placement_radius(n_frames)
-
-
-NO_MATCH_CONFIDENCE = 2.8
-"""A video whose best offset stands out less than this (`avsync.align.robust.offset_confidence`)
-is "no match": nothing in the reference stands out for it. Searching a whole song tries thousands
-of offsets, so chance alone stands out more than for a clip against its own music. Set on 3-minute
-tracks before placement (docs/shots.md, experiments/probes/no_match.py): 1 of 34 real clips and 0
-of 10 synthetic songs scored above it against a track without them; every clip placed against a
-track with it was placed right (16 of 34 real, 10 of 10 synthetic)."""
 
 
 def is_match(confidence: float) -> bool:

@@ -5,7 +5,8 @@ A plain DTW path follows the cost everywhere, even where the cost carries no inf
 trained model's cost has chance matches strong enough to lure the path off the true offset.
 `robust_alignment` aligns, finds the rows whose match is no better than its shifted alternatives
 (`weak_match_rows`) and the path's detours (`path_detours`), makes them uninformative and aligns
-again; `silent_talk_rows` finds lips moving over a voiceless reference from the landmarks.
+again; `silent_talk_rows` finds lips moving over a voiceless reference from the landmarks. Their
+thresholds, with the cases each was chosen on, are in `avsync.align.tuning`.
 """
 
 from __future__ import annotations
@@ -15,52 +16,26 @@ from scipy.ndimage import binary_dilation, uniform_filter1d
 
 from avsync.align.dtw import STEP_CUT, STEP_FREEZE, Alignment, DTWConfig, align_video
 from avsync.align.timemap import OffsetEstimate, TimeMap
+from avsync.align.tuning import (
+    COMPETITOR_EXCLUSION,
+    COMPETITOR_RADIUS,
+    DETOUR_TOLERANCE,
+    LIP_ACTIVITY_WINDOW,
+    MATCH_WINDOW,
+    MAX_DETOUR,
+    MAX_SILENT_VOICED_SHARE,
+    MAX_UNRELIABLE_SHARE,
+    MIN_SPAN_FRAMES,
+    MIN_TALK_FRAMES,
+    MIN_TYPICAL_MATCH,
+    MIN_WINDOW_FACE_SHARE,
+    RETIMED_TOLERANCE,
+    SPAN_MERGE_GAP,
+    TALK_ACTIVITY_FRACTION,
+    WEAK_MATCH_FRACTION,
+)
 from avsync.conventions import WINDOW_FRAMES
 from avsync.features.landmarks import mouth_opening
-
-MIN_WINDOW_FACE_SHARE = 0.75
-"""A video frame is scored only if this share of its 16-frame window has a usable face."""
-MATCH_WINDOW = 25
-"""Frames (1 s) over which the matched cost along the path is averaged."""
-COMPETITOR_RADIUS = 50
-"""Shifts (reference frames, 2 s) of the path whose matches compete with the path's own."""
-COMPETITOR_EXCLUSION = 5
-"""Shifts up to this many frames are the path's own valley (a window model's match is a few
-frames wide), not competitors."""
-WEAK_MATCH_FRACTION = 0.35
-"""Rows whose match margin is below this fraction of the clip's typical margin do not follow
-the vocal."""
-MIN_TYPICAL_MATCH = 0.5
-"""The clip's typical match margin (z-units) needed before weak stretches are looked for at all;
-below it the whole clip is uncertain and nothing is singled out."""
-MAX_UNRELIABLE_SHARE = 0.5
-"""At most this share of the video is singled out as not following the vocal."""
-MAX_DETOUR = 100
-"""Longest detour (frames, 4 s) of the path that `path_detours` looks for."""
-DETOUR_TOLERANCE = 2
-"""Frames within which a detour counts as back on the offset it left."""
-SPAN_MERGE_GAP = 8
-"""Unreliable stretches closer than this many frames are reported as one span."""
-MIN_SPAN_FRAMES = 3
-"""Shorter unreliable stretches are not reported (they are still bridged)."""
-MIN_WARP_GAIN = 0.2
-"""Mean cost (z-units per informative frame) by which the smoothed time map must beat the constant
-offset before it replaces it. The map, not the DTW path: a path always finds some cheaper wiggle
-through a weak cost, which smoothing removes. On real faces (LipSync + TwoTower, 204 cases of
-unseen speakers) a pure shift's map gained -0.11 to 0.23 over its constant offset (10th-90th
-percentile, median 0.00), a tempo drift's 0.04-0.98 (0.52), a cut and freeze's 0.02-0.92 (0.42)."""
-RETIMED_TOLERANCE = 1.0
-"""Frames (25 fps) a time map may depart from the constant offset before a frame counts as re-timed."""
-LIP_ACTIVITY_WINDOW = 13
-"""Frames (about 0.5 s) over which lip activity, the spread of the inner-lip opening, is measured."""
-MAX_SILENT_VOICED_SHARE = 0.1
-"""A row's aligned reference is voiceless when at most this share of the second around it is voiced."""
-TALK_ACTIVITY_FRACTION = 0.5
-"""Lips move when their activity reaches this fraction of their typical activity while the
-reference is voiced (synthetic songs: singing median 0.03-0.055, talking over a voiceless
-reference 0.03-0.05, lips at rest between lines 0.005-0.015)."""
-MIN_TALK_FRAMES = 12
-"""Shortest stretch (about 0.5 s) of moving lips over a voiceless reference that is flagged."""
 
 
 def scored_rows(valid: np.ndarray) -> np.ndarray:

@@ -21,9 +21,8 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from avsync.align.dtw import STEP_CUT, STEP_FREEZE, Alignment
+from avsync.align.tuning import JITTER_WINDOW, MAP_MIN_PIECE, MAP_TOLERANCE
 from avsync.conventions import FPS
-
-JITTER_WINDOW = 9
 
 
 @dataclass
@@ -124,7 +123,8 @@ def _smooth_run(rows: np.ndarray, refs: np.ndarray, tolerance: float, min_piece:
     return knots
 
 
-def path_to_time_map(alignment: Alignment, fps: float = FPS, *, tolerance: float = 2.0, min_piece: int = 25) -> TimeMap:
+def path_to_time_map(alignment: Alignment, fps: float = FPS, *, tolerance: float = MAP_TOLERANCE,
+                     min_piece: int = MAP_MIN_PIECE) -> TimeMap:
     """Smooth a DTW path into a :class:`TimeMap`.
 
     The path is cut into runs at the kernel's cut steps and freeze runs (the DTW pays a penalty
@@ -134,14 +134,15 @@ def path_to_time_map(alignment: Alignment, fps: float = FPS, *, tolerance: float
     ``min_piece``), and joined
     continuously; jitter of the path within +-2 frames therefore disappears while a true tempo
     change survives as a knot (a tolerance of 2 frames instead of 1: see
-    `avsync.align.dtw.DTWConfig` for the measurements). A freeze becomes two knots with equal reference time; a cut becomes a
+    `avsync.align.tuning.MAP_TOLERANCE` for the measurements). A freeze becomes two knots with equal reference time; a cut becomes a
     one-video-frame step across the skipped reference frames.
 
     Args:
         alignment: from :func:`avsync.align.dtw.align_video`, N video frames.
         fps: frame rate of both axes.
-        tolerance: largest 9-frame mean residual (frames) a line may leave within a run.
-        min_piece: shortest line piece in frames.
+        tolerance: largest 9-frame mean residual (frames) a line may leave within a run
+            (`avsync.align.tuning.MAP_TOLERANCE`, 2).
+        min_piece: shortest line piece in frames (`avsync.align.tuning.MAP_MIN_PIECE`, 25).
 
     Returns:
         The time map, covering video frames ``0..N-1``.

@@ -1,6 +1,6 @@
 """How far a shot's best offset stands out when the song does / does not contain it.
 
-Measures what `avsync.align.place.NO_MATCH_CONFIDENCE` rests on: each clip's video aligned
+Measures what `avsync.align.tuning.NO_MATCH_CONFIDENCE` rests on: each clip's video aligned
 (the shipped model, the analysis `avsync align` runs) against a 3-minute track made of other
 clips' audio, once with the clip's own audio inserted at a random place (a match: the offset
 must come out at that place) and once without (no match: any placement is wrong).
