@@ -58,7 +58,7 @@ def test_references_are_cut_and_joined_at_whole_frames(two_songs: Path, tmp_path
     assert starts == {records[0].id: 0, records[1].id: frames[0]}
     samples = read_audio(joined)
     assert len(samples) == 640 * sum(frames)
-    second = read_audio(records[1].video)[: 640 * frames[1]]
+    second = read_audio(records[1].reference_audio)[: 640 * frames[1]]
     assert np.abs(samples[640 * frames[0] :][: len(second)] - second).max() < 1e-3  # the second clip's audio starts at its frame
     again = concatenated_reference(tmp_path, records, cache)
     assert again[0] == joined and again[0].stat().st_mtime_ns == joined.stat().st_mtime_ns  # written once

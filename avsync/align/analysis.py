@@ -97,7 +97,7 @@ def align_cost(
     """Robust alignment of a normalised cost matrix to the time map, offset and confidence.
 
     The time map is the smoothed path only when it beats the constant offset clearly
-    (`avsync.align.robust.MIN_WARP_GAIN`); otherwise it is the constant offset. A video much
+    (`avsync.align.tuning.MIN_WARP_GAIN`); otherwise it is the constant offset. A video much
     shorter than its reference (a take somewhere in a song, `avsync.align.place.needs_placement`)
     is placed first by the whole song's offset curve and aligned inside a band there
     (`_align_placed`). When the video is too long to fit on the reference even at the slowest
