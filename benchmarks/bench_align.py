@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,7 +89,7 @@ def main() -> None:
         shots = folder / "shots"
         shots.mkdir()
         for index in range(SHOTS):
-            os.link(clip, shots / f"take{index:02d}.mp4")
+            shutil.copyfile(clip, shots / f"take{index:02d}.mp4")  # copies: links to one file are one take
         print(f"inputs: {CLIP_SECONDS:.0f} s {WIDTH}x{HEIGHT} {FPS:g} fps clip, {2 * PAD_SECONDS + CLIP_SECONDS:.0f} s track "
               f"(made in {time.perf_counter() - start:.1f} s); model: the shipped default; {os.cpu_count()} CPU cores")  # fmt: skip
         report, cut_report = folder / "r.json", folder / "c.json"
@@ -98,7 +99,7 @@ def main() -> None:
             ("-o, --span video, clip with a 1-s cut (re-timed)", [cut_clip],
              ["-o", str(folder / "c.mp4"), "--span", "video", "--report", str(cut_report)]),
             ("-o, --mode offset (video copied)", [clip], ["-o", str(folder / "o.mp4"), "--mode", "offset"]),
-            ("-o, --span music (3 min, first/last frame held)", [clip], ["-o", str(folder / "m.mp4")]),
+            ("-o, --span music (3 min, first/last frame held)", [clip], ["-o", str(folder / "m.mp4"), "--span", "music"]),
             (f"{SHOTS} shots in one call, analysis only", [shots], ["--out-dir", str(folder / "batch")]),
             (f"{SHOTS} shots in one call, --jobs 2", [shots], ["--out-dir", str(folder / "batch2"), "--jobs", "2"]),
         ]
