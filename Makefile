@@ -78,7 +78,7 @@ eval-real: $(STAMP) ## warped real clips of REAL's test split (../shared/data) a
 folds: $(STAMP) ## write the 5 leave-speakers-out fold manifests of REAL into experiments/real_folds/
 	$(PY) -c "import json; from avsync.evaluation.folds import write_fold_manifests as w; print(*w('$(REAL)', '$(CACHE)', 'experiments/real_folds', folds=json.load(open('experiments/real_folds/folds.json'))), sep='\n')"
 
-eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DATA) train, align its unseen speakers, pool (WITH=CKPT or WITH_EXP=EXP2's fold runs: as an ensemble, weight WITH_WEIGHT)
+eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DATA) train, align its unseen speakers, pool (WITH=CKPT or WITH_EXP=EXP2's fold runs: as an ensemble, weight WITH_WEIGHT; then also the clips UNSEEN_BY's train split never saw)
 	@set -e; for k in $(FOLDS); do \
 	    $(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
 	        --data.data=$(FOLD_DATA)/fold$$k.jsonl --data.cache=$(CACHE) \
@@ -96,7 +96,8 @@ eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DAT
 	    $(VENV)/bin/avsync eval --protocol real --data $(FOLD_DATA)/fold$$k.jsonl --split test --cache $(CACHE) \
 	        --checkpoint $$ckpt --constant --quiet --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold$$k.json; \
 	done
-	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold*.json --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/pooled.json
+	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold*.json --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/pooled.json \
+	    $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),)
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
 	$(PY) -m benchmarks
