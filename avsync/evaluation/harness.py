@@ -271,7 +271,7 @@ def draw_warp(kind: str, n_frames: int, seed: int) -> FrameMap:
     return compose(base, make_warp("shift", len(base), rng, min_frames=0), kind)
 
 
-def _case_file(folder: Path, record: ClipRecord, frame_map: FrameMap, kind: str, seed: int) -> Path:
+def case_file(folder: Path, record: ClipRecord, frame_map: FrameMap, kind: str, seed: int) -> Path:
     """The case's video: named by the source's content and the map, so it is written once."""
     digest = hashlib.blake2b(digest_size=6)
     digest.update(file_hash(record.video).encode())
@@ -374,7 +374,7 @@ def make_file_cases(records: Sequence[ClipRecord], cache: FeatureCache, case_dir
             clip_seed = int.from_bytes(record.id.encode(), "little") % 100_000 * 100
             draws = [(kind, seed, draw_warp(kind, n_frames, clip_seed + seed)) for kind in REAL_KINDS for seed in seeds]
         for kind, seed, frame_map in draws:
-            video = _case_file(folder, record, frame_map, kind, seed)
+            video = case_file(folder, record, frame_map, kind, seed)
             name = f"{record.id}:{kind}" if protocol == "synthetic" else f"{record.id}:{kind}:{seed}"
             planned.append((Case(name, kind, record.id, record.speaker, frame_map, video=video,
                                  reference=record.reference_audio, av_offset=record.av_offset), record))  # fmt: skip
@@ -451,19 +451,16 @@ def pair_band(n_frames: int) -> tuple[float, float, int]:
 
 def score(case: Case, method: str, sync: FeatureSync | None, runtime_s: float = 0.0) -> CaseResult:
     """Score an alignment against the case's truth (``sync=None``: the perfect constant offset)."""
-    offset_true = case.true_offset_frames
+    offset_true, truth, n = case.true_offset_frames, case.true_ref_index, len(case.frame_map)
     if sync is None:
-        n = len(case.frame_map)
         time_map = constant_time_map(offset_true / FPS, (n - 1) / FPS, FPS)
         offset_found, confidence, dtw_cost = offset_true, 0.0, 0.0
     else:
         time_map, offset_found, confidence = sync.time_map, sync.offset_frames, sync.confidence
         dtw_cost = alignment_cost(sync.cost, sync.alignment.path)
-    errors = frame_errors(time_map, case.true_ref_index)
+    errors = frame_errors(time_map, truth)
     offset_err = abs(offset_found - offset_true)
-    n = len(case.frame_map)
     retimed = retimed_fraction(time_map, n, offset_found)
-    truth = case.true_ref_index
     span = time_map.knots[[0, -1], 0] * FPS
     span_err = float(max(abs(span[0] - truth[0]), abs(span[1] - truth[-1])))
     return CaseResult(

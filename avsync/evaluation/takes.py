@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from avsync.conventions import FPS, SAMPLE_RATE
 from avsync.errors import AvsyncError, MediaError
-from avsync.evaluation.harness import PLACED_TOLERANCE_S, Case, CaseResult, EvalReport, compose, speaker_interval
+from avsync.evaluation.harness import PLACED_TOLERANCE_S, Case, CaseResult, EvalReport, case_file, compose, speaker_interval
 from avsync.evaluation.warp import FrameMap, make_warp, warp_video_file
 from avsync.features.audio import voiced_frames
 from avsync.features.cache import FeatureCache, file_hash
@@ -103,21 +103,6 @@ class _Song:
     voiced: np.ndarray  # bool [n_frames] sung frames (vocal stem where there is one)
 
 
-def _take_file(folder: Path, record: ClipRecord, frame_map: FrameMap, kind: str, seed: int) -> Path:
-    digest = hashlib.blake2b(digest_size=6)
-    digest.update(file_hash(record.video).encode())
-    digest.update(np.ascontiguousarray(frame_map.src_index, np.int64).tobytes())
-    return folder / f"{record.id.replace('/', '_')}_{kind}_{seed}_{digest.hexdigest()}.mp4"
-
-
-def _write_audio_once(path: Path, samples: np.ndarray) -> Path:
-    from avsync.io.media import write_audio
-
-    if not path.is_file():
-        write_audio(path, samples, SAMPLE_RATE)
-    return path
-
-
 def trimmed_reference(folder: Path, record: ClipRecord, first: int, end: int) -> Path:
     """The song's music from frame `first` to `end` (exclusive) as a WAV, written once (keyed by content).
 
@@ -126,14 +111,15 @@ def trimmed_reference(folder: Path, record: ClipRecord, first: int, end: int) ->
         record: the song.
         first, end: frames (25 fps) of the song kept.
     """
-    from avsync.io.media import read_audio
+    from avsync.io.media import read_audio, write_audio
 
     source = take_reference(record)
     name = f"{record.id.replace('/', '_')}_music_{first}_{end}_{file_hash(source)[:12]}.wav"
     if (folder / name).is_file():
         return folder / name
     samples = read_audio(source, sample_rate=SAMPLE_RATE)
-    return _write_audio_once(folder / name, samples[first * SAMPLES_PER_FRAME : end * SAMPLES_PER_FRAME])
+    write_audio(folder / name, samples[first * SAMPLES_PER_FRAME : end * SAMPLES_PER_FRAME], SAMPLE_RATE)
+    return folder / name
 
 
 def concatenated_reference(folder: Path, records: Sequence[ClipRecord], cache: FeatureCache) -> tuple[Path, dict[str, int]]:
@@ -147,7 +133,7 @@ def concatenated_reference(folder: Path, records: Sequence[ClipRecord], cache: F
     Returns:
         The WAV and the reference frame at which each clip (by id) starts.
     """
-    from avsync.io.media import read_audio
+    from avsync.io.media import read_audio, write_audio
 
     digest = hashlib.blake2b(digest_size=8)
     starts: dict[str, int] = {}
@@ -164,7 +150,7 @@ def concatenated_reference(folder: Path, records: Sequence[ClipRecord], cache: F
         for record, frames in zip(records, lengths, strict=True):
             samples = read_audio(record.reference_audio, sample_rate=SAMPLE_RATE)[: frames * SAMPLES_PER_FRAME]
             pieces.append(np.pad(samples, (0, frames * SAMPLES_PER_FRAME - len(samples))))
-        _write_audio_once(path, np.concatenate(pieces))
+        write_audio(path, np.concatenate(pieces), SAMPLE_RATE)
     return path, starts
 
 
@@ -200,7 +186,7 @@ def _song_takes(song: _Song, other: _Song, seed: int, index: int, folder: Path) 
     music = take_reference(record)
 
     def add(kind: str, frame_map: FrameMap, source: ClipRecord, reference: Path, ref_origin: int = 0, in_reference: bool = True) -> None:
-        video = _take_file(folder, source, frame_map, kind, seed)
+        video = case_file(folder, source, frame_map, kind, seed)
         name = f"{record.id}:{kind}:{seed}" + ("" if kind != "plain" else f":{len(frame_map)}")
         planned.append((Case(name, kind, source.id, source.speaker, frame_map, video=video, reference=reference,
                              ref_origin=ref_origin, in_reference=in_reference), source))  # fmt: skip
@@ -238,12 +224,12 @@ def _clip_takes(record: ClipRecord, n_frames: int, seed: int, reference: Path, w
         maps += [_warped(kind, n_frames, rng) for kind in WARPED_KINDS]
     planned = []
     for frame_map in maps:
-        video = _take_file(folder, record, frame_map, frame_map.kind, seed)
+        video = case_file(folder, record, frame_map, frame_map.kind, seed)
         planned.append((Case(f"{record.id}:{frame_map.kind}:{seed}", frame_map.kind, record.id, record.speaker, frame_map,
                              video=video, reference=reference, av_offset=record.av_offset, ref_origin=start), record))  # fmt: skip
     other = FrameMap(np.arange(n_frames), n_frames, "other")
     planned.append((Case(f"{record.id}:other:{seed}", "other", record.id, record.speaker, other,
-                         video=_take_file(folder, record, other, "plain", seed), reference=without,
+                         video=case_file(folder, record, other, "plain", seed), reference=without,
                          av_offset=record.av_offset, in_reference=False), record))  # fmt: skip
     return planned
 
