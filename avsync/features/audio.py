@@ -6,23 +6,20 @@ Video frame ``k`` covers ``[k/fps, (k+1)/fps)`` and owns mel columns ``mels_per_
 (29.97, 30 fps) are handled by resampling the video to the model's rate
 (`avsync.io.media.read_video(fps=25)`), never by bending the hop.
 
-torch and torchaudio are imported on first use: the video-only feature path (`extract_visual`,
-run in a process of its own by `avsync.pipeline.shot_features`) never loads them.
+The spectrogram is numpy's (`log_mel`): the features of every command, training's cache included,
+come from this one implementation, and no command needs torch to compute them. It is torchaudio's
+``MelSpectrogram`` (HTK mel scale, periodic Hann window, reflect padding) recomputed;
+tests/test_audio.py holds the two within 1e-3 in log power.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from avsync.conventions import FPS, MELS_PER_FRAME, SAMPLE_RATE
-
-if TYPE_CHECKING:
-    import torch
-    import torchaudio
 
 LOG_OFFSET = 1e-6
 SILENCE_DB = 30.0
@@ -79,28 +76,73 @@ class MelConfig:
         return {**dataclasses.asdict(self), "hop_length": self.hop_length, "log_offset": LOG_OFFSET}
 
 
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale: ``2595 log10(1 + f / 700)``."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    """The inverse of `hz_to_mel`."""
+    return 700.0 * (10.0 ** (np.asarray(mel, np.float64) / 2595.0) - 1.0)
+
+
 @functools.lru_cache(maxsize=8)
-def _mel_transform(cfg: MelConfig, device: torch.device) -> torchaudio.transforms.MelSpectrogram:
-    import torchaudio
+def mel_filterbank(cfg: MelConfig) -> np.ndarray:
+    """Triangular HTK mel filters without area normalisation (torchaudio's ``melscale_fbanks``).
 
-    return torchaudio.transforms.MelSpectrogram(
-        sample_rate=cfg.sample_rate,
-        n_fft=cfg.n_fft,
-        win_length=cfg.win_length,
-        hop_length=cfg.hop_length,
-        f_min=cfg.f_min,
-        f_max=cfg.f_max,
-        n_mels=cfg.n_mels,
-        center=True,
-        power=2.0,
-    ).to(device)
+    Returns:
+        float32 ``[n_fft // 2 + 1, n_mels]`` (read-only).
+    """
+    freqs = np.linspace(0.0, cfg.sample_rate // 2, cfg.n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(cfg.f_min), hz_to_mel(cfg.f_max), cfg.n_mels + 2))
+    widths = np.diff(edges)
+    slopes = edges[None, :] - freqs[:, None]  # [F, n_mels + 2]
+    down = -slopes[:, :-2] / widths[:-1]
+    up = slopes[:, 2:] / widths[1:]
+    bank = np.maximum(0.0, np.minimum(down, up)).astype(np.float32)
+    bank.flags.writeable = False
+    return bank
 
 
-def log_mel(waveform: np.ndarray | torch.Tensor, cfg: MelConfig = MelConfig()) -> torch.Tensor:
+@functools.lru_cache(maxsize=8)
+def _window(cfg: MelConfig) -> np.ndarray:
+    """Periodic Hann window of ``win_length`` samples centred in ``n_fft`` (torch.stft's padding), float32."""
+    window = np.zeros(cfg.n_fft)
+    left = (cfg.n_fft - cfg.win_length) // 2
+    window[left : left + cfg.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(cfg.win_length) / cfg.win_length)
+    window = window.astype(np.float32)
+    window.flags.writeable = False
+    return window
+
+
+COLUMN_CHUNK = 2048
+"""Mel columns computed per FFT batch: bounds the spectrogram's working memory (a 4-minute song
+at once held ~200 MB of float64 frames and spectra) at no cost in speed."""
+
+
+def _mel_power(samples: np.ndarray, columns: int, cfg: MelConfig) -> np.ndarray:
+    """Mel power of the first `columns` columns of one waveform; float32 ``[n_mels, columns]``."""
+    half = cfg.n_fft // 2
+    padded = np.pad(samples, half, mode="reflect" if len(samples) > half else "constant")
+    window, bank = _window(cfg), mel_filterbank(cfg)
+    out = np.empty((cfg.n_mels, columns), np.float32)
+    for first in range(0, columns, COLUMN_CHUNK):
+        count = min(COLUMN_CHUNK, columns - first)
+        starts = (first + np.arange(count)) * cfg.hop_length
+        frames = padded[starts[:, None] + np.arange(cfg.n_fft)[None, :]] * window  # [count, n_fft]
+        spectrum = np.fft.rfft(frames, axis=1)
+        power = spectrum.real**2 + spectrum.imag**2  # float32 [count, F]
+        out[:, first : first + count] = (power @ bank).T
+    return out
+
+
+def log_mel(waveform: np.ndarray, cfg: MelConfig = MelConfig()) -> np.ndarray:
     """Log-mel spectrogram in whole video frames.
 
     The waveform is cut to ``T = N // cfg.samples_per_frame`` whole video frames, so frame ``k``
-    owns columns ``mels_per_frame*k .. mels_per_frame*(k+1) - 1``.
+    owns columns ``mels_per_frame*k .. mels_per_frame*(k+1) - 1``. Each column is the mel power of
+    a periodic-Hann-windowed ``n_fft`` frame centred on its sample (the signal reflected at its
+    ends), as torchaudio's ``MelSpectrogram(center=True, power=2)`` with the HTK mel scale.
 
     Args:
         waveform: float ``[N]`` or ``[B, N]`` at ``cfg.sample_rate``, sample 0 at video time 0.
@@ -108,20 +150,20 @@ def log_mel(waveform: np.ndarray | torch.Tensor, cfg: MelConfig = MelConfig()) -
 
     Returns:
         float32 ``[n_mels, mels_per_frame * T]`` (or ``[B, n_mels, mels_per_frame * T]``),
-        ``log(mel power + 1e-6)``, on the waveform's device.
+        ``log(mel power + 1e-6)``.
     """
-    import torch
-
-    samples = torch.as_tensor(waveform, dtype=torch.float32)
+    samples = np.asarray(waveform, dtype=np.float32)
     if samples.ndim not in (1, 2):
         raise ValueError(f"waveform must be [N] or [B, N], got shape {tuple(samples.shape)}")
     frames = samples.shape[-1] // cfg.samples_per_frame
     columns = frames * cfg.mels_per_frame
     samples = samples[..., : frames * cfg.samples_per_frame]
     if frames == 0:
-        return samples.new_zeros((*samples.shape[:-1], cfg.n_mels, 0))
-    mel = _mel_transform(cfg, samples.device)(samples)
-    return torch.log(mel[..., :columns] + LOG_OFFSET)
+        return np.zeros((*samples.shape[:-1], cfg.n_mels, 0), np.float32)
+    rows = samples.reshape(-1, samples.shape[-1])
+    mel = np.stack([_mel_power(row, columns, cfg) for row in rows])
+    np.log(mel + np.float32(LOG_OFFSET), out=mel)
+    return mel.reshape(*samples.shape[:-1], cfg.n_mels, columns)
 
 
 def voiced_frames(log_mel: np.ndarray, silence_db: float = SILENCE_DB) -> np.ndarray:

@@ -233,5 +233,5 @@ def extract_audio(audio_path: str | Path, mel_cfg: MelConfig = MelConfig()) -> A
     if broken.any():
         first = int(np.argmax(broken)) / mel_cfg.sample_rate
         raise MediaError(f"has {int(broken.sum())} NaN or infinite samples (the first at {first:.2f} s); repair the audio", audio_path)
-    mel = log_mel(samples, mel_cfg).numpy().astype(np.float32, copy=False)
+    mel = log_mel(samples, mel_cfg)
     return AudioFeatures(mel, mel_cfg.sample_rate, mel_cfg.fps, audio_params(mel_cfg))
