@@ -78,12 +78,15 @@ eval-real: $(STAMP) ## warped real clips of REAL's test split (../shared/data) a
 folds: $(STAMP) ## write the 5 leave-speakers-out fold manifests of REAL into experiments/real_folds/
 	$(PY) -c "import json; from avsync.evaluation.folds import write_fold_manifests as w; print(*w('$(REAL)', '$(CACHE)', 'experiments/real_folds', folds=json.load(open('experiments/real_folds/folds.json'))), sep='\n')"
 
-eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DATA) train, align its unseen speakers, pool (WITH=CKPT or WITH_EXP=EXP2's fold runs: as an ensemble, weight WITH_WEIGHT; then also the clips UNSEEN_BY's train split never saw)
+TRAIN   ?= 1
+FOLDS_SUMMARY = experiments/results/folds_$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,).json
+eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DATA) train (TRAIN=0: reuse the newest fold runs), align its unseen speakers, pool (WITH=CKPT or WITH_EXP=EXP2's fold runs: as an ensemble, weight WITH_WEIGHT; then also the clips UNSEEN_BY's train split never saw); the summary to commit: FOLDS_SUMMARY
 	@set -e; for k in $(FOLDS); do \
-	    $(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
+	    if [ "$(TRAIN)" != 0 ]; then $(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
 	        --data.data=$(FOLD_DATA)/fold$$k.jsonl --data.cache=$(CACHE) \
-	        --trainer.logger.init_args.name=$(EXP)_fold$$k; \
-	    ckpt=$$(ls -t runs/$(EXP)_fold$$k/*/checkpoints/last.ckpt | head -n 1); \
+	        --trainer.logger.init_args.name=$(EXP)_fold$$k; fi; \
+	    ckpt=$$(ls -t runs/$(EXP)_fold$$k/*/checkpoints/last.ckpt 2>/dev/null | head -n 1); \
+	    test -n "$$ckpt" || { echo "error: no runs/$(EXP)_fold$$k/*/checkpoints/last.ckpt: run make eval-folds EXP=$(EXP) without TRAIN=0 first" >&2; exit 2; }; \
 	    with='$(WITH)'; \
 	    if [ -n "$(WITH_EXP)" ]; then \
 	        with=$$(ls -t runs/$(WITH_EXP)_fold$$k/*/checkpoints/last.ckpt 2>/dev/null | head -n 1); \
@@ -97,7 +100,7 @@ eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DAT
 	        --checkpoint $$ckpt --constant --quiet --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold$$k.json; \
 	done
 	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold*.json --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/pooled.json \
-	    $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),)
+	    $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),) --summary $(FOLDS_SUMMARY)
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
 	$(PY) -m benchmarks

@@ -76,3 +76,44 @@ def test_pooling_keeps_apart_the_clips_a_member_never_trained_on(tmp_path: Path,
     assert unseen["summary"]["model"]["offset_acc_shift"] == 1.0
     assert "2 results of 2 cases whose clip is in no train split" in capsys.readouterr().out
     assert main(["eval", "--pool", str(tmp_path / "fold0.json"), "--out", str(out), "--unseen-by", str(tmp_path / "none.jsonl")]) == 2
+
+
+def test_wilson_interval_of_a_share() -> None:
+    from avsync.evaluation.metrics import wilson_interval
+
+    low, high = wilson_interval(23, 24)
+    assert (round(100 * low), round(100 * high)) == (80, 99)  # the README's old "23 of 24": 80-99 %
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-3)
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_pooled_summary_to_commit_has_counts_intervals_and_the_reliable_share(tmp_path: Path, capsys) -> None:
+    def case(name: str, speaker: str, acc: float, confidence: float, method: str = "model") -> dict:
+        return {**_result(name, speaker, acc), "confidence": confidence, "method": method}
+
+    (tmp_path / "fold0.json").write_text(json.dumps({"cases": [case("a", "p", 1.0, 4.0), case("b", "q", 0.0, 3.5),
+                                                               case("a", "p", 1.0, 0.0, "constant")]}))
+    (tmp_path / "fold1.json").write_text(json.dumps({"cases": [case("c", "r", 1.0, 5.0), case("d", "s", 1.0, 1.0)]}))
+    seen_by = tmp_path / "member.jsonl"
+    seen_by.write_text(json.dumps({"id": "b", "split": "train"}) + "\n")
+    summary = tmp_path / "committed" / "folds.json"
+    argv = ["eval", "--pool", str(tmp_path / "fold0.json"), str(tmp_path / "fold1.json"), "--out", str(tmp_path / "pooled.json")]
+    assert main([*argv, "--unseen-by", str(seen_by), "--summary", str(summary)]) == 0
+    out = capsys.readouterr().out
+    assert '"reliable" (confidence > 3.2): 3 of 4 cases (75%), offset within +-1 frame on 2 of them (67%, 95% Wilson interval 21-94%)' in out
+    assert '"reliable" (confidence > 3.2): 2 of 3 cases (67%), offset within +-1 frame on 2 of them (100%' in out  # b left out
+    record = json.loads(summary.read_text())
+    pooled = record["all"]["pooled"]["model"]
+    assert (pooled["cases"], pooled["speakers"], pooled["offset_acc_shift"]) == (4, 4, 0.75)
+    assert len(pooled["offset_acc_shift_interval"]) == 2
+    assert pooled["reliable"]["reliable"] == 3 and pooled["reliable"]["right"] == 2
+    assert record["all"]["runs"][str(tmp_path / "fold1.json")]["model"]["cases"] == 2
+    assert record["unseen"]["pooled"]["model"]["cases"] == 3 and record["unseen"]["clips"] == ["a", "c", "d"]
+    assert record["all"]["pooled"]["constant"]["cases"] == 1 and "reliable" not in record["all"]["pooled"]["constant"]
+    assert "per_frame" not in summary.read_text() and summary.stat().st_size < 10_000
+    assert main([*argv[:3], "--out", str(tmp_path / "x.json"), "--summary", str(tmp_path / "s.txt")]) == 2
+    assert main(["eval", "--data", str(tmp_path), "--summary", str(tmp_path / "s.json")]) == 2
+    assert "--summary needs --pool" in capsys.readouterr().err

@@ -39,6 +39,7 @@ from avsync.evaluation.harness import (
     pair_band,
     run_evaluation,
 )
+from avsync.evaluation.summary import reliable_share, write_summary
 from avsync.evaluation.takes import format_takes_markdown, make_take_cases, takes_summary
 from avsync.evaluation.warp import MIN_FRAMES
 from avsync.features.cache import FeatureCache
@@ -90,6 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--unseen-by", metavar="MANIFEST", type=Path, nargs="+",
                         help="with --pool: also the table of the cases whose clip is in no MANIFEST's train split "
                         "(e.g. the clips an ensemble's other member never trained on), written beside --out as *_unseen.json")
+    parser.add_argument("--summary", metavar="JSON", type=Path,
+                        help="with --pool: also write a small summary to commit (per run and pooled: case counts, means, "
+                        "95 %% intervals, 'reliable' right k of n with a Wilson interval; the --unseen-by subset too)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -109,7 +113,12 @@ def _check_options(args: argparse.Namespace) -> None:
         raise AvsyncError("--out must end in .json", args.out)
     if args.out.is_dir():
         raise AvsyncError("--out is a folder; give a .json file", args.out)
-    for path in (args.out, args.plots) if args.plots is not None else (args.out,):
+    if args.summary is not None:
+        if not args.pool:
+            raise AvsyncError("--summary needs --pool (it summarises pooled runs)")
+        if args.summary.suffix.lower() != ".json" or args.summary.is_dir():
+            raise AvsyncError("--summary must be a .json file", args.summary)
+    for path in [args.out, *(p for p in (args.plots, args.summary) if p is not None)]:
         folder = _nearest_existing(path.parent)
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise AvsyncError(f"cannot write here: {folder} is not a writable folder", path)
@@ -166,31 +175,43 @@ def _write_results(out: Path, settings: dict, report: EvalReport, *, takes: bool
 
 def pool(args: argparse.Namespace) -> int:
     """Merge the per-case results of earlier runs, print and write the pooled tables."""
-    results = []
+    runs: dict[str, list[CaseResult]] = {}
     for path in args.pool:
         try:
-            results += [CaseResult(**case) for case in json.loads(path.read_text(encoding="utf-8"))["cases"]]
+            runs[str(path)] = [CaseResult(**case) for case in json.loads(path.read_text(encoding="utf-8"))["cases"]]
         except FileNotFoundError as exc:
             raise AvsyncError("file not found", path) from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AvsyncError(f"not an avsync eval result ({type(exc).__name__}: {exc})", path) from exc
+    results = [r for rows in runs.values() for r in rows]
     takes = args.protocol == "takes"
     report = EvalReport(results)
     markdown = _write_results(args.out, {"pooled": [str(p) for p in args.pool]}, report, takes=takes)
     print(f"{len(results)} results of {len({r.case for r in results})} cases from {len(args.pool)} runs")
     print(markdown)
     print(_reliability(report, args.out))
+    if not takes:
+        print(reliable_share([r for r in results if r.method == "model"]).describe())
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    unseen_clips = None
     if args.unseen_by:
         seen = _trained_on(args.unseen_by)
-        unseen = EvalReport([r for r in results if r.clip not in seen])
+        unseen_clips = {r.clip for r in results} - seen
+        unseen = EvalReport([r for r in results if r.clip in unseen_clips])
         out = args.out.with_name(f"{args.out.stem}_unseen.json")
         settings = {"pooled": [str(p) for p in args.pool], "unseen_by": [str(p) for p in args.unseen_by]}
         markdown = _write_results(out, settings, unseen, takes=takes)
         print(f"\n{len(unseen.results)} results of {len({r.case for r in unseen.results})} cases whose clip is in no train split of "
               f"{', '.join(str(p) for p in args.unseen_by)}:")  # fmt: skip
         print(markdown)
+        if not takes:
+            print(reliable_share([r for r in unseen.results if r.method == "model"]).describe())
         print(f"wrote {out} and {out.with_suffix('.md')}")
+    if args.summary is not None:
+        settings = {"pooled": [str(p) for p in args.pool], "protocol": args.protocol,
+                    "unseen_by": [str(p) for p in args.unseen_by or []]}  # fmt: skip
+        write_summary(args.summary, runs, settings=settings, unseen_clips=unseen_clips)
+        print(f"wrote {args.summary}")
     return 0
 
 

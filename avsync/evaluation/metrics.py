@@ -3,6 +3,7 @@
 * :func:`frame_errors`: per video frame, how far (in reference frames) the time map puts it from
   where it belongs; mean, median and the share within +-1 frame.
 * :func:`offset_accuracy`: the share of constant-offset estimates within +-1 frame of the truth.
+* :func:`wilson_interval`: a 95 % interval of a share from its counts (e.g. "reliable" right on k of n).
 """
 
 from __future__ import annotations
@@ -53,3 +54,24 @@ def offset_accuracy(estimated: np.ndarray, truth: np.ndarray, tolerance: float =
     """
     error = np.abs(np.asarray(estimated, np.float64) - np.asarray(truth, np.float64))
     return float((error <= tolerance + 1e-9).mean())
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % by default).
+
+    Args:
+        successes: count of successes.
+        trials: count of trials (0: the whole range, ``(0, 1)``).
+        z: the normal quantile of the coverage (1.96: 95 %).
+
+    Returns:
+        ``(low, high)`` as shares.
+    """
+    if trials < 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, got {successes} of {trials}")
+    if trials == 0:
+        return 0.0, 1.0
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    spread = z * np.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, float(centre - spread)), min(1.0, float(centre + spread))
