@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
 DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
 
-.PHONY: help install test test-fast train synth eval eval-takes eval-takes-real eval-real folds eval-folds bench sweep clean
+.PHONY: help install test test-fast train synth eval eval-takes eval-takes-real eval-real folds eval-folds eval-locked bench sweep clean
 
 help: ## list the targets and their variables
 	@echo "usage: make TARGET [VAR=value ...]"
@@ -101,6 +101,25 @@ eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DAT
 	done
 	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold*.json --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/pooled.json \
 	    $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),) --summary $(FOLDS_SUMMARY)
+
+LOCKED  ?= experiments/locked_test.jsonl
+TRAINED_ON ?=
+eval-locked: $(STAMP) ## the locked test set LOCKED (whole speakers no choice sees; docs/real_faces.md), once per shipped model: CKPT with TRAINED_ON="its train/val manifests" (checked: no locked speaker), else the shipped recipe with LipSync retrained on experiments/real_open_train.jsonl beside the shipped TwoTower
+	@set -e; ckpt='$(CKPT)'; \
+	if [ -z "$$ckpt" ]; then \
+	    $(PY) -m avsync.evaluation.locked check experiments/real_open_train.jsonl experiments/realav_split.jsonl --locked $(LOCKED); \
+	    $(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/lipsync_real.yaml \
+	        --data.data=experiments/real_open_train.jsonl --data.cache=$(CACHE) --trainer.logger.init_args.name=lipsync_real_open; \
+	    run=$$(ls -t runs/lipsync_real_open/*/checkpoints/last.ckpt | head -n 1); \
+	    $(PY) -c "from avsync.models.ensemble import combine_checkpoints as c; c(['$$run', 'avsync/models/pretrained/twotower_realsynth.ckpt'], [1.0, 2.0], '$$run.ensemble')"; \
+	    ckpt=$$run.ensemble; \
+	else \
+	    test -n "$(TRAINED_ON)" || { echo "error: CKPT needs TRAINED_ON=\"MANIFEST ...\": what it was trained and selected on, checked against the locked speakers" >&2; exit 2; }; \
+	    $(PY) -m avsync.evaluation.locked check $(TRAINED_ON) --locked $(LOCKED); \
+	fi; \
+	$(VENV)/bin/avsync eval --protocol real --data $(LOCKED) --split test --cache $(CACHE) --checkpoint $$ckpt --constant --quiet \
+	    --out results/locked/eval.json; \
+	$(VENV)/bin/avsync eval --pool results/locked/eval.json --out results/locked/pooled.json --summary experiments/results/locked.json
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
 	$(PY) -m benchmarks
