@@ -100,7 +100,7 @@ eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DAT
 	        --checkpoint $$ckpt --constant --quiet --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold$$k.json; \
 	done
 	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold*.json --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/pooled.json \
-	    $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),) --summary $(FOLDS_SUMMARY)
+	    $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),) --truths $(REAL) --summary $(FOLDS_SUMMARY)
 
 LOCKED  ?= experiments/locked_test.jsonl
 TRAINED_ON ?=
@@ -119,7 +119,7 @@ eval-locked: $(STAMP) ## the locked test set LOCKED (whole speakers no choice se
 	fi; \
 	$(VENV)/bin/avsync eval --protocol real --data $(LOCKED) --split test --cache $(CACHE) --checkpoint $$ckpt --constant --quiet \
 	    --out results/locked/eval.json; \
-	$(VENV)/bin/avsync eval --pool results/locked/eval.json --out results/locked/pooled.json --summary experiments/results/locked.json
+	$(VENV)/bin/avsync eval --pool results/locked/eval.json --out results/locked/pooled.json --truths $(LOCKED) --summary experiments/results/locked.json
 
 bench: $(STAMP) ## run the speed and memory benchmarks (benchmarks/bench_*.py)
 	$(PY) -m benchmarks

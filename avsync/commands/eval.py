@@ -39,7 +39,7 @@ from avsync.evaluation.harness import (
     pair_band,
     run_evaluation,
 )
-from avsync.evaluation.summary import reliable_share, write_summary
+from avsync.evaluation.summary import reliable_share, truth_kinds, truth_lines, write_summary
 from avsync.evaluation.takes import format_takes_markdown, make_take_cases, takes_summary
 from avsync.evaluation.warp import MIN_FRAMES
 from avsync.features.cache import FeatureCache
@@ -91,6 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--unseen-by", metavar="MANIFEST", type=Path, nargs="+",
                         help="with --pool: also the table of the cases whose clip is in no MANIFEST's train split "
                         "(e.g. the clips an ensemble's other member never trained on), written beside --out as *_unseen.json")
+    parser.add_argument("--truths", metavar="MANIFEST", type=Path,
+                        help="with --pool: the clips' manifest; also the model's scores per way each clip's truth was set "
+                        "(dataset sync, the audit's av_offset, unverified)")
     parser.add_argument("--summary", metavar="JSON", type=Path,
                         help="with --pool: also write a small summary to commit (per run and pooled: case counts, means, "
                         "95 %% intervals, 'reliable' right k of n with a Wilson interval; the --unseen-by subset too)")
@@ -113,6 +116,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise AvsyncError("--out must end in .json", args.out)
     if args.out.is_dir():
         raise AvsyncError("--out is a folder; give a .json file", args.out)
+    if args.truths is not None and not args.pool:
+        raise AvsyncError("--truths needs --pool")
     if args.summary is not None:
         if not args.pool:
             raise AvsyncError("--summary needs --pool (it summarises pooled runs)")
@@ -175,6 +180,7 @@ def _write_results(out: Path, settings: dict, report: EvalReport, *, takes: bool
 
 def pool(args: argparse.Namespace) -> int:
     """Merge the per-case results of earlier runs, print and write the pooled tables."""
+    truths = truth_kinds(args.truths) if args.truths is not None else None
     runs: dict[str, list[CaseResult]] = {}
     for path in args.pool:
         try:
@@ -192,6 +198,8 @@ def pool(args: argparse.Namespace) -> int:
     print(_reliability(report, args.out))
     if not takes:
         print(reliable_share([r for r in results if r.method == "model"]).describe())
+        if truths is not None:
+            print("\n".join(truth_lines(results, truths)))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     unseen_clips = None
     if args.unseen_by:
@@ -206,11 +214,13 @@ def pool(args: argparse.Namespace) -> int:
         print(markdown)
         if not takes:
             print(reliable_share([r for r in unseen.results if r.method == "model"]).describe())
+            if truths is not None:
+                print("\n".join(truth_lines(unseen.results, truths)))
         print(f"wrote {out} and {out.with_suffix('.md')}")
     if args.summary is not None:
         settings = {"pooled": [str(p) for p in args.pool], "protocol": args.protocol,
-                    "unseen_by": [str(p) for p in args.unseen_by or []]}  # fmt: skip
-        write_summary(args.summary, runs, settings=settings, unseen_clips=unseen_clips)
+                    "unseen_by": [str(p) for p in args.unseen_by or []], "truths": None if args.truths is None else str(args.truths)}  # fmt: skip
+        write_summary(args.summary, runs, settings=settings, unseen_clips=unseen_clips, truths=truths)
         print(f"wrote {args.summary}")
     return 0
 

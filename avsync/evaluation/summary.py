@@ -3,7 +3,8 @@
 The per-case results of `avsync eval` (``results/``) are large and stay out of the repository;
 the README's numbers come from this summary instead: per run (fold) and pooled, each method's case
 count, means and 95 % speaker-bootstrap intervals, and how often "reliable" (confidence above
-`avsync.pipeline.report.CONFIDENCE_RELIABLE`) was right, as a count with a 95 % Wilson interval.
+`avsync.pipeline.report.CONFIDENCE_RELIABLE`) was right, as a count with a 95 % Wilson interval;
+with the clips' manifest, the same per way the clip's truth was set (`truth_kind`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,44 @@ def reliable_share(results: Sequence[CaseResult], threshold: float = CONFIDENCE_
     return ReliableShare(len(results), len(above), right, threshold, low, high)
 
 
+TRUTH_KINDS = ("dataset", "audit", "unverified")
+"""How a real clip's truth (its own audio-video offset) was set: the dataset's published sync (GRID,
+LRS2, LRS3: 0); moved by the model-assisted audit (`av_offset`, docs/real_faces.md); or left at 0
+without a check that does not involve a model (issue 21 item 3)."""
+
+
+def truth_kinds(manifest: str | os.PathLike[str]) -> dict[str, str]:
+    """Clip id -> `TRUTH_KINDS` entry, from a manifest and the ``clips.csv`` beside its clips."""
+    from avsync.features.manifest import read_manifest
+    from avsync.truth.validate import DATASET_SYNCED, origin_dataset
+
+    kinds = {}
+    for record in read_manifest(manifest):
+        if record.av_offset:
+            kinds[record.id] = "audit"
+        else:
+            kinds[record.id] = "dataset" if origin_dataset(record.video) in DATASET_SYNCED else "unverified"
+    return kinds
+
+
+def truth_lines(results: Sequence[CaseResult], kinds: dict[str, str]) -> list[str]:
+    """One line per way the truth was set: the model's cases, offset accuracy on shifts (k of n) and frames within +-1."""
+    lines = []
+    rows = [r for r in results if r.method == "model"]
+    for kind in TRUTH_KINDS:
+        mine = [r for r in rows if kinds.get(r.clip) == kind]
+        if not mine:
+            continue
+        shifts = [r for r in mine if r.kind == "shift"]
+        right = sum(1 for r in shifts if r.offset_acc >= 1.0)
+        low, high = wilson_interval(right, len(shifts))
+        within = sum(r.within1 for r in mine) / len(mine)
+        lines.append(f"  truth by {kind}: {len({r.clip for r in mine})} clips, {len(mine)} cases; offset within +-1 frame on "
+                     f"{right} of {len(shifts)} shifts ({100 * right / max(1, len(shifts)):.0f}%, Wilson {100 * low:.0f}-{100 * high:.0f}%), "
+                     f"frames within +-1 {100 * within:.0f}%")  # fmt: skip
+    return lines
+
+
 def summarise_report(report: EvalReport, *, intervals: bool = True) -> dict:
     """Per method: case count, the Markdown table's means (and their speaker-bootstrap intervals).
 
@@ -98,7 +137,7 @@ def summarise_report(report: EvalReport, *, intervals: bool = True) -> dict:
 
 
 def write_summary(out: str | os.PathLike[str], runs: dict[str, Sequence[CaseResult]], *, settings: dict,
-                  unseen_clips: set[str] | None = None) -> dict:
+                  unseen_clips: set[str] | None = None, truths: dict[str, str] | None = None) -> dict:
     """Write the pooled summary (and each run's) as small JSON, atomically.
 
     Args:
@@ -106,6 +145,8 @@ def write_summary(out: str | os.PathLike[str], runs: dict[str, Sequence[CaseResu
         runs: each pooled run's name (e.g. its results file) and its per-case results.
         settings: what was pooled and how (written as they are).
         unseen_clips: when given, the same summaries restricted to these clips (``unseen``).
+        truths: clip id -> how its truth was set (`truth_kinds`); when given, ``by_truth`` summaries too
+            (clips it does not list are in none).
 
     Returns:
         What was written.
@@ -113,7 +154,12 @@ def write_summary(out: str | os.PathLike[str], runs: dict[str, Sequence[CaseResu
     def block(keep: Callable[[CaseResult], bool]) -> dict:
         per_run = {name: summarise_report(EvalReport([r for r in rows if keep(r)]), intervals=False)
                    for name, rows in runs.items()}  # fmt: skip
-        return {"pooled": summarise_report(EvalReport([r for rows in runs.values() for r in rows if keep(r)])), "runs": per_run}
+        kept = [r for rows in runs.values() for r in rows if keep(r)]
+        out = {"pooled": summarise_report(EvalReport(kept)), "runs": per_run}
+        if truths is not None:
+            out["by_truth"] = {kind: summarise_report(EvalReport([r for r in kept if truths.get(r.clip) == kind]))
+                               for kind in TRUTH_KINDS if any(truths.get(r.clip) == kind for r in kept)}  # fmt: skip
+        return out
 
     record = {**settings, "all": block(lambda r: True)}
     if unseen_clips is not None:
