@@ -34,7 +34,7 @@ class VisualParams:
     """Everything that determines a video's visual features.
 
     Attributes:
-        backend: landmark backend, ``"dlib"`` or ``"fan"``.
+        backend: landmark backend, ``"dlib"``, ``"fan"`` or ``"mesh"`` (`avsync.features.landmarks`).
         fan_detector: FAN's face detector, ``"dlib"`` or ``"sfd"``.
         device: torch device for FAN; None: CUDA when present. Not part of the cache key.
         work_width: frames wider than this are decoded downscaled to it (aspect kept).

@@ -1,4 +1,4 @@
-"""68-point iBUG face landmarks behind one interface, from dlib (default) or FAN.
+"""68-point iBUG face landmarks behind one interface, from dlib (default), FAN or MediaPipe's mesh.
 
 A backend finds face boxes in a frame (``detect``) and places the 68 landmarks inside a box
 (``predict``). Boxes are float ``[4]`` arrays ``(x0, y0, x1, y1)`` in the pixel coordinates of
@@ -10,6 +10,8 @@ by both backends.
 - ``fan``: face-alignment's 2D FAN (GPU when present). Its weights are read from
   ``$TORCH_HOME/hub/checkpoints`` and never downloaded; faces are found with dlib's HOG
   detector (``fan_detector="dlib"``) or with S3FD (``fan_detector="sfd"``, needs its weights too).
+- ``mesh``: MediaPipe's BlazeFace detector and 468-point face mesh through LiteRT, the 68 points
+  read off the mesh (`avsync.features.mesh`); CPU, the model files ship in the package.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 
 from avsync.errors import AvsyncError
 
-BACKENDS = ("dlib", "fan")
+BACKENDS = ("dlib", "fan", "mesh")
 FAN_DETECTORS = ("dlib", "sfd")
 NUM_LANDMARKS = 68
 MOUTH = slice(48, 68)
@@ -242,16 +244,16 @@ def make_backend(name: str, *, device: str | None = None, fan_detector: str = "d
     """The landmark backend called ``name``, built once per process (loading models takes seconds).
 
     Args:
-        name: ``"dlib"`` or ``"fan"``.
-        device: torch device for FAN (ignored by dlib).
+        name: ``"dlib"``, ``"fan"`` or ``"mesh"``.
+        device: torch device for FAN (ignored by dlib and mesh).
         fan_detector: FAN's face detector, ``"dlib"`` or ``"sfd"``.
         upsample: HOG detector upsampling.
 
     Raises:
         AvsyncError: for an unknown backend name.
     """
-    if name == "dlib":
-        return _built_backend(name, None, "dlib", upsample)
+    if name in ("dlib", "mesh"):
+        return _built_backend(name, None, "dlib", upsample if name == "dlib" else 0)
     if name == "fan":
         return _built_backend(name, device, fan_detector, upsample)
     raise AvsyncError(f"unknown landmark backend {name!r}; choose one of {', '.join(BACKENDS)}")
@@ -261,6 +263,10 @@ def make_backend(name: str, *, device: str | None = None, fan_detector: str = "d
 def _built_backend(name: str, device: str | None, fan_detector: str, upsample: int) -> LandmarkBackend:
     if name == "dlib":
         return DlibLandmarks(upsample)
+    if name == "mesh":
+        from avsync.features.mesh import MeshLandmarks
+
+        return MeshLandmarks()
     return FanLandmarks(device, fan_detector, upsample)
 
 
