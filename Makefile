@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
 DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
 
-.PHONY: help install test test-fast train synth eval eval-takes eval-takes-real eval-real folds eval-folds eval-locked bench sweep clean
+.PHONY: help install test test-fast train export synth eval eval-takes eval-takes-real eval-real folds eval-folds eval-locked bench sweep clean
 
 help: ## list the targets and their variables
 	@echo "usage: make TARGET [VAR=value ...]"
@@ -50,6 +50,10 @@ train: $(STAMP) $(DEFAULT_DATA) ## train experiment EXP (experiments/EXP.yaml) o
 	    $(if $(filter command line,$(origin DATA)),--data.data=$(DATA),) \
 	    $(if $(filter command line,$(origin CACHE)),--data.cache=$(CACHE),) \
 	    $(if $(filter-out 0,$(GPUS)),--trainer.accelerator=gpu --trainer.devices=$(GPUS) --trainer.strategy=ddp,)
+
+SHIPPED_CKPTS := $(wildcard avsync/models/pretrained/*.ckpt)
+export: $(STAMP) ## export CKPT (default: the shipped models) to ONNX beside it (X.ckpt -> X.onnx): avsync align/check then run it without torch; part of shipping a model
+	$(PY) -m avsync.models.export $(or $(CKPT),$(SHIPPED_CKPTS))
 
 eval: $(STAMP) $(DEFAULT_DATA) ## DTW alignment cost and frame error of CKPT (default: newest from make train, else the shipped model)
 	$(VENV)/bin/avsync eval --checkpoint $(or $(CKPT),$(if $(wildcard runs/*/*/checkpoints/*.ckpt),latest,shipped)) \

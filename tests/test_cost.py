@@ -28,7 +28,8 @@ def tiny_inputs(n: int = 24, m: int = 30, seed: int = 0) -> tuple[np.ndarray, np
 def test_windows_are_centred_and_edge_padded() -> None:
     crops = np.arange(20, dtype=np.uint8)[:, None, None] * np.ones((1, 64, 64), np.uint8)
     clips = video_windows(crops, np.array([0, 10, 19]))
-    first_pixel = (clips[:, :, 0, 0] * 255).round().int().numpy()
+    assert clips.dtype == np.float32
+    first_pixel = (clips[:, :, 0, 0] * 255).round().astype(int)
     assert first_pixel[1].tolist() == list(range(2, 18))  # frame 10 sits at position 8
     assert first_pixel[0].tolist() == [0] * 9 + list(range(1, 8))
     assert first_pixel[2].tolist() == list(range(11, 20)) + [19] * 7
@@ -47,7 +48,7 @@ def test_two_tower_matrix_equals_pair_forward() -> None:
     assert logits.shape == (24, 30)
     rows, cols = np.array([0, 5, 23, 11]), np.array([29, 0, 3, 11])
     with torch.no_grad():
-        pairs = model(video_windows(crops, rows), audio_windows(log_mel, cols)).numpy()
+        pairs = model(torch.from_numpy(video_windows(crops, rows)), torch.from_numpy(audio_windows(log_mel, cols))).numpy()
     np.testing.assert_allclose(logits[rows, cols], pairs, rtol=1e-4, atol=1e-4)
 
 
@@ -63,7 +64,7 @@ def test_pair_model_band_and_full() -> None:
     assert np.isnan(banded[~inside]).all()
     np.testing.assert_allclose(banded[inside], full[inside], rtol=1e-4, atol=1e-4)
     with torch.no_grad():
-        pair = model(video_windows(crops, np.array([4])), audio_windows(log_mel, np.array([7]))).item()
+        pair = model(torch.from_numpy(video_windows(crops, np.array([4]))), torch.from_numpy(audio_windows(log_mel, np.array([7])))).item()
     assert full[4, 7] == pytest.approx(pair, abs=1e-4)
     assert model.training is False
     with pytest.raises(ValueError, match="band"):

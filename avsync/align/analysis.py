@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
-import torch
 
 from avsync.align.cost import cost_matrix
 from avsync.align.dtw import Alignment, DTWConfig, align_video
-from avsync.align.place import needs_placement, placement_band, song_offset_curve
+from avsync.align.place import near_candidates, needs_placement, placement_band, song_offset_curve
 from avsync.align.robust import (
     lip_activity,
     offset_confidence,
@@ -36,7 +37,7 @@ from avsync.align.timemap import (
     estimate_offset,
     path_to_time_map,
 )
-from avsync.align.tuning import COMPETITOR_RADIUS, MIN_WARP_GAIN, PLACED_MIN_WARP_GAIN
+from avsync.align.tuning import CAMERA_LIPS_RADIUS, COMPETITOR_RADIUS, MIN_WARP_GAIN, PLACED_MIN_WARP_GAIN
 from avsync.conventions import FPS, MELS_PER_FRAME
 from avsync.errors import AvsyncError
 from avsync.features.audio import voiced_frames
@@ -93,6 +94,7 @@ def align_cost(
     offset_frames: float | None = None,
     fps: float = FPS,
     dtw_config: DTWConfig | None = None,
+    candidates: Sequence[float] | None = None,
 ) -> FeatureSync:
     """Robust alignment of a normalised cost matrix to the time map, offset and confidence.
 
@@ -115,6 +117,10 @@ def align_cost(
         fps: frame rate of both.
         dtw_config: DTW constraints (default `DTWConfig()`: subsequence, tempo 0.9-1.1, cuts and
             freezes allowed).
+        candidates: offsets (frames) where something other than the lips puts a take (its own
+            sound, `avsync.align.audio_match`): a placed take is placed near the best of them
+            (`avsync.align.place.near_candidates`, `avsync.align.tuning.CAMERA_LIPS_RADIUS`);
+            None or empty: by the lips alone. Clips covering their reference ignore them.
     """
     config = dtw_config or DTWConfig()
     n, m = raw_cost.shape
@@ -123,6 +129,8 @@ def align_cost(
         return _align_music_inside_video(raw_cost, scored, offset_frames, fps, dtw_config)
     if config.band_radius is None and needs_placement(n, m):
         song = song_offset_curve(raw_cost, scored, ref_voiced, fps)
+        if song is not None and candidates:
+            song = near_candidates(song, candidates, CAMERA_LIPS_RADIUS, fps)
         if song is not None:  # else too little of a face to place: the path searches the whole song
             return _align_placed(raw_cost, scored, ref_voiced, landmarks, offset_frames, fps, config, song)
     return _align_path(raw_cost, scored, ref_voiced, landmarks, offset_frames, fps, config, MIN_WARP_GAIN)
@@ -223,12 +231,13 @@ def sync_features(
     mouth_crops: np.ndarray,
     valid: np.ndarray,
     log_mel: np.ndarray,
-    network: torch.nn.Module,
+    network: Any,
     *,
     landmarks: np.ndarray | None = None,
     fps: float = FPS,
     dtw_config: DTWConfig | None = None,
     band: tuple[float, float, int] | None = None,
+    candidates: Sequence[float] | None = None,
     batch_size: int = 256,
     progress: bool = False,
 ) -> FeatureSync:
@@ -238,13 +247,15 @@ def sync_features(
         mouth_crops: uint8 [N, 64, 64] at `fps`.
         valid: bool [N] usable-face mask.
         log_mel: float32 [80, 4M] of the reference.
-        network: the model (`avsync.models.checkpoints.LoadedModel.network`).
+        network: the model (`avsync.models.checkpoints.LoadedModel.network`: a torch network or
+            its onnxruntime counterpart, `avsync.models.runtime`).
         landmarks: float [N, 68, 2] of the video, NaN where no face (see `align_cost`); networks
             that read lip geometry (`avsync.models.video_input`) get it from them.
         fps: frame rate of both (the model's 25 fps).
         dtw_config: DTW constraints (see `align_cost`).
         band: ``(offset, slope, radius)``: score (a pair model) and search only the cells within
             `radius` of ``j = offset + slope * i``; None: every cell.
+        candidates: where the take's own sound puts it (see `align_cost`).
         batch_size: windows or pairs per forward pass.
         progress: show a progress bar while scoring.
 
@@ -265,6 +276,6 @@ def sync_features(
         shape = f"{len(valid)}x{log_mel.shape[1] // MELS_PER_FRAME}"
         raise AvsyncError(f"{type(network).__name__} cannot align {shape} frames ({exc}); use a TwoTower checkpoint") from exc
     scored = time.perf_counter()
-    sync = align_cost(raw_cost, rows, ref_voiced, landmarks=landmarks, fps=fps, dtw_config=dtw_config)
+    sync = align_cost(raw_cost, rows, ref_voiced, landmarks=landmarks, fps=fps, dtw_config=dtw_config, candidates=candidates)
     sync.timings = {"cost": scored - started, "dtw": time.perf_counter() - scored}
     return sync

@@ -15,23 +15,27 @@ z-scale over the scored, usable cells: ``(c - median) / (1.4826 * MAD)``, so DTW
 the same for every model. Cells that carry no information get 0 (the median), so they never pull
 the path anywhere: video frames without a usable face, silent reference frames (no vocal), and
 pairs outside the band.
+
+The networks are called on numpy arrays: the onnxruntime networks of `avsync.models.runtime`
+(what `avsync align`, the shoot and `avsync check` load; this module never imports torch) take
+them as they are; a torch network (training's callbacks, `avsync eval`, checkpoints without an
+export) gets them as tensors on its device (`_call`), so both run the same windows, batches and
+normalisation.
 """
 
 from __future__ import annotations
 
 import itertools
 import weakref
+from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 from tqdm import tqdm
 
+from avsync.conventions import MELS_PER_FRAME, WINDOW_FRAMES
 from avsync.features.cache import array_checksum
 from avsync.features.lips import lip_geometry
-from avsync.models import video_input
-from avsync.models.ensemble import Ensemble
-from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
+from avsync.models import is_ensemble, video_input
 
 HALF_WINDOW = WINDOW_FRAMES // 2
 MAX_FULL_PAIRS = 250_000
@@ -41,7 +45,7 @@ WINDOW_BATCH = 64
 180 MB more at the peak of a 30-s shot against a 3-minute track; 64 are as fast."""
 
 
-def video_windows(video: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+def video_windows(video: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Video windows centred on the given frames: mouth clips, or lip-geometry windows.
 
     Args:
@@ -49,14 +53,16 @@ def video_windows(video: np.ndarray, rows: np.ndarray) -> torch.Tensor:
         rows: int [B] frame indices.
 
     Returns:
-        float [B, 16, 64, 64] in 0..1 (crops), or float [B, 16, C] (geometry).
+        float32 [B, 16, 64, 64] in 0..1 (crops), or float32 [B, 16, C] (geometry).
     """
     index = np.clip(rows[:, None] - HALF_WINDOW + np.arange(WINDOW_FRAMES)[None, :], 0, len(video) - 1)
-    windows = torch.from_numpy(video[index]).float()
-    return windows.div_(255.0) if video.dtype == np.uint8 else windows
+    windows = video[index].astype(np.float32)
+    if video.dtype == np.uint8:
+        windows /= np.float32(255.0)
+    return windows
 
 
-def audio_windows(log_mel: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+def audio_windows(log_mel: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Log-mel windows centred on the given reference frames.
 
     Args:
@@ -64,20 +70,32 @@ def audio_windows(log_mel: np.ndarray, cols: np.ndarray) -> torch.Tensor:
         cols: int [B] reference frame indices.
 
     Returns:
-        float [B, 80, 64].
+        float32 [B, 80, 64].
     """
     width = WINDOW_FRAMES * MELS_PER_FRAME
     index = np.clip(MELS_PER_FRAME * (cols[:, None] - HALF_WINDOW) + np.arange(width)[None, :], 0, log_mel.shape[1] - 1)
-    return torch.from_numpy(np.ascontiguousarray(log_mel[:, index].transpose(1, 0, 2))).float()
+    return np.ascontiguousarray(log_mel[:, index].transpose(1, 0, 2), dtype=np.float32)
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def _is_torch(network: Any) -> bool:
+    """Whether a network is a torch module (it has parameters), not an onnxruntime one."""
+    return hasattr(network, "parameters")
 
 
-@torch.inference_mode()
+def _call(network: Any, method: str, *arrays: np.ndarray) -> np.ndarray:
+    """``network.method(*arrays)`` as float32 numpy: a torch network gets tensors on its device, in inference mode."""
+    if not _is_torch(network):
+        return getattr(network, method)(*arrays)
+    import torch  # loaded already: the network is a torch module
+
+    device = next(network.parameters()).device
+    with torch.inference_mode():
+        result = getattr(network, method)(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays))
+        return result.float().cpu().numpy()
+
+
 def model_logits(
-    model: nn.Module,
+    model: Any,
     mouth_crops: np.ndarray,
     log_mel: np.ndarray,
     *,
@@ -89,7 +107,8 @@ def model_logits(
 
     Args:
         model: a TwoTower (all pairs, through embeddings), a LipSync (``sequence_logits``) or any
-            network with ``score_candidates`` (pairs inside ``band``).
+            network with ``score_candidates`` (pairs inside ``band``); torch's or onnxruntime's
+            (`avsync.models.runtime`).
         mouth_crops: uint8 [N, 64, 64] of the video (float [N, C] lip geometry for a network whose
             ``video_input`` is ``"lips"``).
         log_mel: float [80, 4M] of the reference.
@@ -103,8 +122,9 @@ def model_logits(
     """
     if mouth_crops.ndim not in (2, 3):
         raise ValueError(f"video features must be grayscale crops [T, 64, 64] or lip geometry [T, C], got {mouth_crops.shape}")
-    was_training = model.training
-    model.eval()
+    was_training = _is_torch(model) and model.training
+    if _is_torch(model):
+        model.eval()
     try:
         if hasattr(model, "sequence_logits"):  # LipSync: whole sequences at once
             return model.sequence_logits(mouth_crops, log_mel)
@@ -112,47 +132,46 @@ def model_logits(
             return _two_tower_logits(model, mouth_crops, log_mel, min(batch_size, WINDOW_BATCH), progress)
         return _pair_logits(model, mouth_crops, log_mel, band, batch_size, progress)
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train(True)
 
 
-_song_embeddings: weakref.WeakKeyDictionary[nn.Module, tuple[str, torch.Tensor]] = weakref.WeakKeyDictionary()
+_song_embeddings: weakref.WeakKeyDictionary[Any, tuple[str, np.ndarray]] = weakref.WeakKeyDictionary()
 """Per two-tower model, the audio embeddings of the last reference it embedded, keyed by the
 reference's content and the weights' versions: many shots aligned against one song
 (`avsync.pipeline.shots`) embed the song once."""
 
 
-def _two_tower_logits(model: nn.Module, mouth_crops: np.ndarray, log_mel: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
-    device = _device(model)
+def _two_tower_logits(model: Any, mouth_crops: np.ndarray, log_mel: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
     starts_v = range(0, len(mouth_crops), batch_size)
     bar = tqdm(total=len(starts_v), desc="embed", unit="batch", disable=not progress, leave=False)
     video_emb = []
     for start in starts_v:
         rows = np.arange(start, min(len(mouth_crops), start + batch_size))
-        video_emb.append(model.encode_video(video_windows(mouth_crops, rows).to(device)))
+        video_emb.append(_call(model, "encode_video", video_windows(mouth_crops, rows)))
         bar.update()
     bar.close()
     audio_emb = _reference_embeddings(model, log_mel, batch_size)
-    return model.score(torch.cat(video_emb), audio_emb).float().cpu().numpy()
+    return _call(model, "score", np.concatenate(video_emb), audio_emb)
 
 
-def _reference_embeddings(model: nn.Module, log_mel: np.ndarray, batch_size: int) -> torch.Tensor:
-    """A two-tower model's audio embeddings of every reference frame ``[M, D]``, remembered per model."""
-    # the weights' version counters too: training changes them in place between two calls
-    weights = ",".join(str(tensor._version) for tensor in itertools.chain(model.parameters(), model.buffers()))
+def _reference_embeddings(model: Any, log_mel: np.ndarray, batch_size: int) -> np.ndarray:
+    """A two-tower model's audio embeddings of every reference frame float32 ``[M, D]``, remembered per model."""
+    # a torch model's weights' version counters too: training changes them in place between two calls
+    weights = ",".join(str(tensor._version) for tensor in itertools.chain(model.parameters(), model.buffers())) if _is_torch(model) else ""
     key = f"{array_checksum(log_mel)}{log_mel.shape}{log_mel.dtype}{weights}"
     remembered = _song_embeddings.get(model)
     if remembered is not None and remembered[0] == key:
         return remembered[1]
-    device, m = _device(model), log_mel.shape[1] // MELS_PER_FRAME
-    audio_emb = [model.encode_audio(audio_windows(log_mel, np.arange(start, min(m, start + batch_size))).to(device))
+    m = log_mel.shape[1] // MELS_PER_FRAME
+    audio_emb = [_call(model, "encode_audio", audio_windows(log_mel, np.arange(start, min(m, start + batch_size))))
                  for start in range(0, m, batch_size)]  # fmt: skip
-    embeddings = torch.cat(audio_emb)
+    embeddings = np.concatenate(audio_emb)
     _song_embeddings[model] = (key, embeddings)
     return embeddings
 
 
-@torch.inference_mode()
-def embed_reference(model: nn.Module, log_mel: np.ndarray, batch_size: int = WINDOW_BATCH) -> None:
+def embed_reference(model: Any, log_mel: np.ndarray, batch_size: int = WINDOW_BATCH) -> None:
     """Embed a reference ahead of its video, for the two-tower networks in `model` (an ensemble's
     members too); `cost_matrix` then reuses the embeddings. Other networks need nothing ahead.
 
@@ -161,19 +180,20 @@ def embed_reference(model: nn.Module, log_mel: np.ndarray, batch_size: int = WIN
         log_mel: float [80, 4M] of the reference.
         batch_size: windows per forward pass.
     """
-    for network in model.members if isinstance(model, Ensemble) else [model]:
+    for network in model.members if is_ensemble(model) else [model]:
         if hasattr(network, "encode_video") and hasattr(network, "encode_audio"):
-            was_training = network.training
-            network.eval()
+            was_training = _is_torch(network) and network.training
+            if _is_torch(network):
+                network.eval()
             try:
                 _reference_embeddings(network, log_mel, min(batch_size, WINDOW_BATCH))
             finally:
-                network.train(was_training)
+                if was_training:
+                    network.train(True)
 
 
-def _pair_logits(model: nn.Module, mouth_crops: np.ndarray, log_mel: np.ndarray, band: tuple[float, float, int] | None,
+def _pair_logits(model: Any, mouth_crops: np.ndarray, log_mel: np.ndarray, band: tuple[float, float, int] | None,
                  batch_size: int, progress: bool) -> np.ndarray:
-    device = _device(model)
     n, m = len(mouth_crops), log_mel.shape[1] // MELS_PER_FRAME
     if band is None:
         if n * m > MAX_FULL_PAIRS:
@@ -194,7 +214,7 @@ def _pair_logits(model: nn.Module, mouth_crops: np.ndarray, log_mel: np.ndarray,
         clipped = np.clip(cols, 0, m - 1)
         mel = audio_windows(log_mel, clipped.ravel())
         mel = mel.reshape(len(rows), width, *mel.shape[1:])
-        scores = model.score_candidates(video_windows(mouth_crops, rows).to(device), mel.to(device)).float().cpu().numpy()
+        scores = _call(model, "score_candidates", video_windows(mouth_crops, rows), mel)
         r, k = np.nonzero(inside)
         logits[rows[r], cols[r, k]] = scores[r, k]
     return logits
@@ -247,7 +267,7 @@ def normalise_cost(raw: np.ndarray, video_valid: np.ndarray | None = None, ref_a
 
 
 def cost_matrix(
-    model: nn.Module,
+    model: Any,
     mouth_crops: np.ndarray,
     log_mel: np.ndarray,
     *,
@@ -262,7 +282,7 @@ def cost_matrix(
 
     Args:
         model: TwoTower, LipSync, pair network, or an `Ensemble` of them (the weighted sum of its
-            members' normalised costs, normalised again).
+            members' normalised costs, normalised again); torch's or onnxruntime's.
         mouth_crops: uint8 [N, 64, 64].
         log_mel: float [80, 4M].
         landmarks: float [N, 68, 2], NaN where no face: the lip geometry of networks that read it
@@ -276,7 +296,7 @@ def cost_matrix(
     Returns:
         float64 [N, M].
     """
-    if isinstance(model, Ensemble):
+    if is_ensemble(model):
         total = sum(weight * cost_matrix(member, mouth_crops, log_mel, landmarks=landmarks, video_valid=video_valid,
                                          ref_active=ref_active, band=band, batch_size=batch_size, progress=progress)
                     for member, weight in zip(model.members, model.weights, strict=True))  # fmt: skip

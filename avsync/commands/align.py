@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "align",
         help="sync a video (or many shots) to a music track by watching the lips",
-        description="Align VIDEO (its own audio is ignored) to the reference track MUSIC by the singer's lips. "
+        description="Align VIDEO to the reference track MUSIC by the singer's lips; where VIDEO's own audio is the "
+        "music (playback heard by the camera), it places the take too and the lips give the performance's offset. "
         "Prints the offset, its confidence and how much of the video is re-timed; writes a JSON report, a "
         "PNG of the cost matrix and path, and with -o the synced video (H.264, MUSIC as AAC audio). "
         "Without -o it only analyses. Several shots (or a folder of them) with --out-dir: the model and the "
@@ -69,6 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--face", default="largest", metavar="WHICH",
                         help="the face to follow when several are in the picture: largest (default), left, right, "
                         "or X,Y (the face nearest that point, as fractions of the frame, e.g. 0.7,0.4)")
+    parser.add_argument("--ignore-camera-audio", action="store_true",
+                        help="do not match the video's own audio against the music (by default, where the camera heard "
+                        "the playback, it places the take and the report compares it with the lips)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--cache", metavar="DIR", type=Path, help="feature cache folder (reuse features between runs)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")
@@ -230,13 +234,14 @@ def run(args: argparse.Namespace) -> int:
 
     visual_params = VisualParams.following(args.face)
     with shot_in_background(args.video, args.cache, visual_params, progress=not args.quiet) as shot:
-        from avsync.models.checkpoints import load_model
+        from avsync.models.runtime import load_inference_model
         from avsync.pipeline.sync import analyse
 
         imported = time.perf_counter()
-        model = load_model(args.checkpoint, args.device)
+        model = load_inference_model(args.checkpoint, args.device)
         loaded = time.perf_counter()
-        analysis = analyse(inputs, model, cache_dir=args.cache, visual_params=visual_params, shot=shot, progress=not args.quiet)
+        analysis = analyse(inputs, model, cache_dir=args.cache, visual_params=visual_params, shot=shot,
+                           camera_audio=not args.ignore_camera_audio, progress=not args.quiet)  # fmt: skip
     analysis.timings = {"checks": checked - started, "imports": imported - checked, "model": loaded - imported, **analysis.timings}
     with contextlib.nullcontext() if args.force else keep_existing():
         return _write_outputs(args, analysis, started)

@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     check_outputs({"--report": args.report}, [path for path in (args.video, args.audio) if path is not None], args.force)
 
     from avsync.features.extract import VisualParams
-    from avsync.models.checkpoints import load_model
+    from avsync.models.runtime import load_inference_model
     from avsync.pipeline.check import build_check_report, check_sync, summarise_check
 
-    model = load_model(args.checkpoint, args.device)
+    model = load_inference_model(args.checkpoint, args.device)
     analysis, estimate, events = check_sync(inputs, model, cache_dir=args.cache, visual_params=VisualParams.following(args.face),
                                             progress=not args.quiet)  # fmt: skip
     report = build_check_report(analysis, estimate, events, time.perf_counter() - started)

@@ -5,6 +5,10 @@ Training (`make train`, `avsync fit`) saves Lightning checkpoints under ``runs/`
 rebuild the network, so the file alone is enough. The default checkpoint is the model shipped with
 avsync (`avsync.models.pretrained`, also named ``shipped``); ``latest`` names the newest ``*.ckpt`` anywhere
 under ``runs/`` (by modification time).
+
+`load_model` rebuilds the torch network (training's callbacks, `avsync eval`); the commands that
+only run the networks (`avsync align`, the shoot, `avsync check`) load their ONNX export instead
+(`avsync.models.runtime.load_inference_model`). torch is imported only when a network is loaded.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from avsync.errors import AvsyncError
-from avsync.models import build_network
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_RUNS_DIR = Path("runs")
 LATEST = "latest"
@@ -34,18 +38,19 @@ class LoadedModel:
     """A network ready for inference.
 
     Attributes:
-        network: the `nn.Module` (``PosterCNN`` or ``TwoTower``) in eval mode on `device`.
+        network: the torch `nn.Module` in eval mode on `device` (`load_model`), or its onnxruntime
+            counterpart (`avsync.models.runtime`; the same methods on numpy arrays).
         path: the checkpoint file.
-        device: where the network lives.
+        device: where the network runs (``cpu``, ``cuda:0``; ``onnxruntime`` for an ONNX export).
     """
 
-    network: nn.Module
+    network: Any
     path: Path
-    device: torch.device
+    device: str
 
     def describe(self) -> dict:
         """The checkpoint path and the network class (for reports)."""
-        return {"checkpoint": str(self.path), "network": type(self.network).__name__}
+        return {"checkpoint": str(self.path), "network": getattr(self.network, "network_name", type(self.network).__name__)}
 
 
 def find_latest_checkpoint(runs_dir: str | os.PathLike[str] = DEFAULT_RUNS_DIR) -> Path:
@@ -87,6 +92,20 @@ def resolve_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
     return Path(checkpoint)
 
 
+def existing_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path:
+    """`resolve_checkpoint`, then the file must exist and not be a folder.
+
+    Raises:
+        AvsyncError: no such file (see also `resolve_checkpoint`).
+    """
+    path = resolve_checkpoint(checkpoint)
+    if not path.exists():
+        raise AvsyncError("checkpoint not found", path)
+    if path.is_dir():
+        raise AvsyncError("is a folder, not a model checkpoint", path)
+    return path
+
+
 def resolve_device(device: str) -> torch.device:
     """Turn ``auto``/``cpu``/``cuda`` (or ``cuda:N``) into a torch device.
 
@@ -96,6 +115,8 @@ def resolve_device(device: str) -> torch.device:
     Raises:
         AvsyncError: an unknown name, or CUDA asked for but not available.
     """
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
@@ -111,12 +132,12 @@ NETWORK_PREFIX = "model."
 """Prefix of the network's weights in a checkpoint's ``state_dict`` (`LitAVSync.model`)."""
 
 
-def network_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def network_weights(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """The network's entries of a checkpoint's ``state_dict`` (``model.*``), without the prefix."""
     return {key.removeprefix(NETWORK_PREFIX): value for key, value in state_dict.items() if key.startswith(NETWORK_PREFIX)}
 
 
-def network_from_checkpoint(checkpoint: dict) -> nn.Module:
+def network_from_checkpoint(checkpoint: dict) -> torch.nn.Module:
     """Rebuild the network of a loaded Lightning checkpoint of `avsync.training.lit_module.LitAVSync`.
 
     Reads only ``hyper_parameters["model"]`` (the `avsync.models.describe` description that
@@ -134,6 +155,8 @@ def network_from_checkpoint(checkpoint: dict) -> nn.Module:
     """
     if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError("no hyper_parameters and state_dict (not a Lightning checkpoint)")
+    from avsync.models.layers import build_network
+
     network = build_network(checkpoint["hyper_parameters"]["model"])
     network.load_state_dict(network_weights(checkpoint["state_dict"]))
     return network
@@ -153,11 +176,9 @@ def load_model(checkpoint: str | os.PathLike[str] | None, device: str = "auto") 
         AvsyncError: missing file, a file that is not an avsync checkpoint, no checkpoint at
             all, or an unavailable device.
     """
-    path = resolve_checkpoint(checkpoint)
-    if not path.exists():
-        raise AvsyncError("checkpoint not found", path)
-    if path.is_dir():
-        raise AvsyncError("is a folder, not a model checkpoint", path)
+    path = existing_checkpoint(checkpoint)
+    import torch
+
     target = resolve_device(device)
     try:
         # weights_only: tensors and plain containers only, so a crafted file cannot run code on load;
@@ -174,4 +195,4 @@ def load_model(checkpoint: str | os.PathLike[str] | None, device: str = "auto") 
         raise AvsyncError(f"not an avsync model checkpoint ({first_line[:160]})", path) from exc
     except OSError as exc:
         raise AvsyncError(f"cannot read the checkpoint ({exc.strerror or exc})", path) from exc
-    return LoadedModel(network=network.to(target).eval(), path=path, device=target)
+    return LoadedModel(network=network.to(target).eval(), path=path, device=str(target))

@@ -62,7 +62,7 @@ class MouthEncoder(nn.Module):
         batch, frames = mouth_clips.shape[:2]
         mouth = standardise(mouth_clips, dims=(1, 2, 3))
         per_frame = self.frame_cnn(mouth.reshape(batch * frames, 1, *mouth.shape[2:]))
-        sequence = per_frame.reshape(batch, frames, -1).transpose(1, 2)  # [B, frame_dim, 16]
+        sequence = per_frame.reshape(batch, frames, per_frame.shape[-1]).transpose(1, 2)  # [B, frame_dim, 16]; no -1: an ONNX export runs empty batches
         return self.project(self.temporal(sequence).flatten(1))
 
 

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 
 STATUSES = ("placed", "no match", "failed")
 SUMMARY_FIELDS = ("shot", "status", "song_start_s", "song_end_s", "offset_s", "offset_frames", "confidence",
-                  "confidence_level", "retimed_percent", "warnings", "error", "report", "output")  # fmt: skip
+                  "confidence_level", "placed_by", "camera_audio_offset_s", "retimed_percent", "warnings", "error", "report",
+                  "output")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class BatchSettings:
         force: replace existing outputs (else an output that appears meanwhile is kept).
         replaceable: absolute paths of files an earlier run wrote here (`avsync.pipeline.resume`):
             a shot whose existing outputs are all among them replaces them without `force`.
+        camera_audio: match each shot's own audio against the music too (`avsync.pipeline.camera_audio`).
     """
 
     music: Path
@@ -113,6 +115,7 @@ class BatchSettings:
     progress: bool = True
     force: bool = False
     replaceable: frozenset[str] = frozenset()
+    camera_audio: bool = True
 
     def visual_params(self) -> VisualParams:
         """How every shot's lips are read (`avsync.features.extract.VisualParams`)."""
@@ -146,7 +149,9 @@ class ShotOutcome:
                        offset_frames=self.report["offset_frames"], confidence=self.report["confidence"],
                        confidence_level=self.report["confidence_level"],
                        retimed_percent=round(100 * self.report["retimed_fraction"], 1),
-                       warnings=" | ".join(self.report["warnings"]), output=self.report.get("output"))  # fmt: skip
+                       warnings=" | ".join(self.report["warnings"]), output=self.report.get("output"),
+                       placed_by=self.report.get("placed_by"),
+                       camera_audio_offset_s=(self.report.get("camera_audio") or {}).get("offset_s"))  # fmt: skip
         return row
 
 
@@ -182,11 +187,14 @@ class Song:
         music_info: the music's header.
         vocal_info: the vocal's header, or None.
         features: the log-mel of the vocal when given, else of the music.
+        music_features: the music's log-mel when `features` is the vocal's and the shots' own
+            audio is matched against the music (`BatchSettings.camera_audio`), else None.
     """
 
     music_info: MediaInfo
     vocal_info: MediaInfo | None
     features: AudioFeatures
+    music_features: AudioFeatures | None = None
 
 
 def load_song(settings: BatchSettings) -> Song:
@@ -197,8 +205,11 @@ def load_song(settings: BatchSettings) -> Song:
     """
     from avsync.pipeline.sync import load_reference
 
-    return Song(check_reference(settings.music), None if settings.vocal is None else check_reference(settings.vocal),
-                load_reference(settings.vocal or settings.music, settings.cache_dir))  # fmt: skip
+    music_info, vocal_info = check_reference(settings.music), None if settings.vocal is None else check_reference(settings.vocal)
+    music_features = None
+    if settings.vocal is not None and settings.camera_audio:
+        music_features = load_reference(settings.music, settings.cache_dir)
+    return Song(music_info, vocal_info, load_reference(settings.vocal or settings.music, settings.cache_dir), music_features)
 
 
 class ShotAligner:
@@ -221,9 +232,9 @@ class ShotAligner:
             AvsyncError: the checkpoint cannot be loaded.
         """
         if self._model is None:
-            from avsync.models.checkpoints import load_model
+            from avsync.models.runtime import load_inference_model
 
-            self._model = load_model(self.settings.checkpoint, self.settings.device)
+            self._model = load_inference_model(self.settings.checkpoint, self.settings.device)
             # what is loaded now lives for the whole batch: keep the per-shot collection off it
             # (a full collection walks ~280,000 objects, 0.2 s; the shot's own objects alone take ~0)
             gc.collect()
@@ -237,7 +248,6 @@ class ShotAligner:
             shot: the shot.
             lips: returns its features when they were read elsewhere (`read_ahead`), else None.
         """
-        from avsync.align.place import is_match
         from avsync.pipeline.outputs import write_outputs
         from avsync.pipeline.sync import analyse
 
@@ -250,8 +260,9 @@ class ShotAligner:
             inputs = SyncInputs(shot.path, check_video(shot.path), settings.music, self.song.music_info, settings.vocal,
                                 self.song.vocal_info)  # fmt: skip
             analysis = analyse(inputs, model, cache_dir=settings.cache_dir, visual_params=settings.visual_params(),
-                               audio=self.song.features, shot=lips, progress=settings.progress)  # fmt: skip
-            matched = is_match(analysis.sync.confidence)
+                               audio=self.song.features, shot=lips, camera_audio=settings.camera_audio,
+                               music_audio=self.song.music_features, progress=settings.progress)  # fmt: skip
+            matched = analysis.placed_by is not None
             status = "placed" if matched else "no match"
             video = paths.get("video") if matched else None
             existing = [os.path.abspath(path) for kind, path in paths.items() if before[kind] is not None]
@@ -346,11 +357,11 @@ _worker_stopping = False
 
 def _init_worker(settings: BatchSettings, song: Song, threads: int) -> None:
     """A ``--jobs`` worker: Ctrl-C is the parent's to handle (it stops the workers with SIGTERM)."""
-    import torch
+    from avsync.models.runtime import set_threads
 
     global _worker
     worker_signals()
-    torch.set_num_threads(threads)
+    set_threads(threads)
     _worker = ShotAligner(settings, song)
 
 

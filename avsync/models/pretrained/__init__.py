@@ -7,6 +7,10 @@
 loadable by `avsync.models.checkpoints.load_model`; the ``.json`` beside it says what it was trained
 on, how, and how it scored on held-out speakers (docs/real_faces.md has the whole table). The
 TwoTower ships on its own too, as the member a cross-validated ensemble needs (`make eval-folds WITH=...`).
+Each ``.ckpt`` ships with its ONNX export ``.onnx`` (``make export``, `avsync.models.export`), which
+`avsync align`, the shoot and `avsync check` run through onnxruntime without importing torch; an
+export records the SHA-256 of its checkpoint, and tests/test_onnx.py fails when a shipped checkpoint
+changed without ``make export``.
 """
 
 from __future__ import annotations
