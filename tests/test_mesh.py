@@ -117,3 +117,16 @@ def test_no_face_means_no_landmarks_and_missing_models_are_user_errors(mesh: Mes
     assert blazeface_anchors().shape == (896, 2)
     with pytest.raises(AvsyncError, match="face model missing: .*face_detection_short_range.tflite"):
         MeshLandmarks(tmp_path)
+
+
+def test_a_still_face_gets_still_lips(mesh: MeshLandmarks, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The crop stays on the mesh's own box when BlazeFace confirms the face (`MeshLandmarks.reanchor`)."""
+    rng = np.random.default_rng(0)
+    still = face_frames(1, (320, 240), 25.0, face_width=0.35)[0].astype(np.int16)
+    frames = np.clip(still + rng.integers(-2, 3, (30, *still.shape)), 0, 255).astype(np.uint8)  # sensor noise
+    lips = track_faces(frames, mesh, TrackerConfig(detect_every=5)).landmarks[:, 48:68]
+    wobble = np.abs(np.diff(lips[5:], n=2, axis=0)).mean()  # pixels, after the box has settled
+    assert np.isfinite(lips).all() and wobble < 0.6
+    monkeypatch.setattr(MeshLandmarks, "reanchor", True)  # moved to BlazeFace's box every 5 frames
+    lips = track_faces(frames, mesh, TrackerConfig(detect_every=5)).landmarks[:, 48:68]
+    assert np.abs(np.diff(lips[5:], n=2, axis=0)).mean() > 2 * wobble

@@ -171,6 +171,10 @@ class MeshLandmarks:
     """
 
     name = "mesh"
+    reanchor = False
+    """The tracker keeps the box from the mesh's own points when BlazeFace confirms the face: moving
+    the crop to the detector's box every few frames shook the lips (quiet-frame lip jitter 0.028 ->
+    0.006 inter-ocular on LipNet/lbax4n; experiments/probes/mesh_landmarks.py)."""
 
     def __init__(self, model_dir: Path | None = None) -> None:
         folder = Path(model_dir) if model_dir is not None else MODEL_DIR

@@ -6,7 +6,9 @@ frame's landmarks). The detector runs
 - on the whole (downscaled) frame while no face is tracked, every ``detect_every`` frames, at
   ``detect_width`` pixels and, when nothing is found there, at twice that width (small faces);
 - every ``detect_every`` frames on a small region around the tracked face, to confirm it and to
-  re-anchor the box (no drift). When the face is not confirmed, the frame is invalid (the
+  re-anchor the box (no drift; a backend whose ``reanchor`` attribute is False keeps the box its
+  landmarks gave: the mesh backend, whose points shift when its crop jumps to the detector's
+  box). When the face is not confirmed, the frame is invalid (the
   predictor would place a plausible face on anything, even a flat wall) and the region is
   searched again every frame; after ``max_unconfirmed`` frames without confirmation the track is
   dropped and the whole frame searched. (Up to ``detect_every - 1`` frames after the face leaves,
@@ -228,7 +230,7 @@ class FaceTracker:
         landmarks = self.backend.predict(frame, self._box)
         if not self._plausible(landmarks):
             # Re-detect at once: around the face if it is still there, else in the whole frame.
-            if not (self._confirm(frame) or self._acquire(frame)):
+            if not (self._confirm(frame, reanchor=True) or self._acquire(frame)):
                 self._lose()
                 return None, UNSTABLE
             landmarks = self.backend.predict(frame, self._box)
@@ -276,8 +278,12 @@ class FaceTracker:
         self._confirmed = self._last_check = self._index
         return True
 
-    def _confirm(self, frame: np.ndarray) -> bool:
-        """Detect in a region around the tracked box; re-anchor the box on the match. True if found."""
+    def _confirm(self, frame: np.ndarray, reanchor: bool = False) -> bool:
+        """Detect in a region around the tracked box; re-anchor the box on the match. True if found.
+
+        The box stays where the landmarks put it when the backend's ``reanchor`` is False, unless
+        `reanchor` asks (the landmarks looked wrong).
+        """
         if self._box is None:
             return False
         side = self._box[2] - self._box[0]
@@ -294,7 +300,8 @@ class FaceTracker:
         overlaps = iou(self._box, boxes)
         if overlaps.max() < self.config.min_iou:
             return False
-        self._box = boxes[int(overlaps.argmax())]
+        if reanchor or getattr(self.backend, "reanchor", True):
+            self._box = boxes[int(overlaps.argmax())]
         return True
 
     def _plausible(self, landmarks: np.ndarray) -> bool:
