@@ -115,7 +115,8 @@ def test_two_faces_are_named_in_a_warning_with_the_followed_one() -> None:
     visual = SimpleNamespace(valid=np.ones(100, bool), fps=25.0, faces_seen=2, followed_at=(0.72, 0.4),
                              params={"tracker": {"face": "right"}})
     inputs = SimpleNamespace(vocal_info=None)
-    analysis = SimpleNamespace(sync=sync, visual=visual, n_frames=100, n_ref=100, inputs=inputs)
+    analysis = SimpleNamespace(sync=sync, visual=visual, n_frames=100, n_ref=100, inputs=inputs, placed=False, camera=None,
+                               placed_by="lips")
     (warning,) = _warnings(analysis)
     assert warning == ("2 faces in the picture: followed the right one (at 72% across, 40% down); "
                        "choose another with --face left|right|largest|X,Y")

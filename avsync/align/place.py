@@ -18,6 +18,8 @@ confidence is then how far it stands out from the curve's own distribution
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -82,6 +84,33 @@ def song_offset_curve(cost: np.ndarray, rows: np.ndarray, columns: np.ndarray, f
     best = int(np.argmin(curve))
     return OffsetEstimate(offset_frames=int(offsets[best]), offset_s=float(offsets[best] / fps),
                           confidence=float(np.median(curve) - curve[best]), offsets=offsets, curve=curve)  # fmt: skip
+
+
+def near_candidates(song: OffsetEstimate, candidates: Sequence[float], radius: int, fps: float = FPS) -> OffsetEstimate:
+    """The song curve's best offset within `radius` frames of one of `candidates`; the curve itself unchanged.
+
+    The candidates are where the take's own sound puts it (`avsync.align.audio_match`); the lips then
+    choose the performance's own offset near one of them, and their confidence is still read off
+    every offset the song allows (`avsync.align.robust.offset_confidence` on the returned curve).
+
+    Args:
+        song: from `song_offset_curve`.
+        candidates: offsets ``i - j`` (frames, positive: video late).
+        radius: frames either side of a candidate.
+        fps: frame rate of the offsets.
+
+    Returns:
+        `song` with its best offset chosen among those near a candidate (unchanged when the curve
+        has none near any).
+    """
+    near = np.zeros(len(song.offsets), dtype=bool)
+    for candidate in candidates:
+        near |= np.abs(song.offsets - candidate) <= radius
+    if not near.any():
+        return song
+    best = int(np.flatnonzero(near)[np.argmin(song.curve[near])])
+    offset = int(song.offsets[best])
+    return replace(song, offset_frames=offset, offset_s=offset / fps, confidence=float(np.median(song.curve) - song.curve[best]))
 
 
 def placement_band(offset_frames: float, n_frames: int) -> tuple[float, float, int]:

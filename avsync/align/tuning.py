@@ -252,3 +252,43 @@ MAP_MIN_PIECE = 25
 
 Set by hand in 2d52adc; on 2026-12-02 (68064ef), on the 204 real fold cases at tolerance 2, frames
 within +-1: min piece 13 0.545, 25 0.545, 50 0.546; kept at 25 (the differences are single cases)."""
+
+# --- The take's own sound against the music (`avsync.align.audio_match`) ---
+#
+# Chosen on 2026-12-06 with experiments/probes/camera_audio.py (seed 0): takes of 3, 5, 10 and 30 s
+# cut from the 8 synthetic songs of `make eval-takes` (2 a length and song) and from the 55 real
+# clips' speech in a row (8 a length), each clean, 30 dB quieter under noise, under a 0.8-s reverb
+# at 0 dB noise, through a phone band at -5 dB, and under another song's vocal: 480 positives; 256
+# negatives (another song's takes, speech against a song, noise). Seed 1 of the same probe is the check.
+
+AUDIO_LEVEL_SECONDS = 2.0
+"""Window of the moving average taken off each band's log power (`band_contours`).
+
+On 144 of the probe's hardest synthetic positives (3-10 s; reverb+noise, phone, talk) and 48
+negatives, placed within a frame / above every negative: 1 s 0.85 / 0.63 (80 bands), 2 s 0.91 / 0.80,
+4 s 0.88 / 0.58 (40 bands). The onset envelopes tried first (each band's rise over its last 30 ms,
+8 bands): 0.66 / 0.31; whitening them: 0.47 / 0.08."""
+
+AUDIO_MIN_SECONDS = 2.0
+"""Shortest take audio matched at all (shorter: no camera-audio result). Set by hand; the probe's
+3-s takes were placed within a frame 92 % of the time."""
+
+AUDIO_MATCH_CONFIDENCE = 6.0
+"""Robust z above which a take's sound is taken to be the music's (`AudioMatch.confident`).
+
+On the probe (seed 0): 5.0 / 6.0 / 7.0 / 8.0 took 96 / 89 / 79 / 68 % of the 480 positives (99.3 %
+of those at 6.0 within a frame), and none of the 256 negatives (their highest: 4.8)."""
+
+AUDIO_RUNNER_UP_SHARE = 0.8
+"""Other positions scoring at least this share of the best's z are candidates too (a repeated section).
+
+Set by hand, not measured: tests/test_camera_audio.py's repeated chorus scores both places alike."""
+
+AUDIO_SEPARATION_S = 1.0
+"""Candidates closer than this (seconds) are one. Set by hand."""
+
+CAMERA_LIPS_RADIUS = 12
+"""Frames (0.48 s) around a camera-audio candidate within which the lips choose the take's place.
+
+Set by hand: a singer miming to playback is rarely off by more; not measured on real takes (none
+here carries its playback)."""

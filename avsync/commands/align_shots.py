@@ -83,9 +83,11 @@ def run_shots(args: argparse.Namespace) -> int:
     settings = BatchSettings(music=args.music, vocal=args.vocal, out_dir=args.out_dir,
                              checkpoint=None if args.checkpoint is None else os.fspath(args.checkpoint), device=args.device,
                              mode=args.mode, render=render, face=args.face, cache_dir=args.cache,
-                             progress=not args.quiet and args.jobs == 1, force=args.force)  # fmt: skip
+                             progress=not args.quiet and args.jobs == 1, force=args.force,
+                             camera_audio=not args.ignore_camera_audio)  # fmt: skip
     base = batch_key(args.music, args.vocal, settings.checkpoint, {"mode": settings.mode, "render": settings.render,
-                                                                   "face": settings.face, "span": "video"})  # fmt: skip
+                                                                   "face": settings.face, "span": "video",
+                                                                   "camera_audio": settings.camera_audio})  # fmt: skip
     shots = with_keys(shots, base)
     kept = {} if args.force else {shot.name: outcome for shot in shots if (outcome := resumed_outcome(shot, settings))}
     to_align = [shot for shot in shots if shot.name not in kept]

@@ -32,6 +32,15 @@ Fields (all times in seconds; other fields may be added, these never change mean
 * ``output_copied``: whether the synced video's picture is the input's own packets, copied without
   re-encoding (``--mode offset`` where the codec allows it; warp mode with ``--span video`` when
   nothing needs re-timing), or encoded; null without ``-o``.
+* ``placed_by``: what placed the video in the music: ``"lips"``, ``"camera audio"`` (the video's own
+  sound, where the lips could not: then the offset and time map are the sound's constant offset) or
+  null (no match: nothing stands out).
+* ``camera_audio``: the video's own audio matched against the music (`avsync.pipeline.camera_audio`),
+  null with ``--ignore-camera-audio``: ``status`` (``matched``, ``not the music``, ``no audio``, ``too
+  short``, ``unreadable``) and, where it was compared, ``offset_s``, ``offset_frames``, ``confidence``
+  (robust z; matched at `avsync.align.tuning.AUDIO_MATCH_CONFIDENCE`), ``candidates_s`` (every offset
+  the sound fits, best first), ``agrees_with_lips`` (within a frame) and ``lips_minus_audio_frames``
+  (positive: the singer is late against the playback; null unless the lips placed the video).
 * ``timings_s``: seconds per stage of the command (checks, imports, model, music features,
   video features, cost, dtw, write video, plot), for finding where the time goes. When the lips
   were read in a process of their own beside the model work (`avsync.pipeline.shot_features`),
@@ -99,6 +108,8 @@ class SyncReport:
     output_start_s: float | None = None
     output_duration_s: float | None = None
     output_copied: bool | None = None
+    placed_by: str | None = None
+    camera_audio: dict | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -139,6 +150,31 @@ def describe_offset(offset_s: float, fps: float) -> str:
     return f"{head}: the video is {abs(offset_s):.2f} s {direction}"
 
 
+def describe_camera_audio(block: dict, lips_offset_s: float, placed_by: str | None) -> str:
+    """One line: what the video's own audio says (`avsync.pipeline.camera_audio.report_block`) and how the lips compare.
+
+    Args:
+        block: the report's ``camera_audio``.
+        lips_offset_s: the reported offset.
+        placed_by: the report's ``placed_by``.
+    """
+    status = block["status"]
+    if status != "matched":
+        fit = f" (best fit: confidence {block['confidence']:.1f})" if "confidence" in block else ""
+        return f"camera audio: {status}{fit}; " + ("placed by the lips alone" if placed_by else "not placed")
+    head = f"camera audio: {block['offset_s']:+.2f} s (confidence {block['confidence']:.1f})"
+    others = block["candidates_s"][1:]
+    also = f"; the sound also fits at {', '.join(f'{offset:+.2f}' for offset in others)} s" if others else ""
+    difference = block["lips_minus_audio_frames"]
+    if difference is None:
+        return f"{head}: placed by it (the lips could not place the video){also}"
+    if block["agrees_with_lips"]:
+        return f"{head}: the lips agree ({lips_offset_s:+.2f} s){also}"
+    direction = "late" if difference > 0 else "early"
+    return (f"{head}; lips {lips_offset_s:+.2f} s: the singer is {abs(difference)} frame{'s' if abs(difference) != 1 else ''} "
+            f"{direction} against the playback{also}")  # fmt: skip
+
+
 def summarise(report: SyncReport) -> str:
     """The short human summary `avsync align` prints.
 
@@ -159,6 +195,8 @@ def summarise(report: SyncReport) -> str:
         lines.append(f"frames without a face: {report.frames_without_face}")
     for start, end, reason in report.unreliable_spans:
         lines.append(f"unreliable: video {start:.2f}-{end:.2f} s ({reason}), bridged")
+    if report.camera_audio is not None:
+        lines.append(describe_camera_audio(report.camera_audio, report.offset_s, report.placed_by))
     lines += [f"warning: {warning}" for warning in report.warnings]
     if report.output:
         lines.append(f"wrote {report.output}" + (" (video copied, not re-encoded)" if report.output_copied else ""))

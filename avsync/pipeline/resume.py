@@ -2,7 +2,7 @@
 
 Each take's report carries a ``batch`` block: the key of what it was computed from (the BLAKE2b of
 the take's, the music's and the vocal's bytes, the model checkpoint's path and bytes, and the
-options that change the outputs: mode, rendering, face), the take's status and the files written
+options that change the outputs: mode, rendering, face, camera audio), the take's status and the files written
 for it. A rerun without ``--force`` skips a take whose report has the same key and whose files are
 all there (`current_outcome`): renaming or touching a take keeps it current, changing a byte of
 it, the music, the model or an option does not.
@@ -21,7 +21,7 @@ from pathlib import Path
 from avsync.errors import AvsyncError
 from avsync.features.cache import file_hash
 
-KEY_VERSION = 1
+KEY_VERSION = 2
 """Raised when what a key covers changes, so that older reports are not taken as current."""
 
 

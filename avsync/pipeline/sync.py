@@ -25,8 +25,9 @@ import numpy as np
 from avsync.align.analysis import FeatureSync, sync_features
 from avsync.align.cost import embed_reference
 from avsync.align.dtw import DTWConfig, alignment_cost
-from avsync.align.place import needs_placement
+from avsync.align.place import is_match, needs_placement
 from avsync.align.robust import retimed_fraction, unreliable_spans
+from avsync.align.tuning import CAMERA_LIPS_RADIUS
 from avsync.conventions import MELS_PER_FRAME
 from avsync.errors import MediaError
 from avsync.features.audio import MelConfig
@@ -37,6 +38,7 @@ from avsync.features.extract import (
     extract_audio,
 )
 from avsync.models.checkpoints import LoadedModel
+from avsync.pipeline.camera_audio import CameraAudio, listen, placed_by_sound, report_block
 from avsync.pipeline.checks import SyncInputs
 from avsync.pipeline.report import SyncReport, confidence_level
 from avsync.pipeline.shot_features import load_shot
@@ -60,6 +62,7 @@ class SyncAnalysis:
     audio: AudioFeatures
     model: dict
     timings: dict[str, float] = field(default_factory=dict)
+    camera: CameraAudio | None = None
 
     @property
     def n_frames(self) -> int:
@@ -75,6 +78,16 @@ class SyncAnalysis:
     def placed(self) -> bool:
         """Whether the video is a take inside a much longer reference, placed before it was aligned."""
         return needs_placement(self.n_frames, self.n_ref)
+
+    @property
+    def placed_by(self) -> str | None:
+        """``lips`` when the lips place the video (`avsync.align.place.is_match`), else ``camera audio``
+        when its own sound does (`avsync.pipeline.camera_audio`), else None: no match."""
+        if is_match(self.sync.confidence):
+            return "lips"
+        if self.camera is not None and self.camera.matched:
+            return "camera audio"
+        return None
 
 
 def check_not_silent(log_mel: np.ndarray, path: str | os.PathLike[str]) -> None:
@@ -121,6 +134,8 @@ def analyse(
     visual_params: VisualParams = VisualParams(),
     audio: AudioFeatures | None = None,
     shot: Callable[[], VisualFeatures] | None = None,
+    camera_audio: bool = False,
+    music_audio: AudioFeatures | None = None,
     progress: bool = True,
 ) -> SyncAnalysis:
     """Align a video to its reference: features, then `avsync.align.analysis.sync_features`.
@@ -135,6 +150,10 @@ def analyse(
         shot: returns the video's features when they are being read elsewhere
             (`avsync.pipeline.shot_features.shot_in_background`); the reference is embedded
             meanwhile. None: they are loaded here.
+        camera_audio: match the video's own audio against the music too
+            (`avsync.pipeline.camera_audio`): where it is the music, it narrows where the lips are
+            searched, and places a take the lips cannot.
+        music_audio: the music's features when `audio` is the vocal's (loaded here when needed).
         progress: show progress bars.
 
     Raises:
@@ -154,10 +173,22 @@ def analyse(
         visual = shot()
         timings = {"music features": loaded - started, "music embedding": embedded - loaded,
                    "video features (waited)": time.perf_counter() - embedded}  # fmt: skip
+    camera = None
+    if camera_audio:
+        heard = time.perf_counter()
+        if music_audio is None:
+            music_audio = audio if inputs.vocal is None else load_reference(inputs.music, cache_dir)
+        camera = listen(inputs, music_audio, cache_dir)
+        timings["camera audio"] = time.perf_counter() - heard
+    candidates = None if camera is None else camera.candidate_frames(visual.fps)
     sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, landmarks=visual.landmarks,
-                         fps=visual.fps, dtw_config=dtw_config, progress=progress)  # fmt: skip
+                         fps=visual.fps, dtw_config=dtw_config, candidates=candidates, progress=progress)  # fmt: skip
     timings.update(sync.timings)
-    return SyncAnalysis(inputs, sync, visual, audio, model.describe(), timings)
+    analysis = SyncAnalysis(inputs, sync, visual, audio, model.describe(), timings, camera)
+    if analysis.placed_by == "camera audio":
+        assert camera is not None and camera.match is not None
+        analysis.sync = placed_by_sound(sync, camera.match.offset_s, visual.fps)
+    return analysis
 
 
 def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | None = None, mode: str | None = None,
@@ -203,6 +234,8 @@ def build_report(analysis: SyncAnalysis, *, output: str | os.PathLike[str] | Non
         output_start_s=None if output_start_s is None else round(output_start_s, 6),
         output_duration_s=None if output_duration_s is None else round(output_duration_s, 6),
         output_copied=output_copied,
+        placed_by=analysis.placed_by,
+        camera_audio=None if analysis.camera is None else report_block(analysis.camera, offset_s, analysis.placed_by, video_fps),
         timings_s={stage: round(seconds, 3) for stage, seconds in analysis.timings.items()},
     )
 
@@ -213,7 +246,9 @@ def _warnings(analysis: SyncAnalysis) -> list[str]:
     sync, valid, fps = analysis.sync, analysis.visual.valid, analysis.visual.fps
     n_frames, n_ref = analysis.n_frames, analysis.n_ref
     level = confidence_level(sync.confidence)
-    if level != "reliable":
+    camera = analysis.camera
+    heard = camera is not None and (analysis.placed_by == "camera audio" or camera.agrees_with(sync.offset_frames / fps, fps))
+    if level != "reliable" and not heard:  # the take's own sound at that place is the check by ear done
         advice = "; --mode offset applies only the constant offset" if level == "unreliable" else ""
         warnings.append(f"confidence is {level} ({sync.confidence:.2f}): check the result by eye{advice}")
     if analysis.visual.faces_seen > 1 and analysis.visual.followed_at is not None:
@@ -238,6 +273,13 @@ def _warnings(analysis: SyncAnalysis) -> list[str]:
     if (start > 1.0 or end < n_ref / fps - 1.0) and not analysis.placed:  # a take covers part of the song by nature
         warnings.append(f"the video covers music {max(0.0, start):.1f}-{end:.1f} s of {n_ref / fps:.1f} s; "
                         "the first/last frame is held outside it")  # fmt: skip
+    if analysis.placed_by == "camera audio":
+        warnings.append(f"the lips could not place the video (confidence {sync.confidence:.2f}); it is placed by its own "
+                        "audio, at that constant offset")  # fmt: skip
+    elif analysis.placed_by == "lips" and camera is not None and camera.matched and camera.match is not None:
+        apart = abs(sync.offset_frames / fps - camera.match.offset_s)
+        if apart > CAMERA_LIPS_RADIUS / fps:  # only a clip covering the music is searched this far from its sound
+            warnings.append(f"the lips place the video {apart:.2f} s from where its own audio does: check it by ear")
     inputs = analysis.inputs
     if inputs.vocal_info is not None and abs(inputs.vocal_info.duration - inputs.music_info.duration) > VOCAL_LENGTH_TOLERANCE_S:
         warnings.append(f"the vocal ({inputs.vocal_info.duration:.1f} s) and the music ({inputs.music_info.duration:.1f} s) differ "
