@@ -98,3 +98,10 @@ def test_the_commands_run_without_torch(tmp_path: Path, song: Path) -> None:
     calls = "".join(f"assert main({[*map(str, run), '--quiet']!r}) == 0\n" for run in runs)
     assert _loaded("from avsync.cli import main\n" + calls) == []
     assert (tmp_path / "a.json").is_file() and (tmp_path / "c.json").is_file() and any((tmp_path / "shoot").iterdir())
+
+
+def test_writing_a_report_or_manifest_does_not_load_pyav() -> None:
+    """File safety (`avsync.io.files`) is apart from decoding and encoding (`avsync.io.media`)."""
+    code = "import sys, avsync.io.files, avsync.pipeline.report, avsync.features.manifest; print('av' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from avsync.errors import AvsyncError
 from avsync.features.tracking import face_point
-from avsync.io.media import TEMPORARY_NAME_EXTRA, keep_existing, remove_stale_temporaries
+from avsync.io.files import TEMPORARY_NAME_EXTRA, keep_existing, remove_stale_temporaries
 from avsync.pipeline.checks import SPANS, check_inputs
 
 if TYPE_CHECKING:

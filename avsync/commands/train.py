@@ -22,7 +22,7 @@ from pytorch_lightning.cli import (
 from pytorch_lightning.utilities import rank_zero_info
 
 from avsync.errors import AvsyncError
-from avsync.io.media import atomic_path
+from avsync.io.files import atomic_path
 from avsync.training.lit_module import LitAVSync
 from avsync.training.wandb_setup import run_directory
 from datamodules.av_pairs import AVPairsDataModule

@@ -20,7 +20,7 @@ from pathlib import Path
 from avsync.errors import AvsyncError
 from avsync.features.cache import FeatureCache
 from avsync.features.manifest import ClipRecord, read_manifest
-from avsync.io.media import atomic_path
+from avsync.io.files import atomic_path
 from avsync.truth.reference import SIGNALS
 from avsync.truth.validate import ClipCheck, calibrate_and_score, raw_checks, summarise, table, window_table
 

@@ -48,7 +48,7 @@ from avsync.features.extract import (
 )
 from avsync.features.landmarks import check_fan_weights
 from avsync.features.manifest import ClipRecord
-from avsync.io.media import atomic_path, remove_stale_temporaries
+from avsync.io.files import atomic_path, remove_stale_temporaries
 from avsync.shards import in_shard
 
 CACHE_FORMAT = 1

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avsync.errors import AvsyncError
-from avsync.io.media import atomic_path
+from avsync.io.files import atomic_path
 
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.jsonl"

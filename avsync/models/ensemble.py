@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from avsync.errors import AvsyncError
+from avsync.io.files import atomic_path
 from avsync.models.checkpoints import NETWORK_PREFIX, network_weights
 from avsync.models.layers import build_network, describe
 
@@ -50,8 +51,6 @@ def combine_checkpoints(checkpoints: Sequence[str | os.PathLike[str]], weights: 
     Raises:
         AvsyncError: a member that is not an avsync checkpoint.
     """
-    from avsync.io.media import atomic_path  # PyAV: only when writing
-
     descriptions, state = [], {}
     for index, path in enumerate(checkpoints):
         try:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from avsync.errors import AvsyncError
-from avsync.io.media import atomic_path
+from avsync.io.files import atomic_path
 from avsync.models import is_ensemble
 from avsync.models.checkpoints import existing_checkpoint, load_model
 from avsync.models.layers import MELS_PER_FRAME, MOUTH_SIZE, N_MELS, WINDOW_FRAMES

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from avsync.align.timemap import TimeMap
 from avsync.conventions import FPS
-from avsync.io.media import atomic_path
+from avsync.io.files import atomic_path
 
 if TYPE_CHECKING:
     from avsync.pipeline.shots import ShotOutcome

@@ -57,7 +57,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from avsync.io.media import atomic_path
+from avsync.io.files import atomic_path
 
 CONFIDENCE_RELIABLE = 3.2
 """Confidence above which the offset is reliable. On the real-face benchmark (5 leave-speakers-out

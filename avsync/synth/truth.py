@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from avsync.errors import AvsyncError
-from avsync.io.media import atomic_path
+from avsync.io.files import atomic_path
 
 FRAME_FIELDS = ("mouth_open", "mouth_width", "vowel", "phone", "vocal_active", "face_visible", "lips_follow_vocal", "mouth_box")
 

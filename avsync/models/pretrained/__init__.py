@@ -68,7 +68,7 @@ def strip_checkpoint(source: str | Path, target: str | Path) -> Path:
     """
     import torch
 
-    from avsync.io.media import atomic_path
+    from avsync.io.files import atomic_path
 
     source, target = Path(source), Path(target)
     if target.resolve() == source.resolve():
