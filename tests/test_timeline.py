@@ -360,3 +360,36 @@ def test_adapter_failure_is_one_line_naming_the_file(tmp_path, monkeypatch):
     assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
     assert "cannot do that" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", TIMELINE_SUFFIXES)
+def test_the_takes_own_sound_sits_under_its_picture(tmp_path, suffix):
+    """A take with its own audio gets it on "Camera audio V<k>" (EDL: channel A2 of track k's list), at the
+    take's constant offset: under the picture in offset mode, trimmed to the re-timed picture in warp mode."""
+    from dataclasses import replace
+
+    placements, unplaced = _shoot(tmp_path)
+    a, b, c = placements
+    c_at_offset = placement_from_report(_report(str(tmp_path / "take_c.mp4"), 25.0, -40.0, 20.0), "offset")  # 40-60 s
+    placements = [replace(a, camera=a), b, replace(c, camera=c_at_offset)]
+    timeline = build_timeline(str(tmp_path / "song.wav"), MUSIC_S, placements, unplaced, 25.0, "shoot")
+    heard = [track for track in timeline.audio_tracks() if track.name.startswith("Camera audio")]
+    assert [track.name for track in heard] == ["Camera audio V1"]  # take b has no sound of its own
+    sound = {clip.name: clip for clip in heard[0].find_clips()}
+    assert sound["take_a.mp4"].range_in_parent() == timeline.tracks[0].find_clips()[0].range_in_parent()
+    assert sound["take_a.mp4"].source_range.start_time.to_seconds() == pytest.approx(CAMERA_START_S + 3.37, abs=0.02)
+    placed_c = sound["take_c.mp4"].range_in_parent()
+    picture_c = next(clip for clip in timeline.tracks[0].find_clips() if clip.name == "take_c.mp4").range_in_parent()
+    assert placed_c == picture_c  # trimmed to the picture (41.5-58.75 s): its sound from 40 s loses its first 1.5 s
+    assert sound["take_c.mp4"].source_range.start_time.to_seconds() == pytest.approx(1.52)  # frame 1038 (41.5 s, halves up) - 1000
+    written = write_timeline(timeline, tmp_path / f"shoot{suffix}")
+    if suffix == ".edl":
+        first, second = (path.read_text().splitlines() for path in written)
+        events = [line.split() for line in first if line[:3].isdigit()]
+        assert [event[1] for event in events if event[2] == "A2"] == ["TAKEA", "TAKEC"]
+        assert [event[1] for event in events if event[2] == "A"] == ["SONG"]
+        assert not any(line.split()[2] == "A2" for line in second if line[:3].isdigit())
+        return
+    back = otio.adapters.read_from_file(str(written[0]))
+    names = [clip.name for track in back.audio_tracks() for clip in track.find_clips()]
+    assert names.count("take_a.mp4") == 1 and names.count("take_c.mp4") == 1 and "take b.mov" not in names

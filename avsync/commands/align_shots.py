@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -36,6 +37,9 @@ from avsync.pipeline.shots import (
     with_keys,
 )
 from avsync.shards import in_shard, parse_shard
+
+if TYPE_CHECKING:
+    from avsync.pipeline.timeline import ShotPlacement
 
 SINGLE_OUTPUTS = (("-o", "output"), ("--report", "report"), ("--plot", "plot"), ("--span", "span"))
 
@@ -255,15 +259,31 @@ def _write_timeline(args: argparse.Namespace, outcomes: list[ShotOutcome], music
         else:
             media = outcome.shot if args.mode == "offset" else report.get("output")
             try:
-                placements.append(placement_from_report(report, args.mode, _media_start(media, report["fps"])))
+                placement = placement_from_report(report, args.mode, _media_start(media, report["fps"]))
             except ValueError as exc:  # e.g. a shot that ends where the song starts
                 unplaced.append(UnplacedShot(outcome.name, outcome.shot, str(exc), report["confidence"]))
+                continue
+            placements.append(replace(placement, camera=_camera_audio(report, placement, outcome.shot, args.mode)))
     rates = Counter(round(o.report["fps"], 3) for o in outcomes if o.report is not None)
     fps = args.timeline_fps or (rates.most_common(1)[0][0] if rates else 25.0)
     start = None if args.timeline_start is None else start_frames(args.timeline_start, fps)
     timeline = build_timeline(os.path.abspath(args.music), music_duration, placements, unplaced, fps, Path(args.timeline).stem,
                               start=start, frame_size=_frame_size(placements))  # fmt: skip
     return write_timeline(timeline, args.timeline, relative_paths=args.relative_paths)
+
+
+def _camera_audio(report: dict, placement: ShotPlacement, shot: str, mode: str) -> ShotPlacement | None:
+    """The original take at its offset, for its own sound's track, when it has one (else None)."""
+    from avsync.pipeline.timeline import placement_from_report
+
+    if (report.get("camera_audio") or {}).get("status") in (None, "no audio", "unreadable"):
+        return None
+    if mode == "offset":
+        return placement
+    try:
+        return placement_from_report(report, "offset", _media_start(shot, report["fps"]))
+    except ValueError:  # at its constant offset the take misses the song: nothing to hear on the cut
+        return None
 
 
 def _media_start(media: str | None, fps: float) -> float:

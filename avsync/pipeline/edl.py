@@ -2,7 +2,7 @@
 
 One EDL holds one video track (and its audio events): `edl_texts` gives one text per video
 track of a timeline from `avsync.pipeline.timeline.build_timeline`, each with the music as an
-audio event. Each text has
+audio event (channel ``A``) and the track's takes' own sound where they have one (``A2``). Each text has
 
 * ``TITLE:`` and an ``FCM:`` line (``DROP FRAME`` at 29.97 and 59.94 fps, with ``;`` before the
   frames of every timecode, else ``NON-DROP FRAME``);
@@ -31,6 +31,9 @@ EDL_RESERVED_REELS = frozenset({"AX", "BL", "BLACK", "BARS", "AUX"})
 """Reel names CMX 3600 gives a meaning of their own (black, bars, auxiliary source)."""
 NO_MATCH_TRACK = "No match"
 """The name of the timeline's track of takes that were not placed (not part of any EDL)."""
+CAMERA_AUDIO_TRACK = "Camera audio"
+"""The name (before `` Vk``) of the audio track holding the own sound of video track k's takes;
+channel ``A2`` of that track's EDL."""
 
 
 def is_drop_frame(rate: float) -> bool:
@@ -70,8 +73,8 @@ def edl_texts(timeline: otio.schema.Timeline, rate: float, start: int) -> list[s
     """One CMX 3600 text per video track of `timeline` (at least one), each with the music's audio events.
 
     Args:
-        timeline: from `build_timeline` (video tracks ``V1``, ``V2``, ..., the music's audio track;
-            the ``No match`` track is left out).
+        timeline: from `build_timeline` (video tracks ``V1``, ``V2``, ..., the music's audio track,
+            the camera-audio tracks ``Camera audio Vk``; the ``No match`` track is left out).
         rate: the timeline's frame rate.
         start: the timeline's start in frames of `rate` (its record timecode at time 0).
 
@@ -82,9 +85,12 @@ def edl_texts(timeline: otio.schema.Timeline, rate: float, start: int) -> list[s
     audio = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Audio]
     every_clip = [clip for track in video + audio for clip in track.find_clips()]
     reels = reel_names([media_path(clip.media_reference) for clip in every_clip])
-    audio_events = [event for track in audio for event in _events(track, "A", rate, start)]
+    heard = {t.name: t for t in audio if t.name.startswith(CAMERA_AUDIO_TRACK)}
+    music_events = [event for track in audio if track.name not in heard for event in _events(track, "A", rate, start)]
     texts = []
     for number, track in enumerate(video or [otio.schema.Track()], start=1):
+        camera = heard.get(f"{CAMERA_AUDIO_TRACK} V{number}")
+        audio_events = music_events + ([] if camera is None else _events(camera, "A2", rate, start))
         events = _events(track, "V", rate, start)
         first = min((record for record, *_ in events), default=None)
         if first is not None and first > start:

@@ -96,6 +96,8 @@ class ShotPlacement:
         warnings: the report's warnings that apply to the clip (`marker_warnings`).
         media_start_s: the timecode of `media`'s first frame, in seconds (the camera's start
             timecode, `avsync.io.timecode.start_timecode`; 0 without one).
+        camera: the original take placed at its offset (`placement_from_report` in offset mode)
+            when it has its own audio: that sound goes on the camera-audio track under the clip.
     """
 
     name: str
@@ -109,6 +111,7 @@ class ShotPlacement:
     confidence_level: str
     warnings: tuple[str, ...] = ()
     media_start_s: float = 0.0
+    camera: ShotPlacement | None = None
 
 
 @dataclass(frozen=True)
@@ -268,10 +271,12 @@ def build_timeline(
         frame_size: the picture's (width, height), for the formats that state it (FCP X); None: unknown.
 
     Returns:
-        The timeline: video tracks "V1", "V2", ..., the audio track "Music", then (when any) the
-        disabled video track "No match".
+        The timeline: video tracks "V1", "V2", ..., the audio track "Music", the audio tracks
+        "Camera audio V1", ... (when any shot has its own sound, `ShotPlacement.camera`: under
+        each clip of video track Vk, its take's own audio at the same offset, for checking sync by
+        ear), then (when any) the disabled video track "No match".
     """
-    from avsync.pipeline.edl import NO_MATCH_TRACK
+    from avsync.pipeline.edl import CAMERA_AUDIO_TRACK, NO_MATCH_TRACK
 
     rate = _exact_rate(fps)
     start = start_frames(DEFAULT_START_TIMECODE, rate) if start is None else start
@@ -287,6 +292,7 @@ def build_timeline(
         ],
     }
     tracks: list[tuple[otio.schema.Track, int]] = []  # (track, its end in timeline frames)
+    heard: dict[int, tuple[otio.schema.Track, int]] = {}  # video track index -> its camera-audio track and end
     ordered = sorted(placements, key=lambda shot: (_frames(shot.record_start_s, rate), shot.name))
     for shot in ordered:
         begin = _frames(shot.record_start_s, rate)
@@ -295,10 +301,12 @@ def build_timeline(
         if index == len(tracks):
             tracks.append((otio.schema.Track(name=f"V{index + 1}", kind=otio.schema.TrackKind.Video), 0))
         track, track_end = tracks[index]
-        if begin > track_end:
-            track.append(otio.schema.Gap(source_range=_range(0, begin - track_end, rate)))
-        track.append(_shot_clip(shot, end - begin, rate))
+        _append_clip(track, track_end, begin, _shot_clip(shot, end - begin, rate), rate)
         tracks[index] = (track, end)
+        if shot.camera is not None:
+            sound, sound_end = heard.get(index) or (otio.schema.Track(name=f"{CAMERA_AUDIO_TRACK} V{index + 1}",
+                                                                      kind=otio.schema.TrackKind.Audio), 0)  # fmt: skip
+            heard[index] = (sound, _append_camera_audio(sound, sound_end, shot.camera, (begin, end), rate))
     for track, _ in tracks:
         timeline.tracks.append(track)
 
@@ -314,6 +322,8 @@ def build_timeline(
         )
     )
     timeline.tracks.append(audio)
+    for index in sorted(heard):
+        timeline.tracks.append(heard[index][0])
 
     readable = [shot for shot in unplaced if shot.media_fps and shot.media_duration_s]
     if readable:  # where an editor finds them: after the song's end, out of the cut, the track switched off
@@ -413,6 +423,38 @@ def write_timeline(timeline: otio.schema.Timeline, path: str | Path, relative_pa
     for sibling in stale:
         sibling.unlink(missing_ok=True)
     return list(texts)
+
+
+def _append_clip(track: otio.schema.Track, track_end: int, begin: int, clip: otio.schema.Clip, rate: float) -> None:
+    """Append `clip` to `track` at timeline frame `begin` (after a gap from the track's end, if any)."""
+    if begin > track_end:
+        track.append(otio.schema.Gap(source_range=_range(0, begin - track_end, rate)))
+    track.append(clip)
+
+
+def _append_camera_audio(track: otio.schema.Track, track_end: int, take: ShotPlacement, picture: tuple[int, int],
+                         rate: float) -> int:  # fmt: skip
+    """Put a take's own sound on its camera-audio track at its offset, kept under its `picture`
+    (timeline frames [begin, end) of the clip it belongs to); returns the track's new end."""
+    begin = _frames(take.record_start_s, rate)
+    end = min(picture[1], max(begin + 1, _frames(take.record_start_s + take.duration_s, rate)))
+    trimmed = max(0, track_end - begin, picture[0] - begin)  # a re-timed picture may start later than the take's offset
+    if end - begin - trimmed <= 0:
+        return track_end
+    media_rate = _exact_rate(take.media_fps)
+    first = _frames(take.media_start_s, media_rate)
+    source_start = otio.opentime.RationalTime(first + _frames(take.source_start_s + trimmed / rate, media_rate), media_rate)
+    clip = otio.schema.Clip(
+        name=take.name,
+        media_reference=otio.schema.ExternalReference(
+            target_url=_file_url(take.media),
+            available_range=_range(first, max(1, _frames(take.media_duration_s, media_rate)), media_rate),
+        ),
+        source_range=otio.opentime.TimeRange(source_start, otio.opentime.RationalTime(end - begin - trimmed, rate)),
+        metadata={"avsync": {"camera_audio": True}},
+    )
+    _append_clip(track, track_end, begin + trimmed, clip, rate)
+    return end
 
 
 def _shot_clip(shot: ShotPlacement, frames: int, rate: float) -> otio.schema.Clip:
