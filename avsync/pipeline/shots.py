@@ -6,7 +6,9 @@ shot then goes through the same analysis and outputs as a single ``avsync align`
 written into the output folder as ``NAME.json`` and ``NAME.png`` (and ``NAME.synced.mp4`` when
 rendered). Each shot ends one of three ways:
 
-* ``placed``: its lips follow the song somewhere; the report says where (``offset_s``, time map);
+* ``placed``: its lips follow the song somewhere, or its own sound is the song's
+  (`avsync.pipeline.camera_audio`); the report says where (``offset_s``, time map) and by what
+  (``placed_by``);
 * ``no match``: nothing in the song stands out for it (a take of another song, no singing, lips
   too small to read): its best score is reported and it is not placed, never given a made-up
   offset (`avsync.align.place.is_match`);
