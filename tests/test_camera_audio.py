@@ -120,7 +120,8 @@ def test_report_block_and_summary_line() -> None:
 
 def test_placed_by_camera_audio_end_to_end(capsys, tmp_path: Path, song: Path, untrained_ckpt: Path) -> None:
     """`avsync align` on a take whose own audio is the playback heard through a room, inside a longer song:
-    the untrained model cannot place it, the sound does; --ignore-camera-audio leaves it to the lips."""
+    the untrained model cannot place it, the sound does; --ignore-camera-audio leaves it to the lips; the
+    shoot command places it and puts its sound under its picture on the timeline."""
     take_audio = read_audio(song / "Mix.wav", sample_rate=SAMPLE_RATE)
     filler = music(20.0, seed=5)
     long_song = tmp_path / "long.wav"
@@ -145,3 +146,16 @@ def test_placed_by_camera_audio_end_to_end(capsys, tmp_path: Path, song: Path, u
     assert status == 0, err
     data = json.loads(report.read_text())
     assert data["camera_audio"] is None and "camera audio" not in out and data["placed_by"] in ("lips", None)
+    shoot = tmp_path / "shoot"
+    status, out, err = run_cli(capsys, take, long_song, "--out-dir", shoot, "--checkpoint", untrained_ckpt, "--mode", "offset",
+                               "--timeline", shoot / "cut.otio")  # fmt: skip
+    assert status == 0, err
+    summary = json.loads((shoot / "summary.json").read_text())
+    (row,) = summary["shots"]
+    assert row["status"] == "placed" and row["camera_audio_offset_s"] == pytest.approx(-12.0, abs=0.04)
+    import opentimelineio as otio
+
+    timeline = otio.adapters.read_from_file(str(shoot / "cut.otio"))
+    (sound,) = [track for track in timeline.audio_tracks() if track.name == "Camera audio V1"]
+    (clip,) = sound.find_clips()
+    assert clip.range_in_parent() == timeline.video_tracks()[0].find_clips()[0].range_in_parent()
