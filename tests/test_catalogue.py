@@ -23,7 +23,7 @@ from conftest import assert_one_line_error, write_test_clip
 
 import avsync.features.cache
 from avsync.cli import main
-from avsync.commands.align import check_outputs
+from avsync.commands.checks import check_outputs
 from avsync.errors import AvsyncError
 from avsync.features.cache import FeatureCache
 from avsync.io import media

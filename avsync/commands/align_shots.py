@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from avsync.commands.align import check_options, check_outputs
+from avsync.commands.checks import check_options, check_outputs
 from avsync.errors import AvsyncError
 from avsync.pipeline.checks import check_reference
 from avsync.pipeline.resume import batch_key, read_report, stale_files, written_files

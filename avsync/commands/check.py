@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from avsync.commands.align import check_outputs
+from avsync.commands.checks import check_outputs
 from avsync.errors import AvsyncError, MediaError
 from avsync.features.tracking import face_point
 from avsync.pipeline.checks import check_inputs, check_video

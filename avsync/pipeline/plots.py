@@ -139,8 +139,7 @@ def plot_shots(outcomes: Sequence[ShotOutcome], music_duration_s: float, out_png
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    from avsync.pipeline.report import CONFIDENCE_RELIABLE
-    from avsync.pipeline.shots import song_span
+    from avsync.pipeline.report import CONFIDENCE_RELIABLE, song_span
 
     placed = sorted((outcome for outcome in outcomes if outcome.status == "placed"), key=lambda outcome: song_span(outcome.report, outcome.mode))
     unplaced = [outcome for outcome in outcomes if outcome.status != "placed"]

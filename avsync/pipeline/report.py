@@ -132,6 +132,22 @@ def to_json(data: dict) -> str:
     return SHORT_LIST.sub(lambda match: "[" + re.sub(r"\s*\n\s*", " ", match.group(1)) + "]", text)
 
 
+def song_span(report: dict, mode: str) -> tuple[float, float]:
+    """The stretch of the song a shot covers once synced (seconds of music, clipped to the song).
+
+    Args:
+        report: a shot's report (`avsync.pipeline.report.SyncReport` as a dict).
+        mode: ``offset``: the shot shifted by its constant offset; ``warp``: re-timed by its time map.
+    """
+    music = report["reference_duration_s"]
+    if mode == "offset":
+        start, end = -report["offset_s"], report["video_duration_s"] - report["offset_s"]
+    else:
+        knots = report["time_map"]
+        start, end = knots[0][0], knots[-1][0] + 1.0 / report["fps"]
+    return min(max(0.0, start), music), min(max(0.0, end), music)
+
+
 def describe_offset(offset_s: float, fps: float) -> str:
     """One line: the offset in seconds and frames and what it means.
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from avsync.errors import AvsyncError
 from avsync.io.media import MediaInfo, atomic_path, keep_existing
 from avsync.pipeline.checks import SyncInputs, check_reference, check_video
-from avsync.pipeline.report import to_json
+from avsync.pipeline.report import song_span, to_json
 from avsync.pipeline.shot_files import collect_shots
 from avsync.signals import Terminated, raise_if_stopped
 
@@ -155,22 +155,6 @@ class ShotOutcome:
                        placed_by=self.report.get("placed_by"),
                        camera_audio_offset_s=(self.report.get("camera_audio") or {}).get("offset_s"))  # fmt: skip
         return row
-
-
-def song_span(report: dict, mode: str) -> tuple[float, float]:
-    """The stretch of the song a shot covers once synced (seconds of music, clipped to the song).
-
-    Args:
-        report: a shot's report (`avsync.pipeline.report.SyncReport` as a dict).
-        mode: ``offset``: the shot shifted by its constant offset; ``warp``: re-timed by its time map.
-    """
-    music = report["reference_duration_s"]
-    if mode == "offset":
-        start, end = -report["offset_s"], report["video_duration_s"] - report["offset_s"]
-    else:
-        knots = report["time_map"]
-        start, end = knots[0][0], knots[-1][0] + 1.0 / report["fps"]
-    return min(max(0.0, start), music), min(max(0.0, end), music)
 
 
 def output_paths(shot: Shot, settings: BatchSettings) -> dict[str, Path]:
