@@ -16,7 +16,11 @@ decoding not counted). Per backend and clip:
   interval over clips;
 * **ms per frame** of the landmarks stage (wall clock and process CPU time) with OpenCV, dlib and
   LiteRT on one thread, the two backends timed on the same clip one after the other (on a shared
-  machine the CPU time is the steadier figure; compare the two backends, not runs).
+  machine the CPU time is the steadier figure; compare the two backends, not runs);
+* **mouth opening vs sound**: Pearson r of the inner-lip opening per face width
+  (`avsync.features.landmarks.mouth_opening`) and the log RMS of the clip's audio per frame, on
+  the frames where both backends have a face; mean over clips and the paired difference with a
+  95 % bootstrap interval over clips.
 
 ``--calibrate`` instead prints the medians that set `avsync.features.mesh.BLAZE_TO_HOG` and
 `MESH_ROI_SCALE`: on every 5th frame, BlazeFace's raw box against the box around the 68 points the
@@ -41,7 +45,7 @@ import cv2
 import numpy as np
 
 from avsync.features.extract import VisualParams, work_size
-from avsync.features.landmarks import make_backend
+from avsync.features.landmarks import make_backend, mouth_opening
 from avsync.features.lips import MOUTH_POINTS, STABLE_POINTS, _similarity_to
 from avsync.features.tracking import FaceTracker, box_from_landmarks
 from avsync.io import media
@@ -68,17 +72,31 @@ def frames_of(path: Path) -> list[np.ndarray]:
     return [frame for _, frame in media.iter_video(path, fps=params.fps, gray=True, size=size)]
 
 
-def quiet_frames(path: Path, n_frames: int, fps: float = 25.0) -> np.ndarray:
-    """bool ``[T]``: frames whose audio RMS is under the clip's `QUIET_QUANTILE` (all False without audio)."""
+def frame_rms(path: Path, n_frames: int, fps: float = 25.0) -> np.ndarray:
+    """float ``[T]``: RMS of the clip's own audio in each frame's 40 ms (NaN past its end or without audio)."""
     try:
         samples = media.read_audio(path, sample_rate=SAMPLE_RATE)
-    except Exception:  # noqa: BLE001 (a clip without sound has no quiet frames)
-        return np.zeros(n_frames, bool)
+    except Exception:  # noqa: BLE001 (a clip without sound)
+        return np.full(n_frames, np.nan)
     hop = round(SAMPLE_RATE / fps)
-    rms = np.array([np.sqrt(np.mean(samples[i * hop : (i + 1) * hop] ** 2)) if i * hop < len(samples) else np.nan
-                    for i in range(n_frames)])  # fmt: skip
+    return np.array([np.sqrt(np.mean(samples[i * hop : (i + 1) * hop] ** 2)) if i * hop < len(samples) else np.nan
+                     for i in range(n_frames)])  # fmt: skip
+
+
+def quiet_frames(rms: np.ndarray) -> np.ndarray:
+    """bool ``[T]``: frames whose audio RMS ``[T]`` is under the clip's `QUIET_QUANTILE`."""
     finite = np.isfinite(rms)
-    return finite & (rms <= np.quantile(rms[finite], QUIET_QUANTILE)) if finite.any() else np.zeros(n_frames, bool)
+    return finite & (rms <= np.quantile(rms[finite], QUIET_QUANTILE)) if finite.any() else np.zeros(len(rms), bool)
+
+
+def opening_vs_sound(landmarks: np.ndarray, rms: np.ndarray, frames: np.ndarray) -> float:
+    """Pearson r of the inner-lip opening and the log audio RMS over the selected frames ``[T]``."""
+    opening = mouth_opening(landmarks)
+    level = np.log(np.maximum(rms, 1e-5))
+    picked = frames & np.isfinite(opening) & np.isfinite(level)
+    if picked.sum() < 10 or opening[picked].std() == 0:
+        return float("nan")
+    return float(np.corrcoef(opening[picked], level[picked])[0, 1])
 
 
 def aligned_lips(landmarks: np.ndarray) -> np.ndarray:
@@ -137,12 +155,13 @@ def measure(paths: list[Path]) -> None:
     found = {"dlib": [0, 0], "mesh": [0, 0]}
     seconds = {"dlib": 0.0, "mesh": 0.0}
     cpu = {"dlib": 0.0, "mesh": 0.0}
-    ratios, names = [], []
+    ratios, names, correlations = [], [], []
     print(f"{'clip':55s} {'frames':>6s} {'dlib %':>7s} {'mesh %':>7s} {'quiet':>5s} {'jit dlib':>9s} {'jit mesh':>9s} "
-          f"{'ms dlib':>8s} {'ms mesh':>8s}")  # fmt: skip
+          f"{'ms dlib':>8s} {'ms mesh':>8s} {'r dlib':>7s} {'r mesh':>7s}")  # fmt: skip
     for path in paths:
         frames = frames_of(path)
-        quiet = quiet_frames(path, len(frames))
+        rms = frame_rms(path, len(frames))
+        quiet = quiet_frames(rms)
         result = {}
         for name in ("dlib", "mesh"):
             landmarks, took, took_cpu = track(name, frames)
@@ -158,13 +177,17 @@ def measure(paths: list[Path]) -> None:
         steady[[0, -1]] = False
         picked = quiet & steady
         jitters = {name: jitter(aligned_lips(result[name][0]), picked) for name in result}
+        pearson = {name: opening_vs_sound(result[name][0], rms, both) for name in result}
+        if np.isfinite(list(pearson.values())).all():
+            correlations.append([pearson["dlib"], pearson["mesh"]])
         if np.isfinite(list(jitters.values())).all() and jitters["dlib"] > 0 and picked.sum() >= 5:
             ratios.append(jitters["mesh"] / jitters["dlib"])
             names.append(str(path))
         label = "/".join(path.parts[-2:])[-55:]
         print(f"{label:55s} {len(frames):6d} {100 * result['dlib'][1].mean():7.1f} {100 * result['mesh'][1].mean():7.1f} "
               f"{int(picked.sum()):5d} {jitters['dlib']:9.4f} {jitters['mesh']:9.4f} "
-              f"{1e3 * result['dlib'][2] / len(frames):8.2f} {1e3 * result['mesh'][2] / len(frames):8.2f}", flush=True)  # fmt: skip
+              f"{1e3 * result['dlib'][2] / len(frames):8.2f} {1e3 * result['mesh'][2] / len(frames):8.2f} "
+              f"{pearson['dlib']:7.3f} {pearson['mesh']:7.3f}", flush=True)  # fmt: skip
     print(f"\n{len(paths)} clips, {found['dlib'][1]} frames")
     for name in ("dlib", "mesh"):
         print(f"{name}: faces found {100 * found[name][0] / found[name][1]:.2f} % of frames; "
@@ -174,6 +197,14 @@ def measure(paths: list[Path]) -> None:
         mean, low, high = geometric_interval(np.array(ratios))
         print(f"lip jitter mesh / dlib on quiet frames: {mean:.2f}x [{low:.2f}, {high:.2f}] (geometric mean over "
               f"{len(ratios)} clips; mesh steadier on {int((np.array(ratios) < 1).sum())})")  # fmt: skip
+    if correlations:
+        pairs = np.array(correlations)
+        rng = np.random.default_rng(0)
+        draws = [pairs[rng.integers(0, len(pairs), len(pairs))] for _ in range(2000)]
+        low, high = np.quantile([(d[:, 1] - d[:, 0]).mean() for d in draws], [0.025, 0.975])
+        print(f"mouth opening vs log audio RMS, mean Pearson r over {len(pairs)} clips: dlib {pairs[:, 0].mean():.3f}, "
+              f"mesh {pairs[:, 1].mean():.3f} (paired difference {(pairs[:, 1] - pairs[:, 0]).mean():+.3f} "
+              f"[{low:+.3f}, {high:+.3f}])")  # fmt: skip
 
 
 def calibrate(paths: list[Path], every: int = 5) -> None:
