@@ -3,7 +3,7 @@
 Video is resampled to `FPS` frames per second before landmarks, crops and the model; audio to
 `SAMPLE_RATE` Hz mono. Each video frame owns `MELS_PER_FRAME` log-mel columns (a 10 ms hop), and
 the models read windows of `WINDOW_FRAMES` video frames (and the `WINDOW_FRAMES * MELS_PER_FRAME`
-mel columns at the same time). Change these only with retrained models and a cleared cache.
+mel columns at the same time) of `MOUTH_SIZE`-pixel mouth crops and `N_MELS` mel bands. Change these only with retrained models and a cleared cache.
 """
 
 FPS = 25.0
@@ -14,3 +14,7 @@ MELS_PER_FRAME = 4
 """Log-mel columns per video frame (hop 160 samples = 10 ms at 16 kHz)."""
 WINDOW_FRAMES = 16
 """Video frames in one model window (0.64 s)."""
+N_MELS = 80
+"""Mel bands of the audio feature."""
+MOUTH_SIZE = 64
+"""Side of a mouth crop in pixels."""

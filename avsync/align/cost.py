@@ -33,8 +33,8 @@ import numpy as np
 from tqdm import tqdm
 
 from avsync.conventions import MELS_PER_FRAME, WINDOW_FRAMES
-from avsync.features.cache import array_checksum
 from avsync.features.lips import lip_geometry
+from avsync.io.digest import array_checksum
 from avsync.models import is_ensemble, video_input
 
 HALF_WINDOW = WINDOW_FRAMES // 2

@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from avsync.conventions import FPS, MELS_PER_FRAME, SAMPLE_RATE
+from avsync.conventions import FPS, MELS_PER_FRAME, N_MELS, SAMPLE_RATE
 
 LOG_OFFSET = 1e-6
 SILENCE_DB = 30.0
@@ -44,7 +44,7 @@ class MelConfig:
     sample_rate: int = SAMPLE_RATE
     fps: float = FPS
     mels_per_frame: int = MELS_PER_FRAME
-    n_mels: int = 80
+    n_mels: int = N_MELS
     n_fft: int = 512
     win_length: int = 400
     f_min: float = 55.0

@@ -48,6 +48,7 @@ from avsync.features.extract import (
 )
 from avsync.features.landmarks import check_fan_weights
 from avsync.features.manifest import ClipRecord
+from avsync.io.digest import array_checksum, digest
 from avsync.io.files import atomic_path, remove_stale_temporaries
 from avsync.shards import in_shard
 
@@ -56,10 +57,6 @@ HASH_CHUNK = 1 << 20
 log = logging.getLogger(__name__)
 
 Features = TypeVar("Features", VisualFeatures, AudioFeatures)
-
-
-def _digest(data: bytes | memoryview, size: int = 16) -> str:
-    return hashlib.blake2b(data, digest_size=size).hexdigest()
 
 
 _file_hashes: dict[tuple, str] = {}
@@ -78,11 +75,11 @@ def file_hash(path: str | os.PathLike[str]) -> str:
         stat = os.stat(path)
         key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
         if key not in _file_hashes:
-            digest = hashlib.blake2b(digest_size=16)
+            hasher = hashlib.blake2b(digest_size=16)
             with open(path, "rb") as handle:
                 while chunk := handle.read(HASH_CHUNK):
-                    digest.update(chunk)
-            _file_hashes[key] = digest.hexdigest()
+                    hasher.update(chunk)
+            _file_hashes[key] = hasher.hexdigest()
         return _file_hashes[key]
     except FileNotFoundError as exc:
         raise MediaError("file not found", path) from exc
@@ -94,12 +91,7 @@ def file_hash(path: str | os.PathLike[str]) -> str:
 
 def params_hash(params: dict) -> str:
     """Short hash (64-bit, hex) of a parameter dict (canonical JSON)."""
-    return _digest(json.dumps(params, sort_keys=True, default=str).encode(), size=8)
-
-
-def array_checksum(array: np.ndarray) -> str:
-    """BLAKE2b (128-bit, hex) of an array's bytes (C order)."""
-    return _digest(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data if array.size else b"")
+    return digest(json.dumps(params, sort_keys=True, default=str).encode(), size=8)
 
 
 class CorruptEntry(Exception):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from avsync.conventions import MOUTH_SIZE
 from avsync.features.landmarks import face_size, mouth_centre, roll_angle
 
 # Above this many source pixels per output pixel, shrink with an area filter before warping.
@@ -37,7 +38,7 @@ class CropConfig:
         smooth_window: frames in the centred averaging window of centre, side and angle.
     """
 
-    size: int = 64
+    size: int = MOUTH_SIZE
     rgb: bool = False
     scale: float = 1.1
     smooth_window: int = 9
@@ -70,7 +71,7 @@ def window_mean(rows: np.ndarray) -> np.ndarray:
     return valid.mean(axis=0) if len(valid) else np.full(rows.shape[1], np.nan)
 
 
-def crop_mouth(frame: np.ndarray, geometry: np.ndarray, size: int = 64) -> np.ndarray:
+def crop_mouth(frame: np.ndarray, geometry: np.ndarray, size: int = MOUTH_SIZE) -> np.ndarray:
     """Resample one square, rotated crop of a frame.
 
     Args:

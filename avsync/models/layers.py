@@ -7,12 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from avsync.conventions import MELS_PER_FRAME, WINDOW_FRAMES  # noqa: F401  (the networks' window geometry)
-
-N_MELS = 80
-"""Mel bands of the audio feature."""
-MOUTH_SIZE = 64
-"""Side of a mouth crop in pixels."""
+from avsync.conventions import MELS_PER_FRAME, MOUTH_SIZE, N_MELS, WINDOW_FRAMES  # noqa: F401  (the networks' window geometry)
 
 
 def standardise(values: Tensor, dims: Sequence[int], eps: float = 1e-5) -> Tensor:
