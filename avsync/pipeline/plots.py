@@ -1,7 +1,8 @@
 """PNG plots of alignments: cost matrix with the found and true paths, and time maps.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot state, no display needed).
-Files are written atomically.
+Files are written atomically. matplotlib is imported when a plot is drawn: an alignment without
+``--plot`` does not load it (0.6 s and ~25 MB on 2 cores).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from avsync.align.timemap import TimeMap
 from avsync.conventions import FPS
 from avsync.io.files import atomic_path
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from avsync.pipeline.shots import ShotOutcome
 
 
@@ -67,6 +69,8 @@ def plot_alignment(cost: np.ndarray, found_path: np.ndarray | None, true_path: n
     Returns:
         The written path.
     """
+    from matplotlib.figure import Figure
+
     n, m = cost.shape
     fig = Figure(figsize=(6.4, 5.6))  # one size for every matrix: W&B shows an epoch's images side by side
     ax = fig.add_subplot()
@@ -103,6 +107,8 @@ def plot_time_map(time_map: TimeMap, out_png: str | Path, *, true_ref_index: np.
         The written path.
     """
     fps = time_map.fps
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(7.0, 3.2))
     ax = fig.add_subplot()
     n = int(round(time_map.knots[-1, 1] * fps)) + 1
@@ -138,6 +144,7 @@ def plot_shots(outcomes: Sequence[ShotOutcome], music_duration_s: float, out_png
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
 
     from avsync.pipeline.report import CONFIDENCE_RELIABLE, song_span
 
