@@ -71,7 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ignore-camera-audio", action="store_true",
                         help="do not match the video's own audio against the music (by default, where the camera heard "
                         "the playback, it places the take and the report compares it with the lips)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto). auto and cpu run the checkpoint's ONNX "
+                        "export with onnxruntime when it has one (the shipped models do; make export writes one), else torch; "
+                        "cuda runs torch on the GPU")  # fmt: skip
     parser.add_argument("--cache", metavar="DIR", type=Path, help="feature cache folder (reuse features between runs)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="model checkpoint: a .ckpt path, 'latest' or 'shipped' (default: the model shipped with avsync)")
     parser.add_argument("--face", default="largest", metavar="WHICH",
                         help="the face to follow: largest (default), left, right, or X,Y (fractions of the frame)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto; as in avsync align: the ONNX export through onnxruntime unless cuda)")
     parser.add_argument("--cache", metavar="DIR", type=Path, help="feature cache folder (reuse features between runs)")
     parser.add_argument("--force", action="store_true", help="replace an existing report")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
