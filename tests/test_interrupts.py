@@ -55,10 +55,10 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_run(tmp_path: Path) -
 def _interrupted_aligner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: BaseException) -> tuple[ShotAligner, Path]:
     """An aligner whose outputs stop with `stop` after the plot is written (the analysis faked)."""
     settings = BatchSettings(music=tmp_path / "song.wav", vocal=None, out_dir=tmp_path / "out", render=True, progress=False)
-    aligner = ShotAligner(settings, SimpleNamespace(music_info=None, vocal_info=None, features=None))
+    aligner = ShotAligner(settings, SimpleNamespace(music_info=None, vocal_info=None, features=None, music_features=None))
     aligner._model = object()
     monkeypatch.setattr(shots, "check_video", lambda path: None)
-    monkeypatch.setattr(avsync.pipeline.sync, "analyse", lambda *a, **k: SimpleNamespace(sync=SimpleNamespace(confidence=9.0)))
+    monkeypatch.setattr(avsync.pipeline.sync, "analyse", lambda *a, **k: SimpleNamespace(sync=SimpleNamespace(confidence=9.0), placed_by="lips"))
 
     def write_then_stop(analysis, *, plot_path, **kwargs):
         with atomic_path(plot_path) as temporary:

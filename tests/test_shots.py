@@ -101,10 +101,14 @@ def test_a_shoot_is_placed_summarised_and_put_on_a_timeline(capsys, tmp_path: Pa
     assert "take_a" in stdout and "no match" in stdout and "2 placed, 1 no match, 1 failed" in stdout
     # The timeline: the music at 0 on an audio track, each placed shot at its place with its source range.
     read = otio.adapters.read_from_file(str(timeline))
-    audio = [track for track in read.tracks if track.kind == otio.schema.TrackKind.Audio]
-    assert len(audio) == 1 and audio[0][0].range_in_parent().start_time.to_seconds() == 0.0
+    audio = {track.name: track for track in read.tracks if track.kind == otio.schema.TrackKind.Audio}
+    assert audio["Music"][0].range_in_parent().start_time.to_seconds() == 0.0
     clips = {clip.name: clip for track in read.video_tracks() if track.name != "No match" for clip in track.find_clips()}
     assert set(clips) == {"take_a.mp4", "take_b.mp4"}
+    # the takes carry their song's mix: each one's own sound sits under its picture on its track's camera-audio track
+    heard = {clip.name: clip for name, track in audio.items() if name.startswith("Camera audio") for clip in track.find_clips()}
+    assert set(heard) == set(clips)
+    assert all(heard[name].range_in_parent() == clips[name].range_in_parent() for name in clips)
     (no_match,) = [track for track in read.video_tracks() if track.name == "No match"]
     assert [clip.name for clip in no_match.find_clips()] == ["other_song.mp4"] and not no_match.enabled
     assert read.global_start_time.to_timecode() == "01:00:00:00"
@@ -130,9 +134,10 @@ def test_a_take_keeps_its_camera_timecode_on_a_relinkable_edl(capsys, tmp_path: 
     assert status == 0, err
     report = json.loads((out / "take_b camera.json").read_text())
     lines = (out / "cut.edl").read_text().splitlines()
-    (event,) = [line.split() for line in lines if line[:3].isdigit() and line.split()[1] == "TAKEBCAM"]
+    (event, sound) = [line.split() for line in lines if line[:3].isdigit() and line.split()[1] == "TAKEBCAM"]
     record = 10 * 3600 * 25 + round(-report["offset_s"] * 25)  # the take's first frame lands where the song is
     assert event[4] == "14:30:00:10" and event[6] == to_timecode(record, 25.0)  # its source in: the camera's own timecode
+    assert event[2] == "V" and sound[2] == "A2" and sound[4:] == event[4:]  # the take's own sound, under its picture
     assert "* FROM FILE: ../takes/take_b camera.mov" in lines and "* REEL TAKEBCAM IS ../takes/take_b camera.mov" in lines
     assert otio.adapters.read_from_file(str(out / "cut.edl"), rate=25).find_clips()  # OTIO reads it
     status, _, err = run_cli(capsys, take, master, "--out-dir", out, "--timeline", out / "cut.edl", "--timeline-start", "25:00",
