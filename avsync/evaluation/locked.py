@@ -159,7 +159,7 @@ def write_manifests(clips_manifest: Path, all_manifest: Path, seen_by: Sequence[
         The locked speakers.
     """
     from avsync.evaluation.folds import write_fold_manifests
-    from avsync.io.media import atomic_path
+    from avsync.io.files import atomic_path
 
     entries = _json_lines(clips_manifest)
     records = {r.id: r for r in read_manifest(clips_manifest)}

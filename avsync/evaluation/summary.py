@@ -18,7 +18,7 @@ from pathlib import Path
 
 from avsync.evaluation.harness import MARKDOWN_COLUMNS, CaseResult, EvalReport, speaker_interval
 from avsync.evaluation.metrics import wilson_interval
-from avsync.io.media import atomic_path
+from avsync.io.files import atomic_path
 from avsync.pipeline.report import CONFIDENCE_RELIABLE
 
 
