@@ -42,10 +42,10 @@ Fields (all times in seconds; other fields may be added, these never change mean
   the sound fits, best first), ``agrees_with_lips`` (within a frame) and ``lips_minus_audio_frames``
   (positive: the singer is late against the playback; null unless the lips placed the video).
 * ``timings_s``: seconds per stage of the command (checks, imports, model, music features,
-  video features, cost, dtw, write video, plot), for finding where the time goes. When the lips
-  were read in a process of their own beside the model work (`avsync.pipeline.shot_features`),
-  ``music embedding`` is the reference's embedding done meanwhile and ``video features (waited)``
-  the time spent waiting for the lips after it.
+  video features, camera audio, cost, dtw, write video, plot), for finding where the time goes.
+  When the lips were read in a process of their own beside the model work
+  (`avsync.pipeline.shot_features`), ``music embedding`` and ``camera audio`` are done meanwhile
+  and ``video features (waited)`` is the time spent waiting for the lips after them.
 """
 
 from __future__ import annotations

@@ -164,15 +164,13 @@ def analyse(
     if audio is None:
         audio = load_reference(inputs.reference, cache_dir)  # first: a silent reference is found cheaply
     loaded = time.perf_counter()
+    timings = {"music features": loaded - started}
     if shot is None:
         visual = load_shot(inputs.video, cache_dir, visual_params, progress)
-        timings = {"music features": loaded - started, "video features": time.perf_counter() - loaded}
-    else:
-        embed_reference(model.network, audio.log_mel)  # while the shot's lips are read in the background
-        embedded = time.perf_counter()
-        visual = shot()
-        timings = {"music features": loaded - started, "music embedding": embedded - loaded,
-                   "video features (waited)": time.perf_counter() - embedded}  # fmt: skip
+        timings["video features"] = time.perf_counter() - loaded
+    else:  # the shot's lips are read in the background meanwhile
+        embed_reference(model.network, audio.log_mel)
+        timings["music embedding"] = time.perf_counter() - loaded
     camera = None
     if camera_audio:
         heard = time.perf_counter()
@@ -180,6 +178,10 @@ def analyse(
             music_audio = audio if inputs.vocal is None else load_reference(inputs.music, cache_dir)
         camera = listen(inputs, music_audio, cache_dir)
         timings["camera audio"] = time.perf_counter() - heard
+    if shot is not None:
+        waiting = time.perf_counter()
+        visual = shot()
+        timings["video features (waited)"] = time.perf_counter() - waiting
     candidates = None if camera is None else camera.candidate_frames(visual.fps)
     sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, landmarks=visual.landmarks,
                          fps=visual.fps, dtw_config=dtw_config, candidates=candidates, progress=progress)  # fmt: skip
