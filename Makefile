@@ -17,6 +17,9 @@ FOLD_DATA ?= experiments/real_folds
 WITH    ?=
 WITH_EXP ?=
 WITH_WEIGHT ?= 2.0
+# landmark backend (dlib, mesh, fan) of training and eval; runs and results of another than dlib are named EXP_BACKEND
+BACKEND ?= dlib
+RUN_EXP  = $(EXP)$(if $(filter-out dlib,$(BACKEND)),_$(BACKEND),)
 PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
 DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
@@ -26,7 +29,7 @@ DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
 help: ## list the targets and their variables
 	@echo "usage: make TARGET [VAR=value ...]"
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
-	@echo "variables: EXP=$(EXP) GPUS=$(GPUS) DATA=$(DATA) CACHE=$(CACHE) CKPT=$(CKPT) SWEEP=$(SWEEP) REAL=$(REAL) VENV=$(VENV)"
+	@echo "variables: EXP=$(EXP) BACKEND=$(BACKEND) GPUS=$(GPUS) DATA=$(DATA) CACHE=$(CACHE) CKPT=$(CKPT) SWEEP=$(SWEEP) REAL=$(REAL) VENV=$(VENV)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -49,6 +52,7 @@ train: $(STAMP) $(DEFAULT_DATA) ## train experiment EXP (experiments/EXP.yaml) o
 	$(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
 	    $(if $(filter command line,$(origin DATA)),--data.data=$(DATA),) \
 	    $(if $(filter command line,$(origin CACHE)),--data.cache=$(CACHE),) \
+	    $(if $(filter-out dlib,$(BACKEND)),--data.visual.backend=$(BACKEND) --trainer.logger.init_args.name=$(RUN_EXP),) \
 	    $(if $(filter-out 0,$(GPUS)),--trainer.accelerator=gpu --trainer.devices=$(GPUS) --trainer.strategy=ddp,)
 
 SHIPPED_CKPTS := $(wildcard avsync/models/pretrained/*.ckpt)
@@ -57,7 +61,7 @@ export: $(STAMP) ## export CKPT (default: the shipped models) to ONNX beside it 
 
 eval: $(STAMP) $(DEFAULT_DATA) ## DTW alignment cost and frame error of CKPT (default: newest from make train, else the shipped model)
 	$(VENV)/bin/avsync eval --checkpoint $(or $(CKPT),$(if $(wildcard runs/*/*/checkpoints/*.ckpt),latest,shipped)) \
-	    --data $(DATA) --cache $(CACHE)
+	    --data $(DATA) --cache $(CACHE) --backend $(BACKEND)
 
 TAKES   ?= data/takes
 UNSEEN_BY ?= $(if $(WITH)$(WITH_EXP),experiments/realav_split.jsonl,)
@@ -67,11 +71,11 @@ eval-takes: $(STAMP) ## takes placed inside long songs (the editor's case): synt
 	    --seed 2 --seeds 2 --out results/eval_takes.json --checkpoint $(or $(CKPT),shipped)  # seeds 0-1 tuned the placement
 
 eval-takes-real: $(STAMP) ## the takes of each fold's unseen speakers placed in a reference of every real clip's audio in a row, by the fold runs of make eval-folds EXP=... (WITH/WITH_EXP: their ensembles); pooled, and the clips UNSEEN_BY's train split never saw
-	@set -e; out=results/takes_folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,); for k in $(FOLDS); do \
-	    ckpt=$$(ls -t runs/$(EXP)_fold$$k/*/checkpoints/last.ckpt$(if $(WITH)$(WITH_EXP),.ensemble,) 2>/dev/null | head -n 1); \
-	    test -n "$$ckpt" || { echo "error: no fold $$k run of $(EXP): run make eval-folds EXP=$(EXP) first" >&2; exit 2; }; \
+	@set -e; out=results/takes_folds/$(RUN_EXP)$(if $(WITH)$(WITH_EXP),_ensemble,); for k in $(FOLDS); do \
+	    ckpt=$$(ls -t runs/$(RUN_EXP)_fold$$k/*/checkpoints/last.ckpt$(if $(WITH)$(WITH_EXP),.ensemble,) 2>/dev/null | head -n 1); \
+	    test -n "$$ckpt" || { echo "error: no fold $$k run of $(RUN_EXP): run make eval-folds EXP=$(EXP) BACKEND=$(BACKEND) first" >&2; exit 2; }; \
 	    $(VENV)/bin/avsync eval --protocol takes --data $(FOLD_DATA)/fold$$k.jsonl --split test --cache $(CACHE) --seeds 1 \
-	        --checkpoint $$ckpt --constant --quiet --out $$out/fold$$k.json; \
+	        --checkpoint $$ckpt --backend $(BACKEND) --constant --quiet --out $$out/fold$$k.json; \
 	done; \
 	$(VENV)/bin/avsync eval --protocol takes --pool $$out/fold*.json --out $$out/pooled.json $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),)
 
@@ -83,27 +87,27 @@ folds: $(STAMP) ## write the 5 leave-speakers-out fold manifests of REAL into ex
 	$(PY) -c "import json; from avsync.evaluation.folds import write_fold_manifests as w; print(*w('$(REAL)', '$(CACHE)', 'experiments/real_folds', folds=json.load(open('experiments/real_folds/folds.json'))), sep='\n')"
 
 TRAIN   ?= 1
-FOLDS_SUMMARY = experiments/results/folds_$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,).json
+FOLDS_SUMMARY = experiments/results/folds_$(RUN_EXP)$(if $(WITH)$(WITH_EXP),_ensemble,).json
 eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DATA) train (TRAIN=0: reuse the newest fold runs), align its unseen speakers, pool (WITH=CKPT or WITH_EXP=EXP2's fold runs: as an ensemble, weight WITH_WEIGHT; then also the clips UNSEEN_BY's train split never saw); the summary to commit: FOLDS_SUMMARY
 	@set -e; for k in $(FOLDS); do \
 	    if [ "$(TRAIN)" != 0 ]; then $(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
-	        --data.data=$(FOLD_DATA)/fold$$k.jsonl --data.cache=$(CACHE) \
-	        --trainer.logger.init_args.name=$(EXP)_fold$$k; fi; \
-	    ckpt=$$(ls -t runs/$(EXP)_fold$$k/*/checkpoints/last.ckpt 2>/dev/null | head -n 1); \
-	    test -n "$$ckpt" || { echo "error: no runs/$(EXP)_fold$$k/*/checkpoints/last.ckpt: run make eval-folds EXP=$(EXP) without TRAIN=0 first" >&2; exit 2; }; \
+	        --data.data=$(FOLD_DATA)/fold$$k.jsonl --data.cache=$(CACHE) --data.visual.backend=$(BACKEND) \
+	        --trainer.logger.init_args.name=$(RUN_EXP)_fold$$k; fi; \
+	    ckpt=$$(ls -t runs/$(RUN_EXP)_fold$$k/*/checkpoints/last.ckpt 2>/dev/null | head -n 1); \
+	    test -n "$$ckpt" || { echo "error: no runs/$(RUN_EXP)_fold$$k/*/checkpoints/last.ckpt: run make eval-folds EXP=$(EXP) BACKEND=$(BACKEND) without TRAIN=0 first" >&2; exit 2; }; \
 	    with='$(WITH)'; \
 	    if [ -n "$(WITH_EXP)" ]; then \
-	        with=$$(ls -t runs/$(WITH_EXP)_fold$$k/*/checkpoints/last.ckpt 2>/dev/null | head -n 1); \
-	        test -n "$$with" || { echo "error: no runs/$(WITH_EXP)_fold$$k/*/checkpoints/last.ckpt: run make eval-folds EXP=$(WITH_EXP) first" >&2; exit 2; }; \
+	        with=$$(ls -t runs/$(WITH_EXP)$(if $(filter-out dlib,$(BACKEND)),_$(BACKEND),)_fold$$k/*/checkpoints/last.ckpt 2>/dev/null | head -n 1); \
+	        test -n "$$with" || { echo "error: no runs/$(WITH_EXP)$(if $(filter-out dlib,$(BACKEND)),_$(BACKEND),)_fold$$k/*/checkpoints/last.ckpt: run make eval-folds EXP=$(WITH_EXP) BACKEND=$(BACKEND) first" >&2; exit 2; }; \
 	    fi; \
 	    if [ -n "$$with" ]; then \
 	        $(PY) -c "from avsync.models.ensemble import combine_checkpoints as c; c(['$$ckpt', '$$with'], [1.0, $(WITH_WEIGHT)], '$$ckpt.ensemble')"; \
 	        ckpt=$$ckpt.ensemble; \
 	    fi; \
 	    $(VENV)/bin/avsync eval --protocol real --data $(FOLD_DATA)/fold$$k.jsonl --split test --cache $(CACHE) \
-	        --checkpoint $$ckpt --constant --quiet --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold$$k.json; \
+	        --checkpoint $$ckpt --backend $(BACKEND) --constant --quiet --out results/folds/$(RUN_EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold$$k.json; \
 	done
-	$(VENV)/bin/avsync eval --pool results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold*.json --out results/folds/$(EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/pooled.json \
+	$(VENV)/bin/avsync eval --pool results/folds/$(RUN_EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold*.json --out results/folds/$(RUN_EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/pooled.json \
 	    $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),) --truths $(REAL) --summary $(FOLDS_SUMMARY)
 
 LOCKED  ?= experiments/locked_test.jsonl

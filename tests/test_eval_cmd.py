@@ -86,6 +86,23 @@ def test_eval_of_an_explicit_checkpoint_without_baseline_cut_short(tiny_eval_dat
     assert sorted(p.name for p in (tmp_path / "png").glob("*.png")) == ["song000_shift_model.png", "song000_shift_model_timemap.png"]
 
 
+@pytest.mark.slow
+def test_eval_reads_the_cases_lips_with_the_backend_asked(tiny_eval_data, tmp_path) -> None:
+    from avsync.features.cache import FeatureCache
+    from avsync.features.extract import VisualParams
+
+    out, cases = tmp_path / "mesh.json", tmp_path / "cases"
+    args = ["eval", "--checkpoint", str(tiny_eval_data["checkpoint"]), "--data", str(tiny_eval_data["synth"]),
+            "--cache", str(tiny_eval_data["cache"]), "--cases", str(cases), "--out", str(out), "--no-baseline",
+            "--clips", "1", "--max-frames", str(MIN_FRAMES), "--backend", "mesh", "--quiet"]
+    assert avsync_main(args) == 0
+    assert json.loads(out.read_text())["backend"] == "mesh"
+    (video,) = cases.glob("*.mp4")
+    cache = FeatureCache(tiny_eval_data["cache"])
+    assert cache.entry_path("visual", video, VisualParams(backend="mesh").params()).is_file()
+    assert not cache.entry_path("visual", video, VisualParams().params()).exists()  # dlib never ran on the case
+
+
 @pytest.fixture
 def manifest(tmp_path) -> Path:
     """A readable one-clip manifest (the media is never opened by the failing runs)."""

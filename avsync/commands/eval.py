@@ -43,6 +43,8 @@ from avsync.evaluation.summary import reliable_share, truth_kinds, truth_lines, 
 from avsync.evaluation.takes import format_takes_markdown, make_take_cases, takes_summary
 from avsync.evaluation.warp import MIN_FRAMES
 from avsync.features.cache import FeatureCache
+from avsync.features.extract import VisualParams
+from avsync.features.landmarks import BACKENDS
 from avsync.features.manifest import read_manifest
 from avsync.io.media import atomic_path
 from avsync.models import is_pair_model
@@ -97,6 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--summary", metavar="JSON", type=Path,
                         help="with --pool: also write a small summary to commit (per run and pooled: case counts, means, "
                         "95 %% intervals, 'reliable' right k of n with a Wilson interval; the --unseen-by subset too)")
+    parser.add_argument("--backend", choices=BACKENDS, default=VisualParams().backend,
+                        help="landmark backend the cases' lips are read with: the one the checkpoint was trained on "
+                        f"(avsync fit --data.visual.backend; default {VisualParams().backend})")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -276,9 +281,11 @@ def run(args: argparse.Namespace) -> int:
         methods.append(BaselineMethod(dtw_config=config))
     if args.constant:
         methods.append(ConstantMethod())
-    report = run_evaluation(methods, cases, cache=cache, plots_dir=args.plots, time_map_plots=True, progress=not args.quiet)
+    visual = VisualParams(backend=args.backend)
+    report = run_evaluation(methods, cases, cache=cache, visual=visual, plots_dir=args.plots, time_map_plots=True,
+                            progress=not args.quiet)  # fmt: skip
     settings = {**loaded.describe(), "data": str(args.data), "split": args.split, "protocol": args.protocol, "seed": args.seed,
-                "max_frames": args.max_frames, "dtw": asdict(config)}  # fmt: skip
+                "max_frames": args.max_frames, "backend": args.backend, "dtw": asdict(config)}  # fmt: skip
     markdown = _write_results(args.out, settings, report, takes=takes)
     clips = len({c.clip_id for c in cases})
     print(f"checkpoint {loaded.path} ({type(loaded.network).__name__}), {len(cases)} cases of {clips} {args.split} clips")

@@ -164,12 +164,13 @@ class Case:
         """int [N, 2] cells ``(i, true_ref_index[i])``."""
         return np.stack([np.arange(len(self.frame_map)), self.true_ref_index], axis=1)
 
-    def features(self, cache: FeatureCache | None) -> EvalClip:
+    def features(self, cache: FeatureCache | None, visual: VisualParams = VisualParams()) -> EvalClip:
         """The warped video's features and the reference's log-mel, as `avsync align` would see them.
 
         Args:
             cache: the feature cache of file cases (their warped file's features are computed
                 once, then reused); unused for in-memory cases.
+            visual: how a file case's lips are read (e.g. the landmark backend); unused for in-memory cases.
         """
         if self.clip is not None:
             clip, fmap = self.clip, self.frame_map
@@ -177,7 +178,7 @@ class Case:
                             apply_frame_map(clip.landmarks, fmap), clip.log_mel, clip.speaker)  # fmt: skip
         if cache is None:
             raise ValueError(f"{self.name}: a file case needs a feature cache")
-        visual, audio = cache.visual(self.video), cache.audio(self.reference)
+        visual, audio = cache.visual(self.video, visual), cache.audio(self.reference)
         return EvalClip(self.clip_id, visual.mouth_crops, visual.valid, visual.landmarks, audio.log_mel, self.speaker)
 
 
@@ -556,20 +557,22 @@ def speaker_interval(results: Sequence[CaseResult], value: str, *, kind: str | N
 
 
 def run_evaluation(methods: Sequence[Method], cases: Sequence[Case], *, cache: FeatureCache | None = None,
-                   plots_dir: str | Path | None = None, time_map_plots: bool = False, progress: bool = True) -> EvalReport:
+                   visual: VisualParams = VisualParams(), plots_dir: str | Path | None = None,
+                   time_map_plots: bool = False, progress: bool = True) -> EvalReport:
     """Align every case with every method and score it.
 
     Args:
         methods: the aligners (`ModelMethod`, `BaselineMethod`, `ConstantMethod`).
         cases: from `make_cases` or `make_file_cases`.
         cache: the feature cache (file cases).
+        visual: how the file cases' lips are read (`VisualParams`: the landmark backend the model was trained on).
         plots_dir: write ``<case>_<method>.png`` there (cost matrix, found and true path).
         time_map_plots: also ``<case>_<method>_timemap.png`` (offset along the video, found and true).
         progress: tqdm bar over the cases.
     """
     report = EvalReport([])
     for case in tqdm(cases, desc="align", unit="case", disable=not progress, leave=False):
-        features = case.features(cache)
+        features = case.features(cache, visual)
         for method in methods:
             started = time.perf_counter()
             sync = method.align(features)
