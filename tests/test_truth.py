@@ -143,3 +143,23 @@ def test_each_clip_is_scored_with_a_bias_from_the_other_clips() -> None:
     assert rows["GRID"]["decided"] == 5 and rows["GRID"]["within_half"] == 4 and rows["GRID"]["gross"] == 1
     assert rows["MEAD"]["agree_with_audit"] == 1
     json.dumps(rows)  # JSON-ready
+
+
+def test_the_lips_are_read_with_the_backend_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import avsync.truth.validate as validate
+    from avsync.features.manifest import ClipRecord
+
+    asked = []
+
+    class Cache:
+        def visual(self, video, params):
+            asked.append(params.backend)
+            return type("Visual", (), {"fps": FPS})()
+
+    monkeypatch.setattr(validate, "read_audio", lambda path, sample_rate: np.zeros(SR, np.float32))
+    monkeypatch.setattr(validate, "clip_events", lambda visual, samples, rate, signal: [])
+    record = ClipRecord(id="a", split="test", speaker="s", video=tmp_path / "a.mp4", audio=tmp_path / "a.wav")
+    for backend in ("dlib", "mesh"):
+        (check,) = validate.raw_checks([record], Cache(), "gap", progress=False, backend=backend)  # type: ignore[arg-type]
+        assert check.lags_frames == []
+    assert asked == ["dlib", "mesh"]

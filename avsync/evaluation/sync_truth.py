@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("cache"))
     parser.add_argument("--out", type=Path, default=Path("results/check_real.json"))
     parser.add_argument("--signal", choices=SIGNALS, default="gap", help="what lip releases are timed on (default gap)")
+    parser.add_argument("--backend", choices=("dlib", "mesh"), default="dlib",
+                        help="landmarks the lip releases are read from (default dlib; its thresholds were set on dlib)")
     parser.add_argument("--model", action="store_true", help="also the model's offset per clip (the shipped model unless --checkpoint)")
     parser.add_argument("--checkpoint", default=None, help="the model with --model (default: shipped)")
     parser.add_argument("--windows", type=float, nargs="*", default=[], metavar="SECONDS",
@@ -70,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         records = read_manifest(args.manifest)
-        checks = raw_checks(records, FeatureCache(args.cache), args.signal, progress=not args.quiet, windows_s=tuple(args.windows))
+        checks = raw_checks(records, FeatureCache(args.cache), args.signal, progress=not args.quiet, windows_s=tuple(args.windows),
+                            backend=args.backend)  # fmt: skip
         if args.model:
             add_model_answers(checks, records, args.cache, args.checkpoint, progress=not args.quiet)
     except AvsyncError as exc:
@@ -84,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(window_table(checks))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as temporary:
-        temporary.write_text(json.dumps({"manifest": str(args.manifest), "signal": args.signal, "summary": rows,
+        temporary.write_text(json.dumps({"manifest": str(args.manifest), "signal": args.signal, "backend": args.backend, "summary": rows,
                                          "clips": [asdict(check) for check in checks]}, indent=1), encoding="utf-8")  # fmt: skip
     return 0
 

@@ -115,7 +115,7 @@ def wilson(successes: int, trials: int) -> tuple[float, float]:
 
 
 def raw_checks(records: list[ClipRecord], cache: FeatureCache, signal: str, progress: bool = True,
-               windows_s: tuple[float, ...] = ()) -> list[ClipCheck]:  # fmt: skip
+               windows_s: tuple[float, ...] = (), backend: str = "dlib") -> list[ClipCheck]:  # fmt: skip
     """Every clip's paired events (no bias yet).
 
     Args:
@@ -124,12 +124,13 @@ def raw_checks(records: list[ClipRecord], cache: FeatureCache, signal: str, prog
         signal: what releases are timed on (`avsync.truth.reference.SIGNALS`).
         progress: print one line per clip.
         windows_s: also the raw offsets of consecutive windows of these lengths (`window_table`).
+        backend: the landmark backend the lips are read with (`avsync.features.extract.VisualParams`).
     """
     checks = []
     for record in records:
         dataset = origin_dataset(record.video)
         synced = dataset in DATASET_SYNCED and record.audio is None
-        visual = cache.visual(record.video, VisualParams())
+        visual = cache.visual(record.video, VisualParams(backend=backend))
         samples = read_audio(record.reference_audio, sample_rate=SAMPLE_RATE)
         events = clip_events(visual, samples, SAMPLE_RATE, signal)
         truth = 0.0 if synced else float(record.av_offset)
