@@ -127,7 +127,7 @@ def test_two_faces_are_named_in_a_warning_with_the_followed_one() -> None:
 def test_cost_images_keep_each_block_minimum() -> None:
     import numpy as np
 
-    from avsync.pipeline.plots import min_pooled
+    from avsync.align.plots import min_pooled
 
     cost = np.arange(12 * 25, dtype=np.float64).reshape(12, 25)
     cost[7, 13] = -5.0

@@ -62,7 +62,7 @@ def plot_reliability(results: Sequence[CaseResult], out_png: str | os.PathLike[s
     """Bar chart: share of right offsets per confidence bin, with the case counts and thresholds (PNG, atomic)."""
     from matplotlib.figure import Figure
 
-    from avsync.pipeline.plots import save_figure
+    from avsync.align.plots import save_figure
 
     table = reliability(results, edges)
     figure = Figure(figsize=(6, 3.2))

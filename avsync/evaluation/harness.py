@@ -72,7 +72,7 @@ from avsync.features.extract import VisualParams
 from avsync.features.landmarks import mouth_opening
 from avsync.features.manifest import ClipRecord, read_manifest
 from avsync.models import is_pair_model
-from avsync.pipeline.plots import plot_alignment, plot_time_map
+from avsync.align.plots import plot_alignment, plot_time_map
 from avsync.pipeline.report import confidence_level
 
 PROTOCOLS = ("synthetic", "real", "takes")

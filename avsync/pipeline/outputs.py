@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from avsync.pipeline.plots import plot_alignment
+from avsync.align.plots import plot_alignment
 from avsync.pipeline.report import SyncReport
 from avsync.pipeline.retime import write_offset, write_retimed
 from avsync.pipeline.sync import SyncAnalysis, build_report, default_plot_title

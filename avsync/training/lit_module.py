@@ -27,7 +27,7 @@ from avsync.errors import AvsyncError
 from avsync.models import describe, is_sequence_model
 from avsync.models.checkpoints import network_weights
 from avsync.models.layers import MELS_PER_FRAME, WINDOW_FRAMES
-from avsync.pipeline.plots import save_figure
+from avsync.align.plots import save_figure
 from avsync.training.wandb_setup import run_directory
 
 CLI_INSTANTIATOR = "pytorch_lightning.cli.instantiate_module"
