@@ -48,7 +48,7 @@ from avsync.features.landmarks import BACKENDS
 from avsync.features.manifest import read_manifest
 from avsync.io.media import atomic_path
 from avsync.models import is_pair_model
-from avsync.models.checkpoints import load_model
+from avsync.models.runtime import load_inference_model
 from avsync.pipeline.report import CONFIDENCE_RELIABLE, CONFIDENCE_UNCERTAIN
 
 DEFAULT_OUT = Path("results/eval.json")
@@ -102,7 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default=VisualParams().backend,
                         help="landmark backend the cases' lips are read with: the one the checkpoint was trained on "
                         f"(avsync fit --data.visual.backend; default {VisualParams().backend})")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto; as in avsync align: the checkpoint's ONNX "
+                        "export through onnxruntime when it has one, else torch; cuda: torch on the GPU)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -256,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     records = [r for r in every_record if args.split in ("all", r.split)]
     if not records:
         raise AvsyncError(f"no clips in the {args.split!r} split", args.data)
-    loaded = load_model(args.checkpoint, args.device)
+    loaded = load_inference_model(args.checkpoint, args.device)  # what avsync align runs: the ONNX export when there is one
     cache = FeatureCache(args.cache)
     synthetic = args.protocol == "synthetic"
     takes = args.protocol == "takes"
@@ -272,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
                                 max_frames=args.max_frames if synthetic else None, progress=not args.quiet)  # fmt: skip
     if is_pair_model(loaded.network):
         passes = sum(len(c.frame_map) * (2 * pair_band(len(c.frame_map))[2] + 1) for c in cases)
-        print(f"{type(loaded.network).__name__} scores (mouth, audio) pairs one by one: about {passes:,} forward passes, "
+        print(f"{loaded.describe()['network']} scores (mouth, audio) pairs one by one: about {passes:,} forward passes, "
               "slow on a CPU (--max-frames shortens the clips)", file=sys.stderr)
     config = DTWConfig()
     methods = [ModelMethod(loaded.network, dtw_config=config, batch_size=args.batch_size,
@@ -288,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
                 "max_frames": args.max_frames, "backend": args.backend, "dtw": asdict(config)}  # fmt: skip
     markdown = _write_results(args.out, settings, report, takes=takes)
     clips = len({c.clip_id for c in cases})
-    print(f"checkpoint {loaded.path} ({type(loaded.network).__name__}), {len(cases)} cases of {clips} {args.split} clips")
+    print(f"checkpoint {loaded.path} ({loaded.describe()['network']}), {len(cases)} cases of {clips} {args.split} clips")
     print(format_table(report, by_kind=True))
     comparison = _comparison(report)
     if comparison:

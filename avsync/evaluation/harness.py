@@ -42,10 +42,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
-from torch import nn
 from tqdm import tqdm
 
 from avsync.align.analysis import FeatureSync, align_cost, sync_features
@@ -405,7 +404,7 @@ class ModelMethod:
     A pair model (PosterCNN) scores only the pairs inside `pair_band`, and the DTW searches only there.
     """
 
-    network: nn.Module
+    network: Any  # a torch network, or its onnxruntime counterpart (`avsync.models.runtime`)
     name: str = "model"
     dtw_config: DTWConfig | None = None
     batch_size: int = 256
