@@ -17,9 +17,9 @@ the path anywhere: video frames without a usable face, silent reference frames (
 pairs outside the band.
 
 The networks are called on numpy arrays: the onnxruntime networks of `avsync.models.runtime`
-(what `avsync align`, the shoot and `avsync check` load; this module never imports torch) take
-them as they are; a torch network (training's callbacks, `avsync eval`, checkpoints without an
-export) gets them as tensors on its device (`_call`), so both run the same windows, batches and
+(what `avsync align`, the shoot, `avsync check` and `avsync eval` load; this module never imports
+torch) take them as they are; a torch network (training's callbacks, checkpoints without an
+export, ``--device cuda``) gets them as tensors on its device (`_call`), so both run the same windows, batches and
 normalisation.
 """
 

@@ -6,9 +6,9 @@ rebuild the network, so the file alone is enough. The default checkpoint is the 
 avsync (`avsync.models.pretrained`, also named ``shipped``); ``latest`` names the newest ``*.ckpt`` anywhere
 under ``runs/`` (by modification time).
 
-`load_model` rebuilds the torch network (training's callbacks, `avsync eval`); the commands that
-only run the networks (`avsync align`, the shoot, `avsync check`) load their ONNX export instead
-(`avsync.models.runtime.load_inference_model`). torch is imported only when a network is loaded.
+`load_model` rebuilds the torch network (training, `make export`, a checkpoint without an export);
+the commands that only run the networks (`avsync align`, the shoot, `avsync check`, `avsync eval`)
+load its ONNX export when it has one (`avsync.models.runtime.load_inference_model`). torch is imported only when a network is loaded.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The networks run by onnxruntime: what `avsync align`, the shoot and `avsync check` load, without torch.
+"""The networks run by onnxruntime: what `avsync align`, the shoot, `avsync check` and `avsync eval` load.
 
 `load_inference_model` loads a checkpoint's ONNX export (`avsync.models.export`, ``make export``:
 ``X.onnx`` beside ``X.ckpt``, used only while its recorded SHA-256 matches the checkpoint's bytes)
@@ -12,7 +12,10 @@ as objects with the methods `avsync.align.cost` calls on the torch networks, on 
 The shipped checkpoints ship with their exports. A checkpoint without a matching export (a user's
 ``--checkpoint``: ``make export CKPT=...`` writes one), a PosterCNN, or ``--device cuda`` runs
 through torch (`avsync.models.checkpoints.load_model`), the same cost code on the torch networks;
-tests/test_onnx.py holds the two within 1e-4.
+tests/test_onnx.py holds the two within 1e-4. `avsync align`, the shoot and `avsync check` never
+import torch on this path (tests/test_layers.py); `avsync eval` loads the same way, so it measures
+what they run (DTW near-ties follow differences of 1e-5 in the cost: on the synthetic test songs
+torch's networks gave 1 point more frames within +-1 than onnxruntime's).
 """
 
 from __future__ import annotations
