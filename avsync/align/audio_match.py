@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import uniform_filter1d
-from scipy.signal import fftconvolve
 
 from avsync.align.tuning import (
     AUDIO_LEVEL_SECONDS,
@@ -108,7 +107,7 @@ def match_audio(take_log_mel: np.ndarray, music_log_mel: np.ndarray) -> AudioMat
     if n < AUDIO_MIN_SECONDS * COLUMNS_PER_S or not take.any() or not music.any():
         return None
     # position p: take column t meets music column t + p, for p in [-(n - n//2), m - n//2]
-    products = sum(fftconvolve(music[band], take[band, ::-1], mode="full") for band in range(take.shape[0]))
+    products = _correlations(take, music)
     positions = np.arange(-(n - 1), m)  # products[k] is position k - (n - 1)
     take_energy = np.concatenate([[0.0], np.cumsum((take**2).sum(axis=0))])
     music_energy = np.concatenate([[0.0], np.cumsum((music**2).sum(axis=0))])
@@ -131,6 +130,22 @@ def match_audio(take_log_mel: np.ndarray, music_log_mel: np.ndarray) -> AudioMat
                       candidates_s=(-refined / COLUMNS_PER_S, *_candidates(z, positions, best)[1:]),
                       positions_s=-positions / COLUMNS_PER_S,
                       curve=curve)  # fmt: skip
+
+
+def _correlations(take: np.ndarray, music: np.ndarray) -> np.ndarray:
+    """Full cross-correlation summed over bands: ``[k] = sum_b sum_t music[b, t + k - (N - 1)] * take[b, t]``.
+
+    Args:
+        take: float [B, N].
+        music: float [B, M].
+
+    Returns:
+        float64 [N + M - 1].
+    """
+    n, m = take.shape[1], music.shape[1]
+    size = 1 << (n + m - 2).bit_length()  # a power of two >= N + M - 1
+    spectrum = (np.fft.rfft(music, size, axis=1) * np.fft.rfft(take[:, ::-1], size, axis=1)).sum(axis=0)
+    return np.fft.irfft(spectrum, size)[: n + m - 1]
 
 
 def _parabolic_peak(curve: np.ndarray, index: int) -> float:
