@@ -18,7 +18,7 @@ reverb at 0 dB noise, a phone's band and another song's vocal over the take, ons
 
 A song that repeats a section note for note has one peak per repeat: positions whose score comes
 close to the best (`AUDIO_RUNNER_UP_SHARE`) are returned as candidates, for the lips to choose
-among (`avsync.align.place.restrict_to_candidates`).
+among (`avsync.align.place.near_candidates`).
 """
 
 from __future__ import annotations
@@ -51,15 +51,11 @@ class AudioMatch:
         confidence: the best position's robust z among all positions.
         candidates_s: offsets of every position scoring at least `AUDIO_RUNNER_UP_SHARE` of the
             best's z, at least `AUDIO_SEPARATION_S` apart; the first is `offset_s`.
-        positions_s: float64 [P] every offset tried (seconds).
-        curve: float64 [P] the normalised correlation at each.
     """
 
     offset_s: float
     confidence: float
     candidates_s: tuple[float, ...]
-    positions_s: np.ndarray
-    curve: np.ndarray
 
     @property
     def confident(self) -> bool:
@@ -106,7 +102,7 @@ def match_audio(take_log_mel: np.ndarray, music_log_mel: np.ndarray) -> AudioMat
     n, m = take.shape[1], music.shape[1]
     if n < AUDIO_MIN_SECONDS * COLUMNS_PER_S or not take.any() or not music.any():
         return None
-    # position p: take column t meets music column t + p, for p in [-(n - n//2), m - n//2]
+    # position p: take column t meets music column t + p; kept below where half the take is on the music
     products = _correlations(take, music)
     positions = np.arange(-(n - 1), m)  # products[k] is position k - (n - 1)
     take_energy = np.concatenate([[0.0], np.cumsum((take**2).sum(axis=0))])
@@ -125,11 +121,8 @@ def match_audio(take_log_mel: np.ndarray, music_log_mel: np.ndarray) -> AudioMat
     spread = max(1.4826 * float(np.median(np.abs(curve - median))), 1e-9)
     z = (curve - median) / spread
     best = int(np.argmax(curve))
-    refined = float(positions[best]) + _parabolic_peak(curve, best)
-    return AudioMatch(offset_s=-refined / COLUMNS_PER_S, confidence=float(z[best]),
-                      candidates_s=(-refined / COLUMNS_PER_S, *_candidates(z, positions, best)[1:]),
-                      positions_s=-positions / COLUMNS_PER_S,
-                      curve=curve)  # fmt: skip
+    offset_s = -(float(positions[best]) + _parabolic_peak(curve, best)) / COLUMNS_PER_S
+    return AudioMatch(offset_s=offset_s, confidence=float(z[best]), candidates_s=(offset_s, *_runners_up(z, positions, best)))
 
 
 def _correlations(take: np.ndarray, music: np.ndarray) -> np.ndarray:
@@ -157,8 +150,8 @@ def _parabolic_peak(curve: np.ndarray, index: int) -> float:
     return 0.0 if bend >= 0 else float(np.clip(0.5 * (left - right) / bend, -0.5, 0.5))
 
 
-def _candidates(z: np.ndarray, positions: np.ndarray, best: int) -> tuple[float, ...]:
-    """Offsets (s) of the best position and every other local peak near it in z, `AUDIO_SEPARATION_S` apart."""
+def _runners_up(z: np.ndarray, positions: np.ndarray, best: int) -> tuple[float, ...]:
+    """Offsets (s) of the other positions near the best in z, each `AUDIO_SEPARATION_S` from the best and one another."""
     separation = AUDIO_SEPARATION_S * COLUMNS_PER_S
     chosen = [best]
     for index in np.argsort(-z):
@@ -166,4 +159,4 @@ def _candidates(z: np.ndarray, positions: np.ndarray, best: int) -> tuple[float,
             break
         if all(abs(positions[index] - positions[other]) >= separation for other in chosen):
             chosen.append(int(index))
-    return tuple(float(-positions[index] / COLUMNS_PER_S) for index in chosen)
+    return tuple(float(-positions[index] / COLUMNS_PER_S) for index in chosen[1:])

@@ -336,10 +336,7 @@ def build_timeline(
             frames = max(1, _frames(shot.media_duration_s, rate))
             clip = otio.schema.Clip(
                 name=Path(shot.media).name,
-                media_reference=otio.schema.ExternalReference(
-                    target_url=_file_url(shot.media),
-                    available_range=_range(first, max(1, _frames(shot.media_duration_s, media_rate)), media_rate),
-                ),
+                media_reference=_media_reference(shot.media, media_rate, first, shot.media_duration_s),
                 source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(first, media_rate),
                                                      otio.opentime.RationalTime(frames, rate)),  # fmt: skip
                 metadata={"avsync": {"status": "no match", "reason": shot.reason, "confidence": shot.score}},
@@ -446,15 +443,18 @@ def _append_camera_audio(track: otio.schema.Track, track_end: int, take: ShotPla
     source_start = otio.opentime.RationalTime(first + _frames(take.source_start_s + trimmed / rate, media_rate), media_rate)
     clip = otio.schema.Clip(
         name=take.name,
-        media_reference=otio.schema.ExternalReference(
-            target_url=_file_url(take.media),
-            available_range=_range(first, max(1, _frames(take.media_duration_s, media_rate)), media_rate),
-        ),
+        media_reference=_media_reference(take.media, media_rate, first, take.media_duration_s),
         source_range=otio.opentime.TimeRange(source_start, otio.opentime.RationalTime(end - begin - trimmed, rate)),
         metadata={"avsync": {"camera_audio": True}},
     )
     _append_clip(track, track_end, begin + trimmed, clip, rate)
     return end
+
+
+def _media_reference(media: str, media_rate: float, first: int, duration_s: float) -> otio.schema.ExternalReference:
+    """A media file as a timeline references it: its URL and its frames from `first` (its start timecode) at `media_rate`."""
+    return otio.schema.ExternalReference(target_url=_file_url(media),
+                                         available_range=_range(first, max(1, _frames(duration_s, media_rate)), media_rate))  # fmt: skip
 
 
 def _shot_clip(shot: ShotPlacement, frames: int, rate: float) -> otio.schema.Clip:
@@ -472,10 +472,7 @@ def _shot_clip(shot: ShotPlacement, frames: int, rate: float) -> otio.schema.Cli
     )
     clip = otio.schema.Clip(
         name=shot.name,
-        media_reference=otio.schema.ExternalReference(
-            target_url=_file_url(shot.media),
-            available_range=_range(first, max(1, _frames(shot.media_duration_s, media_rate)), media_rate),
-        ),
+        media_reference=_media_reference(shot.media, media_rate, first, shot.media_duration_s),
         source_range=otio.opentime.TimeRange(source_start, otio.opentime.RationalTime(frames, rate)),
         metadata={
             "avsync": {
