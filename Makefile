@@ -24,7 +24,7 @@ PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
 DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
 
-.PHONY: help install test test-fast train export synth eval eval-takes eval-takes-real eval-real folds eval-folds eval-locked bench sweep clean
+.PHONY: help install test test-fast train export synth eval eval-takes eval-takes-real eval-real folds eval-folds reaudit eval-locked bench sweep clean
 
 help: ## list the targets and their variables
 	@echo "usage: make TARGET [VAR=value ...]"
@@ -109,6 +109,10 @@ eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DAT
 	done
 	$(VENV)/bin/avsync eval --pool results/folds/$(RUN_EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/fold*.json --out results/folds/$(RUN_EXP)$(if $(WITH)$(WITH_EXP),_ensemble,)/pooled.json \
 	    $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),) --truths $(REAL) --summary $(FOLDS_SUMMARY)
+
+reaudit: check-real ## each real clip's truth by witnesses that do not share a fault: dataset sync, else the model-free reference and the out-of-fold LipSync of make eval-folds EXP=lipsync_real agreeing, else unverified (experiments/results/reaudit.json; APPLY=1 writes truth_by and moved offsets into experiments/*.jsonl)
+	$(PY) -m avsync.evaluation.reaudit --manifest $(REAL) --check results/check_real.json --runs 'runs/lipsync_real_fold{k}' \
+	    --cache $(CACHE) --out experiments/results/reaudit.json $(if $(APPLY),--apply,)
 
 LOCKED  ?= experiments/locked_test.jsonl
 TRAINED_ON ?=

@@ -123,7 +123,8 @@ def test_pooled_scores_per_way_the_truth_was_set(tmp_path: Path, capsys) -> None
     (tmp_path / "clips.csv").write_text("path,duration_s,origin_dataset\na.mp4,5,GRID\nb.mp4,5,MEAD\nc.mp4,5,LRS2 (BBC)\n")
     manifest = tmp_path / "clips.jsonl"
     manifest.write_text("".join(json.dumps({"id": i, "video": f"{i}.mp4", "split": "train", **extra}) + "\n"
-                                for i, extra in (("a", {}), ("b", {"av_offset": -2}), ("c", {}), ("d", {}))))  # fmt: skip
+                                for i, extra in (("a", {}), ("b", {"av_offset": -2, "truth_by": "two witnesses"}), ("c", {}),
+                                                 ("d", {"av_offset": 1}))))  # fmt: skip
     rows = [_result("a", "p", 1.0), _result("b", "q", 0.0), _result("c", "r", 1.0), _result("d", "s", 0.0), _result("x", "t", 1.0)]
     (tmp_path / "fold0.json").write_text(json.dumps({"cases": rows}))
     summary = tmp_path / "summary.json"
@@ -131,8 +132,8 @@ def test_pooled_scores_per_way_the_truth_was_set(tmp_path: Path, capsys) -> None
                  "--truths", str(manifest), "--summary", str(summary)]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "truth by dataset: 2 clips, 2 cases; offset within +-1 frame on 2 of 2 shifts" in out
-    assert "truth by audit: 1 clips, 1 cases; offset within +-1 frame on 0 of 1 shifts" in out
-    assert "truth by unverified: 1 clips, 1 cases" in out  # x is in no manifest: in no group
+    assert "truth by two witnesses: 1 clips, 1 cases; offset within +-1 frame on 0 of 1 shifts" in out
+    assert "truth by unverified: 1 clips, 1 cases" in out  # d: no truth_by, not dataset-synced; x is in no manifest: in no group
     by_truth = json.loads(summary.read_text())["all"]["by_truth"]
-    assert {kind: entry["model"]["cases"] for kind, entry in by_truth.items()} == {"dataset": 2, "audit": 1, "unverified": 1}
+    assert {kind: entry["model"]["cases"] for kind, entry in by_truth.items()} == {"dataset": 2, "two witnesses": 1, "unverified": 1}
     assert main(["eval", "--data", str(tmp_path), "--truths", str(manifest)]) == 2

@@ -43,6 +43,7 @@ def test_jsonl_round_trip_keeps_every_field_with_relative_paths(tmp_path: Path) 
     records = [
         ClipRecord("a", tmp_path / "a" / "Video.mp4", None, "train", vocal=tmp_path / "a" / "Vocal.wav", accompaniment=tmp_path / "a" / "Acc.wav", truth=tmp_path / "a" / "truth.json", speaker="s1"),
         ClipRecord("b", tmp_path / "b.mp4", tmp_path / "music" / "b.wav", "test"),
+        ClipRecord("c", tmp_path / "c.mp4", None, "val", av_offset=-2, note="moved", truth_by="two witnesses"),
     ]
     manifest = tmp_path / "manifest.jsonl"
     write_manifest(records, manifest)
@@ -53,7 +54,7 @@ def test_jsonl_round_trip_keeps_every_field_with_relative_paths(tmp_path: Path) 
     moved = tmp_path / "elsewhere"
     moved.mkdir()
     (moved / "m.jsonl").write_text("# a comment\n\n" + manifest.read_text())
-    assert [r.video for r in read_jsonl(moved / "m.jsonl")] == [moved / "a" / "Video.mp4", moved / "b.mp4"]
+    assert [r.video for r in read_jsonl(moved / "m.jsonl")] == [moved / "a" / "Video.mp4", moved / "b.mp4", moved / "c.mp4"]
 
 
 def test_reference_audio_prefers_the_vocal_then_the_mix_then_the_video(tmp_path: Path) -> None:
@@ -70,6 +71,7 @@ def test_reference_audio_prefers_the_vocal_then_the_mix_then_the_video(tmp_path:
         ('["a", "a.mp4"]\n', "line 1: expected a JSON object"),
         ('{"id": "a", "split": "train"}\n', "line 1: missing video"),
         ('{"id": "a", "video": "a.mp4", "split": "dev"}\n', "line 1: split must be one of train, val, test, got 'dev'"),
+        ('{"id": "a", "video": "a.mp4", "split": "train", "truth_by": "audit"}\n', "line 1: truth_by must be one of dataset, two witnesses, unverified"),
         ('{"id": "a", "video": "a.mp4", "split": "train"}\n{"id": "a", "video": "b.mp4", "split": "val"}\n', "line 2: id 'a' appears twice"),
         ("# nothing\n\n", "manifest lists no clips"),
     ],

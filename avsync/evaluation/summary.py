@@ -18,6 +18,7 @@ from pathlib import Path
 
 from avsync.evaluation.harness import MARKDOWN_COLUMNS, CaseResult, EvalReport, speaker_interval
 from avsync.evaluation.metrics import wilson_interval
+from avsync.features.manifest import TRUTH_BY
 from avsync.io.files import atomic_path
 from avsync.pipeline.report import CONFIDENCE_RELIABLE
 
@@ -68,23 +69,19 @@ def reliable_share(results: Sequence[CaseResult], threshold: float = CONFIDENCE_
     return ReliableShare(len(results), len(above), right, threshold, low, high)
 
 
-TRUTH_KINDS = ("dataset", "audit", "unverified")
-"""How a real clip's truth (its own audio-video offset) was set: the dataset's published sync (GRID,
-LRS2, LRS3: 0); moved by the model-assisted audit (`av_offset`, docs/real_faces.md); or left at 0
-without a check that does not involve a model (issue 21 item 3)."""
-
-
 def truth_kinds(manifest: str | os.PathLike[str]) -> dict[str, str]:
-    """Clip id -> `TRUTH_KINDS` entry, from a manifest and the ``clips.csv`` beside its clips."""
+    """Clip id -> how its truth was set (`avsync.features.manifest.TRUTH_BY`): the manifest's
+    ``truth_by`` (`make reaudit`), else the dataset's sync for GRID/LRS2/LRS3 clips (by the
+    ``clips.csv`` beside them) and "unverified" for the rest."""
     from avsync.features.manifest import read_manifest
     from avsync.truth.validate import DATASET_SYNCED, origin_dataset
 
     kinds = {}
     for record in read_manifest(manifest):
-        if record.av_offset:
-            kinds[record.id] = "audit"
+        if record.truth_by:
+            kinds[record.id] = record.truth_by
         else:
-            kinds[record.id] = "dataset" if origin_dataset(record.video) in DATASET_SYNCED else "unverified"
+            kinds[record.id] = "dataset" if origin_dataset(record.video) in DATASET_SYNCED and record.audio is None else "unverified"
     return kinds
 
 
@@ -92,7 +89,7 @@ def truth_lines(results: Sequence[CaseResult], kinds: dict[str, str]) -> list[st
     """One line per way the truth was set: the model's cases, offset accuracy on shifts (k of n) and frames within +-1."""
     lines = []
     rows = [r for r in results if r.method == "model"]
-    for kind in TRUTH_KINDS:
+    for kind in TRUTH_BY:
         mine = [r for r in rows if kinds.get(r.clip) == kind]
         if not mine:
             continue
@@ -158,7 +155,7 @@ def write_summary(out: str | os.PathLike[str], runs: dict[str, Sequence[CaseResu
         out = {"pooled": summarise_report(EvalReport(kept)), "runs": per_run}
         if truths is not None:
             out["by_truth"] = {kind: summarise_report(EvalReport([r for r in kept if truths.get(r.clip) == kind]))
-                               for kind in TRUTH_KINDS if any(truths.get(r.clip) == kind for r in kept)}  # fmt: skip
+                               for kind in TRUTH_BY if any(truths.get(r.clip) == kind for r in kept)}  # fmt: skip
         return out
 
     record = {**settings, "all": block(lambda r: True)}

@@ -9,7 +9,9 @@ Manifest file format (JSONL, one JSON object per line, ``#`` lines and blank lin
 ``id``, ``video`` and ``split`` (train/val/test) are required; the rest may be absent or null.
 Relative paths are relative to the manifest's folder. ``audio`` is the track the video is in
 sync with (null: the video's own audio); ``vocal`` is the isolated voice, the preferred
-alignment reference when present (`ClipRecord.reference_audio`).
+alignment reference when present (`ClipRecord.reference_audio`). Real clips may carry
+``av_offset`` (frames by which the picture is late on its own audio), ``truth_by`` (how that
+offset was set: `TRUTH_BY`) and a ``note``.
 
 `read_manifest` also accepts a folder:
 
@@ -46,6 +48,10 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".mpg", "
 URSING_FRACTIONS = (13 / 26, 3 / 26)  # train, val; the rest is test
 FOLDER_FRACTIONS = (0.8, 0.1)
 PATH_FIELDS = ("video", "audio", "vocal", "accompaniment", "truth")
+TRUTH_BY = ("dataset", "two witnesses", "unverified")
+"""How a real clip's `av_offset` was set (``truth_by``): its dataset's published sync; the model-free
+reference and a model that never saw the speaker agreeing (`avsync.evaluation.reaudit`); or neither
+(kept for training, scored apart)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class ClipRecord:
             (positive: video late), found by an audit: video frame ``i`` belongs at reference
             frame ``i - av_offset``. Training pairs and evaluation truths correct for it.
         note: why the clip is corrected (or anything else worth knowing about it).
+        truth_by: how `av_offset` was set, one of `TRUTH_BY` (None: not said, e.g. synthetic clips
+            whose truth is generated).
     """
 
     id: str
@@ -77,6 +85,7 @@ class ClipRecord:
     speaker: str | None = None
     av_offset: int = 0
     note: str | None = None
+    truth_by: str | None = None
 
     @property
     def reference_audio(self) -> Path:
@@ -93,6 +102,8 @@ class ClipRecord:
             line["av_offset"] = self.av_offset
         if self.note:
             line["note"] = self.note
+        if self.truth_by:
+            line["truth_by"] = self.truth_by
         return line
 
 
@@ -170,6 +181,9 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[ClipRecord]:
         av_offset = entry.get("av_offset", 0)
         if not isinstance(av_offset, int) or isinstance(av_offset, bool):
             raise AvsyncError(f"{where}: av_offset must be a whole number of frames, got {av_offset!r}")
+        truth_by = entry.get("truth_by")
+        if truth_by is not None and truth_by not in TRUTH_BY:
+            raise AvsyncError(f"{where}: truth_by must be one of {', '.join(TRUTH_BY)}, got {truth_by!r}")
         records.append(
             ClipRecord(
                 id=clip_id,
@@ -177,6 +191,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[ClipRecord]:
                 speaker=None if speaker is None else str(speaker),
                 av_offset=av_offset,
                 note=entry.get("note"),
+                truth_by=truth_by,
                 **paths,
             )
         )
