@@ -89,6 +89,22 @@ def test_iter_video_matches_read_video(make_av_file):
     np.testing.assert_array_equal(np.stack([frame for _, frame in pairs]), video.frames)
 
 
+@pytest.mark.parametrize(("gray", "size"), [(True, (40, 30)), (True, None), (False, (40, 30)), (False, None)])
+def test_one_reformatter_per_stream_gives_each_frame_s_own_conversion(make_av_file, gray, size):
+    """`iter_video` reuses one swscale context for a stream: the pixels are those of converting
+    every decoded frame on its own (PyAV's ``to_ndarray``)."""
+    path = make_av_file(seconds=0.4, size=(64, 48))
+    options = {"format": "gray" if gray else "rgb24", "threads": 1}
+    if size is not None:
+        options.update(width=size[0], height=size[1], interpolation="AREA")
+    with av.open(str(path)) as container:
+        alone = [frame.to_ndarray(**options) for frame in container.decode(video=0)]
+    reused = [frame for _, frame in media.iter_video(path, gray=gray, size=size)]
+    assert len(reused) == len(alone) == 10
+    for ours, theirs in zip(reused, alone):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 @pytest.mark.parametrize("source_rate", [16000, 44100, 48000])
 def test_flash_and_click_come_back_at_the_same_time(make_av_file, source_rate):
     path = make_av_file(seconds=2.0, flash_at=1.0, click_at=1.0, sample_rate=source_rate)
