@@ -19,7 +19,10 @@ WITH_EXP ?=
 WITH_WEIGHT ?= 2.0
 # landmark backend (dlib, mesh, fan) of training and eval; runs and results of another than dlib are named EXP_BACKEND
 BACKEND ?= dlib
-RUN_EXP  = $(EXP)$(if $(filter-out dlib,$(BACKEND)),_$(BACKEND),)
+# layers on EXP: names of experiments/with/*.yaml (e.g. ALSO=batch_negatives); their runs and results are named EXP_ALSO
+ALSO    ?=
+CONFIGS  = --config experiments/base.yaml --config experiments/$(EXP).yaml $(foreach c,$(ALSO),--config experiments/with/$(c).yaml)
+RUN_EXP  = $(EXP)$(if $(filter-out dlib,$(BACKEND)),_$(BACKEND),)$(foreach c,$(ALSO),_$(c))
 PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
 DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
@@ -29,7 +32,7 @@ DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
 help: ## list the targets and their variables
 	@echo "usage: make TARGET [VAR=value ...]"
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
-	@echo "variables: EXP=$(EXP) BACKEND=$(BACKEND) GPUS=$(GPUS) DATA=$(DATA) CACHE=$(CACHE) CKPT=$(CKPT) SWEEP=$(SWEEP) REAL=$(REAL) VENV=$(VENV)"
+	@echo "variables: EXP=$(EXP) ALSO=$(ALSO) BACKEND=$(BACKEND) GPUS=$(GPUS) DATA=$(DATA) CACHE=$(CACHE) CKPT=$(CKPT) SWEEP=$(SWEEP) REAL=$(REAL) VENV=$(VENV)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -49,10 +52,11 @@ synth: $(STAMP) ## generate the built-in synthetic dataset into DATA (skipped if
 	@test -f $(DATA)/manifest.jsonl || $(VENV)/bin/avsync synth $(DATA)
 
 train: $(STAMP) $(DEFAULT_DATA) ## train experiment EXP (experiments/EXP.yaml) on GPUS GPUs (0 = CPU)
-	$(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
+	$(VENV)/bin/avsync fit $(CONFIGS) \
 	    $(if $(filter command line,$(origin DATA)),--data.data=$(DATA),) \
 	    $(if $(filter command line,$(origin CACHE)),--data.cache=$(CACHE),) \
-	    $(if $(filter-out dlib,$(BACKEND)),--data.visual.backend=$(BACKEND) --trainer.logger.init_args.name=$(RUN_EXP),) \
+	    $(if $(filter-out dlib,$(BACKEND)),--data.visual.backend=$(BACKEND),) \
+	    $(if $(filter-out $(EXP),$(RUN_EXP)),--trainer.logger.init_args.name=$(RUN_EXP),) \
 	    $(if $(filter-out 0,$(GPUS)),--trainer.accelerator=gpu --trainer.devices=$(GPUS) --trainer.strategy=ddp,)
 
 SHIPPED_CKPTS := $(wildcard avsync/models/pretrained/*.ckpt)
@@ -90,7 +94,7 @@ TRAIN   ?= 1
 FOLDS_SUMMARY = experiments/results/folds_$(RUN_EXP)$(if $(WITH)$(WITH_EXP),_ensemble,).json
 eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DATA) train (TRAIN=0: reuse the newest fold runs), align its unseen speakers, pool (WITH=CKPT or WITH_EXP=EXP2's fold runs: as an ensemble, weight WITH_WEIGHT; then also the clips UNSEEN_BY's train split never saw); the summary to commit: FOLDS_SUMMARY
 	@set -e; for k in $(FOLDS); do \
-	    if [ "$(TRAIN)" != 0 ]; then $(VENV)/bin/avsync fit --config experiments/base.yaml --config experiments/$(EXP).yaml \
+	    if [ "$(TRAIN)" != 0 ]; then $(VENV)/bin/avsync fit $(CONFIGS) \
 	        --data.data=$(FOLD_DATA)/fold$$k.jsonl --data.cache=$(CACHE) --data.visual.backend=$(BACKEND) \
 	        --trainer.logger.init_args.name=$(RUN_EXP)_fold$$k; fi; \
 	    ckpt=$$(ls -t runs/$(RUN_EXP)_fold$$k/*/checkpoints/last.ckpt 2>/dev/null | head -n 1); \

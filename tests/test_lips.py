@@ -60,6 +60,11 @@ def test_lipsync_scores_every_frame_against_every_offset_and_whole_sequences() -
     for i, d in ((0, 0), (5, 2), (19, -3)):
         expected = network.log_scale.exp() * (video[:, i] * audio[:, i + 3 - d]).sum(-1)
         assert torch.allclose(logits[:, i, 3 + d], expected, atol=1e-5)
+    across = network.offset_logits(lips, frames, max_offset=3, across_batch=True)
+    assert across.shape == (2, 20, 7 + 2) and torch.allclose(across[..., :7], logits)
+    assert torch.allclose(across[0, :, 7], logits[0, :, 3]) and torch.allclose(across[1, :, 8], logits[1, :, 3])  # c = b: offset 0
+    expected = network.log_scale.exp() * (video[0] * audio[1, 3 : 3 + 20]).sum(-1)  # segment 0's lips, segment 1's audio
+    assert torch.allclose(across[0, :, 8], expected, atol=1e-5)
     changed = lips.clone()
     changed[:, 0] += 5.0  # only video frame 0's field (padded frames 0-14) sees it
     assert torch.allclose(network.embed_lips(changed)[:, 8:], video[:, 8:])
@@ -120,6 +125,22 @@ def test_lipsync_learns_lips_and_aligns_a_new_clip_through_the_analysis() -> Non
     assert abs(sync.offset_frames - (-shift)) <= 1
     with pytest.raises(ValueError, match="pass the landmarks"):
         sync_features(held_out.mouth_crops, held_out.valid, held_out.log_mel, module.model)
+
+
+def test_batch_negatives_add_the_other_segments_audio_as_wrong_classes() -> None:
+    torch.manual_seed(0)
+    train, _ = segment_loaders([toy_clip(200, seed) for seed in range(3)], 24)
+    batch = next(iter(train))
+    module = LitAVSync(LipSync(), loss="offsets", batch_negatives=True)
+    plain, _ = module._segment_loss(batch)
+    across, right = module._segment_loss(batch, across_batch=True)
+    assert across > plain  # more wrong classes: the same logits' cross-entropy can only grow
+    assert right.shape == module._segment_loss(batch)[1].shape  # counted over the offsets alone
+    # a segment's own audio repeated as a "negative" would make the loss grow when the truth's logit grows
+    lonely = {key: value[:1] for key, value in batch.items()}
+    assert torch.allclose(module._segment_loss(lonely, across_batch=True)[0], module._segment_loss(lonely)[0])
+    with pytest.raises(ValueError, match="batch_negatives needs a sequence network"):
+        LitAVSync(torch.nn.Linear(1, 1), batch_negatives=True)
 
 
 def test_batches_of_the_wrong_kind_are_a_clear_error() -> None:

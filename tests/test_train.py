@@ -29,6 +29,7 @@ from datamodules.toy import toy_clip
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml") if p.stem != "base")
+LAYERS = sorted(p.stem for p in (REPO / "experiments" / "with").glob("*.yaml"))  # make ... ALSO=NAME: layered on a LipSync experiment
 SUMMARY = re.compile(r"epoch (\d+) step (\d+): (.*)")
 
 
@@ -179,11 +180,13 @@ def test_epoch_keys_differ_between_epochs_and_ranks():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", EXPERIMENTS + [f"lipsync_real+{layer}" for layer in LAYERS])
 def test_fast_dev_run_of_every_experiment(experiment, tiny_data, tmp_path, caplog):
     caplog.set_level(logging.INFO)
+    experiment, *layers = experiment.split("+")
     data = tiny_data["videos"] if experiment.endswith("_real") else tiny_data["synth"]
-    args = fit_args(experiment, data, tiny_data["cache"], tmp_path, "--trainer.fast_dev_run=true")
+    layered = [arg for layer in layers for arg in ("--config", f"experiments/with/{layer}.yaml")]
+    args = fit_args(experiment, data, tiny_data["cache"], tmp_path, "--trainer.fast_dev_run=true", *layered)
     assert avsync_main(args) == 0
     (values,) = summaries(caplog)
     pair_metrics = () if experiment.startswith("lipsync") else ("val/acc", "val/auc")  # LipSync scores offsets only

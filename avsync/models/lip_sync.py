@@ -78,7 +78,7 @@ class LipSync(nn.Module):
         """Embed frame log-mel: float ``[B, M + 14, 80]`` (7 frames of context each side) -> ``[B, M, D]``."""
         return self._embed(self.audio_tower, padded_frames)
 
-    def offset_logits(self, padded_lips: Tensor, padded_frames: Tensor, max_offset: int) -> Tensor:
+    def offset_logits(self, padded_lips: Tensor, padded_frames: Tensor, max_offset: int, across_batch: bool = False) -> Tensor:
         """Logits of every frame of lip segments against its audio at every offset.
 
         Args:
@@ -86,15 +86,24 @@ class LipSync(nn.Module):
             padded_frames: float ``[B, S + 2 * max_offset + 14, 80]``: the audio of the same
                 frames with `max_offset` more on each side.
             max_offset: offsets run over ``-max_offset .. max_offset``.
+            across_batch: also score every frame against the other segments' audio at the same
+                place (other clips or other times: audio that is not the frame's own).
 
         Returns:
             float ``[B, S, 2 * max_offset + 1]``; index ``max_offset + d`` pairs video frame ``i``
-            with audio frame ``i - d`` (offset ``d``: video late by d frames).
+            with audio frame ``i - d`` (offset ``d``: video late by d frames). With
+            `across_batch`, ``[B, S, 2 * max_offset + 1 + B]``: index ``2 * max_offset + 1 + c``
+            pairs frame ``i`` of segment ``b`` with frame ``i`` of segment ``c``'s audio (``c = b``
+            repeats offset 0).
         """
         video = self.embed_lips(padded_lips)  # [B, S, D]
         audio = self.embed_audio(padded_frames)  # [B, S + 2K, D]
         candidates = audio.unfold(1, 2 * max_offset + 1, 1).flip(-1)  # [B, S, D, 2K+1]; [.., r, :, K + d] = audio[r + K - d]
-        return self.log_scale.exp() * torch.einsum("bsd,bsdk->bsk", video, candidates)
+        logits = torch.einsum("bsd,bsdk->bsk", video, candidates)
+        if across_batch:
+            own_place = audio[:, max_offset : max_offset + video.shape[1]]  # [B, S, D]: offset 0 of each segment
+            logits = torch.cat([logits, torch.einsum("bsd,csd->bsc", video, own_place)], dim=-1)
+        return self.log_scale.exp() * logits
 
     @torch.inference_mode()
     def sequence_logits(self, lips: np.ndarray, log_mel: np.ndarray) -> np.ndarray:

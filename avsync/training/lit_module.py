@@ -69,6 +69,10 @@ class LitAVSync(pl.LightningModule):
             cross-entropy over all `2 * max_offset + 1` shifts of each window's audio, the true one
             being the target (SyncNet/VocaLiST style: every window teaches every offset). A
             sequence network (LipSync) always trains over all offsets, on lip segments.
+        batch_negatives: sequence networks: in training, every frame is also scored against the
+            other segments' audio of the batch at the same place (other clips' sound, or other
+            times of its own), one more wrong class each: what separates a singer's own audio from
+            the rest of a long song, where the offsets around the truth teach only the neighbourhood.
         init_weights: a checkpoint from `avsync fit` whose network weights (its ``model.*``
             ``state_dict`` entries) start training (fine-tuning), loaded in `setup("fit")`; the
             networks must have the same parameter names and shapes. A resumed run (``ckpt_path``)
@@ -84,10 +88,13 @@ class LitAVSync(pl.LightningModule):
         max_offset: int = 15,
         offset_tolerance: int = 1,
         loss: str = "bce",
+        batch_negatives: bool = False,
         init_weights: str | None = None,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if batch_negatives and not is_sequence_model(model):
+            raise ValueError(f"batch_negatives needs a sequence network (LipSync), not {type(model).__name__}")
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         # The checkpoint alone rebuilds the network: store it the way LightningCLI does.
@@ -168,27 +175,37 @@ class LitAVSync(pl.LightningModule):
         return self.model.score_candidates(self._video(batch), candidate_windows(batch["mel_context"], self.hparams.max_offset))
 
     def _offset_loss(self, shift_logits: Tensor) -> tuple[Tensor, Tensor]:
-        """Cross-entropy of logits over the shifts ``[R, 2 * max_offset + 1]`` (the truth, shift 0,
-        at index ``max_offset``), and 1.0 where the best shift is within `offset_tolerance` of it."""
+        """Cross-entropy of logits over the shifts ``[R, 2 * max_offset + 1 (+ more wrong classes)]``
+        (the truth, shift 0, at index ``max_offset``), and 1.0 where the best of the shifts is
+        within `offset_tolerance` of it."""
         max_offset = self.hparams.max_offset
         target = torch.full((len(shift_logits),), max_offset, device=shift_logits.device)
-        right = ((shift_logits.detach().argmax(dim=1) - max_offset).abs() <= self.hparams.offset_tolerance).float()
+        best = shift_logits.detach()[:, : 2 * max_offset + 1].argmax(dim=1)
+        right = ((best - max_offset).abs() <= self.hparams.offset_tolerance).float()
         return F.cross_entropy(shift_logits, target), right
 
-    def _segment_loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Cross-entropy over all offsets of every scorable frame of lip segments, and which were right."""
+    def _segment_loss(self, batch: dict[str, Tensor], across_batch: bool = False) -> tuple[Tensor, Tensor]:
+        """Cross-entropy over all offsets of every scorable frame of lip segments (and with
+        `across_batch`, the other segments' audio), and which were right."""
         if "offset_mask" not in batch:
             raise AvsyncError(f"{type(self.model).__name__} reads lip geometry but the batches hold mouth windows: "
                               "set data.video_input: lips")  # fmt: skip
         max_offset = self.hparams.max_offset
-        logits = self.model.offset_logits(batch["lips"], batch["audio_frames"], max_offset)
+        logits = self.model.offset_logits(batch["lips"], batch["audio_frames"], max_offset, across_batch=across_batch)
         mask = batch["offset_mask"]
         rows = mask[..., max_offset]
+        if across_batch:  # segment c's audio at frame i counts where c's own frame i is scorable, never c = b
+            others = rows.transpose(0, 1)[None].expand(len(rows), -1, -1).clone()  # [B, S, B]: [b, i, c] = rows[c, i]
+            others[torch.arange(len(rows)), :, torch.arange(len(rows))] = False
+            mask = torch.cat([mask, others], dim=-1)
         return self._offset_loss(logits.masked_fill(~mask, -1e4)[rows])
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         if is_sequence_model(self.model) or self.hparams.loss == "offsets":
-            loss, right = self._segment_loss(batch) if is_sequence_model(self.model) else self._offset_loss(self._shift_logits(batch))
+            if is_sequence_model(self.model):
+                loss, right = self._segment_loss(batch, across_batch=self.hparams.batch_negatives)
+            else:
+                loss, right = self._offset_loss(self._shift_logits(batch))
             self.train_acc(right, torch.ones_like(right))
         else:
             logits = self(self._video(batch), batch["log_mel"])
