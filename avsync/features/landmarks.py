@@ -79,6 +79,26 @@ def dlib_predictor_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
 
 
+FRONTAL_FACE_DETECTOR = Path(__file__).resolve().parent.parent / "assets" / "dlib_frontal_face_detector.svm"
+"""dlib's frontal face detector as ``fhog_object_detector.save`` writes it (see the NOTICE beside it)."""
+FRONTAL_FACE_DETECTOR_DLIB = "20.0.1"
+"""The dlib version `FRONTAL_FACE_DETECTOR` was written from; with any other, dlib builds its own."""
+
+
+def frontal_face_detector():  # noqa: ANN201 (dlib.fhog_object_detector, imported lazily)
+    """dlib's HOG frontal face detector (``dlib.get_frontal_face_detector``).
+
+    Read from the copy in the package (about 1 ms) when the installed dlib is the version it was
+    written from; dlib itself builds it from a compressed string in about 0.25 s of one core, at
+    every start of the lips reader. The same detector either way (a test compares them).
+    """
+    import dlib
+
+    if dlib.__version__ == FRONTAL_FACE_DETECTOR_DLIB and FRONTAL_FACE_DETECTOR.is_file():
+        return dlib.fhog_object_detector(str(FRONTAL_FACE_DETECTOR))
+    return dlib.get_frontal_face_detector()
+
+
 def _to_gray(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return image
@@ -101,9 +121,7 @@ class HogDetector:
     """
 
     def __init__(self, upsample: int = 0) -> None:
-        import dlib
-
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = frontal_face_detector()
         self.upsample = upsample
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
