@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from avsync.features.landmarks import LandmarkBackend, face_size
@@ -172,6 +171,8 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:
+    import cv2  # here, not at the top: `face_point` is imported by the command's first checks (cv2 takes 0.1 s)
+
     height, width = image.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)

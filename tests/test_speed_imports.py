@@ -1,0 +1,29 @@
+"""What a user mistake costs: `avsync align`'s first checks run before the heavy imports (issue 20)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_align_command_s_checks_do_not_import_opencv():
+    """A missing file or a text file given as the video is reported after the cheap checks: OpenCV
+    (0.1 s of imports) loads only with the lips reader."""
+    code = "import sys, avsync.cli, avsync.commands.align, avsync.commands.checks, avsync.pipeline.checks; print('cv2' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_a_missing_video_is_one_line_without_opencv(tmp_path):
+    music = tmp_path / "music.wav"
+    music.write_bytes(b"")
+    code = ("import sys; from avsync.cli import main; status = main(['align', sys.argv[1], sys.argv[2]]); "
+            "print(status, 'cv2' in sys.modules)")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "missing.mp4"), str(music)], cwd=REPO,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.stdout.split() == ["2", "False"]
+    assert "missing.mp4: file not found" in result.stderr.strip()
+    assert len(result.stderr.strip().splitlines()) == 1
