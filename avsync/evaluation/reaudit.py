@@ -134,22 +134,19 @@ def witness_offsets(records: list[ClipRecord], checkpoints: dict[str, Path], cac
     Returns:
         Only the clips the model can take (a clip shorter than the model's window has none).
     """
+    from avsync.evaluation.sync_truth import own_audio_offset
     from avsync.models.checkpoints import load_model
-    from avsync.pipeline.checks import check_inputs
-    from avsync.pipeline.sync import analyse
 
     answers = {}
     for checkpoint in sorted(set(checkpoints.values())):
         model = load_model(str(checkpoint), "auto")
         for record in (r for r in records if checkpoints[r.id] == checkpoint):
-            try:
-                analysis = analyse(check_inputs(record.video, record.reference_audio), model, cache_dir=cache_dir, progress=False)
-            except AvsyncError as exc:
-                print(f"{record.id}: no model answer: {exc}", file=sys.stderr)
+            answer = own_audio_offset(record, model, cache_dir)
+            if answer is None:
                 continue
-            answers[record.id] = (round(float(analysis.sync.offset_frames), 3), round(float(analysis.sync.confidence), 3))
+            answers[record.id] = answer
             if progress:
-                print(f"{record.id}: out-of-fold model {answers[record.id][0]:+.2f} frames ({answers[record.id][1]:.2f})", file=sys.stderr)
+                print(f"{record.id}: out-of-fold model {answer[0]:+.2f} frames ({answer[1]:.2f})", file=sys.stderr)
     return answers
 
 

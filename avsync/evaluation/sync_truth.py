@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from avsync.errors import AvsyncError
 from avsync.features.cache import FeatureCache
@@ -23,6 +24,26 @@ from avsync.features.manifest import ClipRecord, read_manifest
 from avsync.io.files import atomic_path
 from avsync.truth.reference import SIGNALS
 from avsync.truth.validate import ClipCheck, calibrate_and_score, raw_checks, summarise, table, window_table
+
+
+def own_audio_offset(record: ClipRecord, model: Any, cache_dir: Path) -> tuple[float, float] | None:
+    """A model's offset (frames) and confidence for a clip against its reference audio, through the
+    analysis `avsync align` runs; None where the model cannot take the clip (e.g. under its 1 s).
+
+    Args:
+        record: the clip.
+        model: from `avsync.models.checkpoints.load_model`.
+        cache_dir: the feature cache.
+    """
+    from avsync.pipeline.checks import check_inputs
+    from avsync.pipeline.sync import analyse
+
+    try:
+        analysis = analyse(check_inputs(record.video, record.reference_audio), model, cache_dir=cache_dir, progress=False)
+    except AvsyncError as exc:
+        print(f"{record.id}: no model answer: {exc}", file=sys.stderr)
+        return None
+    return round(float(analysis.sync.offset_frames), 3), round(float(analysis.sync.confidence), 3)
 
 
 def add_model_answers(checks: list[ClipCheck], records: list[ClipRecord], cache_dir: Path, checkpoint: str | None,
@@ -38,18 +59,13 @@ def add_model_answers(checks: list[ClipCheck], records: list[ClipRecord], cache_
         progress: print one line per clip.
     """
     from avsync.models.checkpoints import load_model
-    from avsync.pipeline.checks import check_inputs
-    from avsync.pipeline.sync import analyse
 
     model = load_model(checkpoint, "auto")
     for check, record in zip(checks, records, strict=True):
-        try:
-            analysis = analyse(check_inputs(record.video, record.reference_audio), model, cache_dir=cache_dir, progress=False)
-        except AvsyncError as exc:  # e.g. a clip shorter than the model's 1 s: no model answer for it
-            print(f"{record.id}: no model answer: {exc}", file=sys.stderr)
+        answer = own_audio_offset(record, model, cache_dir)
+        if answer is None:
             continue
-        check.model_offset_frames = round(float(analysis.sync.offset_frames), 3)
-        check.model_confidence = round(float(analysis.sync.confidence), 3)
+        check.model_offset_frames, check.model_confidence = answer
         if progress:
             print(f"{record.id}: model {check.model_offset_frames:+.2f} frames ({check.model_confidence:.2f})", file=sys.stderr)
 
