@@ -82,8 +82,9 @@ def test_the_shipped_face_detector_is_dlib_s_own(tmp_path, astronaut_gray: np.nd
     for upsample in (0, 1):
         ours, theirs = shipped.run(image, upsample, -0.5), own.run(image, upsample, -0.5)
         assert len(ours[0]) >= 2
-        assert [(r.left(), r.top(), r.right(), r.bottom()) for r in ours[0]] == [(r.left(), r.top(), r.right(), r.bottom()) for r in theirs[0]]
-        assert ours[1] == theirs[1] and ours[2] == theirs[2]
+        corners = [[(r.left(), r.top(), r.right(), r.bottom()) for r in found[0]] for found in (ours, theirs)]
+        assert corners[0] == corners[1]
+        assert ours[1] == theirs[1] and ours[2] == theirs[2]  # scores and which of dlib's 5 filters fired
 
 
 def test_another_dlib_builds_its_own_face_detector(monkeypatch) -> None:

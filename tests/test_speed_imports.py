@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 def test_the_align_command_s_checks_do_not_import_opencv():
     """A missing file or a text file given as the video is reported after the cheap checks: OpenCV
     (0.1 s of imports) loads only with the lips reader."""
-    code = "import sys, avsync.cli, avsync.commands.align, avsync.commands.checks, avsync.pipeline.checks; print('cv2' in sys.modules)"
+    code = ("import sys, avsync.cli, avsync.commands.align, avsync.commands.checks, avsync.pipeline.checks; "
+            "print('cv2' in sys.modules)")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
