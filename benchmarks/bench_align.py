@@ -18,8 +18,11 @@ ensemble, so the time map (and with it the re-timing work) is the one a user get
 cases align ten copies of the clip against the track in one call (`avsync align DIR MUSIC
 --out-dir`), so their ratio to one shot shows what loading the model and the music once saves.
 The analysis-only case prints the report's ``timings_s``: where the time goes.
-Targets (issue 12, 2 CPU cores): analysis only <= 4 s, with the re-timed MP4 <= 10 s, ten shots
-<= 6x one, peak memory of one shot <= 1 GB.
+Each case's wall time is also given as a multiple of decoding the clip alone as the lips worker
+does (gray, 640 px wide, 25 fps), timed in this process before the cases and again after them:
+on a machine that other work slows, the multiples move less than the seconds.
+Targets (issue 20, 2 CPU cores): analysis only <= 3 s and <= 400 MB for the largest process,
+the MP4 of a constant-offset take <= 4 s, a re-timed one <= 8 s, ten shots <= 5x one.
 """
 
 from __future__ import annotations
@@ -79,6 +82,18 @@ def make_track(path: Path, clip_mix: np.ndarray, sample_rate: int) -> None:
     media.write_audio(path, np.concatenate([other[:half], clip_mix, other[half : 2 * half]]), sample_rate)
 
 
+def decode_seconds(clip: Path) -> float:
+    """Wall seconds to decode `clip` as the lips worker does (gray, at most 640 px wide, 25 fps)."""
+    from avsync.features.extract import VisualParams, work_size
+
+    info = media.probe(clip)
+    size = work_size(info.width, info.height, VisualParams().work_width)
+    start = time.perf_counter()
+    for _ in media.iter_video(clip, fps=FPS, gray=True, size=size):
+        pass
+    return time.perf_counter() - start
+
+
 def main() -> None:
     """Print wall time and peak memory of one shot (analysis only, each kind of output), of ten shots
     in one call, and where the time of one analysis goes."""
@@ -106,20 +121,25 @@ def main() -> None:
             (f"{SHOTS} shots in one call, analysis only", [shots], ["--out-dir", str(folder / "batch")]),
             (f"{SHOTS} shots in one call, --jobs 2", [shots], ["--out-dir", str(folder / "batch2"), "--jobs", "2"]),
         ]
-        print(f"{'case':<50} {'wall s':>7} {'peak RSS MiB':>13} {'all procs MiB':>13}  first line")
+        decode = decode_seconds(clip)
+        print(f"decoding the clip alone as the lips worker does: {decode:.2f} s (load average {os.getloadavg()[0]:.1f})")
+        print(f"{'case':<50} {'wall s':>7} {'x decode':>8} {'peak RSS MiB':>13} {'all procs MiB':>13}  first line")
         single = None
         for label, videos, extra in cases:
             inputs = [*map(str, videos), str(track), *extra]
             seconds, peak_mib, tree_mib, first_line = _measured([*inputs, "--device", "cpu"])
             single = seconds if single is None else single
             ratio = f" ({seconds / single:.1f}x one shot)" if "shots" in label else ""
-            print(f"{label:<50} {seconds:7.1f} {peak_mib:13.0f} {tree_mib:13.0f}  {first_line}{ratio}", flush=True)
+            print(f"{label:<50} {seconds:7.1f} {seconds / decode:8.1f} {peak_mib:13.0f} {tree_mib:13.0f}  {first_line}{ratio}",
+                  flush=True)  # fmt: skip
             if str(report) in extra:
                 stages = json.loads(report.read_text())["timings_s"]
                 print("  where the time goes: " + ", ".join(f"{stage} {value:.2f} s" for stage, value in stages.items()))
             if str(cut_report) in extra:
                 written = json.loads(cut_report.read_text())
                 print(f"  re-timed {100 * written['retimed_fraction']:.0f}% of the frames; write video {written['timings_s']['write video']:.2f} s")
+        print(f"decoding the clip alone again: {decode_seconds(clip):.2f} s (load average {os.getloadavg()[0]:.1f}; "
+              f"the multiples above are of the first, {decode:.2f} s)")  # fmt: skip
 
 
 LAUNCHER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
