@@ -17,11 +17,13 @@ from avsync.errors import AvsyncError, DiskFullError, MediaError
 from avsync.features.audio import MelConfig
 from avsync.features.cache import (
     FeatureCache,
+    audio_features,
     file_hash,
     load_clip,
     params_hash,
     prepare_manifest,
     select_shard,
+    visual_features,
 )
 from avsync.features.extract import AudioFeatures, VisualParams, audio_params
 from avsync.features.manifest import ClipRecord
@@ -51,6 +53,20 @@ def forbid(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(avsync.features.cache, "extract_visual", no_work)
     monkeypatch.setattr(avsync.features.cache, "extract_audio", no_work)
+
+
+def test_features_through_a_cache_or_without_one(tmp_path: Path, face_video: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sound = tone(tmp_path / "a.wav")
+    fresh = audio_features(sound, None)
+    assert not (tmp_path / "cache").exists()
+    stored = audio_features(sound, tmp_path / "cache")
+    assert np.array_equal(fresh.log_mel, stored.log_mel) and FeatureCache(tmp_path / "cache").stats["hit"] == 0
+    seen = visual_features(face_video, tmp_path / "cache")
+    forbid(monkeypatch)
+    assert np.array_equal(audio_features(sound, tmp_path / "cache").log_mel, fresh.log_mel)  # from the cache
+    assert np.array_equal(visual_features(face_video, tmp_path / "cache").landmarks, seen.landmarks, equal_nan=True)
+    with pytest.raises(AssertionError, match="extracted"):
+        audio_features(sound, None)  # no cache: always computed
 
 
 def test_file_hash_follows_content_not_name(tmp_path: Path) -> None:

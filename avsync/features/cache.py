@@ -123,6 +123,39 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def audio_features(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
+                   mel_cfg: MelConfig = MelConfig()) -> AudioFeatures:  # fmt: skip
+    """A file's log-mel: through the feature cache in `cache_dir`, or computed without one (None).
+
+    Args:
+        path: an audio file, or a video file (its own audio track).
+        cache_dir: feature cache folder, or None.
+        mel_cfg: log-mel parameters.
+
+    Raises:
+        MediaError: missing or unreadable file, or no audio stream.
+    """
+    return extract_audio(path, mel_cfg) if cache_dir is None else FeatureCache(cache_dir).audio(path, mel_cfg)
+
+
+def visual_features(video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
+                    params: VisualParams = VisualParams(), progress: bool = False) -> VisualFeatures:  # fmt: skip
+    """A video's mouth crops and landmarks: through the feature cache in `cache_dir`, or computed without one (None).
+
+    Args:
+        video: the video file.
+        cache_dir: feature cache folder, or None.
+        params: extraction parameters.
+        progress: show a per-frame progress bar while extracting.
+
+    Raises:
+        MediaError: missing or unreadable video.
+    """
+    if cache_dir is None:
+        return extract_visual(video, params, progress)
+    return FeatureCache(cache_dir).visual(video, params, progress)
+
+
 class FeatureCache:
     """Feature cache under a root folder (layout and guarantees in the module docstring).
 

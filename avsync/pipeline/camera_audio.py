@@ -77,17 +77,10 @@ def listen(inputs: SyncInputs, music: AudioFeatures, cache_dir: str | os.PathLik
     """
     if not inputs.video_info.has_audio:
         return CameraAudio("no audio")
-    from avsync.features.audio import MelConfig
+    from avsync.features.cache import audio_features
 
     try:
-        if cache_dir is None:
-            from avsync.features.extract import extract_audio
-
-            take = extract_audio(inputs.video, MelConfig())
-        else:
-            from avsync.features.cache import FeatureCache
-
-            take = FeatureCache(cache_dir).audio(inputs.video, MelConfig())
+        take = audio_features(inputs.video, cache_dir)
     except MediaError:
         return CameraAudio("unreadable")
     match = match_audio(take.log_mel, music.log_mel)

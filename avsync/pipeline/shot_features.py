@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from multiprocessing.connection import Connection
 
 from avsync.errors import MediaError
-from avsync.features.extract import VisualFeatures, VisualParams, extract_visual
+from avsync.features.extract import VisualFeatures, VisualParams
 from avsync.pipeline.checks import MIN_VIDEO_S
 
 
@@ -41,12 +41,9 @@ def load_shot(video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] |
     Raises:
         MediaError: unreadable video, too short, or without any face.
     """
-    if cache_dir is None:
-        visual = extract_visual(video, visual_params, progress)
-    else:
-        from avsync.features.cache import FeatureCache
+    from avsync.features.cache import visual_features
 
-        visual = FeatureCache(cache_dir).visual(video, visual_params, progress)
+    visual = visual_features(video, cache_dir, visual_params, progress)
     if len(visual) < MIN_VIDEO_S * visual.fps:
         raise MediaError(f"is too short to align ({len(visual)} frames at {visual.fps:g} fps)", video)
     if not visual.valid.any():

@@ -30,13 +30,7 @@ from avsync.align.robust import retimed_fraction, unreliable_spans
 from avsync.align.tuning import CAMERA_LIPS_RADIUS
 from avsync.conventions import MELS_PER_FRAME
 from avsync.errors import MediaError
-from avsync.features.audio import MelConfig
-from avsync.features.extract import (
-    AudioFeatures,
-    VisualFeatures,
-    VisualParams,
-    extract_audio,
-)
+from avsync.features.extract import AudioFeatures, VisualFeatures, VisualParams
 from avsync.models.checkpoints import LoadedModel
 from avsync.pipeline.camera_audio import CameraAudio, listen, placed_by_sound, report_block
 from avsync.pipeline.checks import SyncInputs
@@ -115,12 +109,9 @@ def load_reference(reference: str | os.PathLike[str], cache_dir: str | os.PathLi
     Raises:
         MediaError: unreadable or silent reference.
     """
-    if cache_dir is None:
-        audio = extract_audio(reference, MelConfig())
-    else:
-        from avsync.features.cache import FeatureCache
+    from avsync.features.cache import audio_features
 
-        audio = FeatureCache(cache_dir).audio(reference, MelConfig())
+    audio = audio_features(reference, cache_dir)
     check_not_silent(audio.log_mel, reference)
     return audio
 
