@@ -163,6 +163,50 @@ def test_check_real_over_a_manifest(capsys, tmp_path: Path, talkers: dict[int, P
     assert clips["talk3"]["error_frames"] == pytest.approx(-DELAY_FRAMES, abs=0.25)
 
 
+@pytest.mark.slow
+def test_reaudit_end_to_end_with_out_of_fold_models(capsys, tmp_path: Path, talkers: dict[int, Path]) -> None:
+    """make reaudit's command: the reference's results, each clip's fold model run on it, the rule, --apply."""
+    import torch
+    from test_align_cmd import save_checkpoint
+
+    from avsync.evaluation.reaudit import decide
+    from avsync.evaluation.reaudit import main as reaudit
+    from avsync.evaluation.sync_truth import main as check_real
+    from avsync.features.manifest import read_manifest
+    from avsync.models import LipSync
+
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "clips.csv").write_text("path,origin_dataset\n" + "".join(f"talk{d}.mp4,social video\n" for d in talkers))
+    lines = []
+    for delay, video in talkers.items():
+        (experiments / video.name).symlink_to(video)
+        lines.append(json.dumps({"id": f"talk{delay}", "video": video.name, "split": "test", "speaker": f"s{delay}", "av_offset": 5}))
+    manifest = experiments / "clips.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    (experiments / "folds.json").write_text(json.dumps([["s0"], ["s3"]]))
+    torch.manual_seed(0)
+    for k in (0, 1):
+        save_checkpoint(tmp_path / f"runs/fold{k}/run/checkpoints/last.ckpt", LipSync())
+    check = tmp_path / "check.json"
+    cache = str(tmp_path / "cache")
+    assert check_real(["--manifest", str(manifest), "--cache", cache, "--out", str(check), "--quiet"]) == 0
+    out = tmp_path / "reaudit.json"
+    assert reaudit(["--manifest", str(manifest), "--check", str(check), "--folds", str(experiments / "folds.json"),
+                    "--runs", str(tmp_path / "runs/fold{k}"), "--cache", cache, "--out", str(out), "--apply", str(experiments),
+                    "--quiet"]) == 0  # fmt: skip
+    assert "| talk0 | social video | +5 |" in capsys.readouterr().out
+    rows = {row["id"]: row for row in json.loads(out.read_text())["clips"]}
+    assert rows["talk3"]["witness_checkpoint"].endswith("fold1/run/checkpoints/last.ckpt")
+    for row in rows.values():
+        assert row["witness_frames"] is not None and row["reference_verdict"] != "undecided"
+        assert (row["truth_by"], row["av_offset"]) == decide(False, 5, row["reference_verdict"], row["reference_frames"],
+                                                             row["witness_frames"], row["witness_confidence"])  # fmt: skip
+    written = {record.id: record for record in read_manifest(manifest)}
+    assert {clip: (record.truth_by, record.av_offset) for clip, record in written.items()} == {
+        clip: (row["truth_by"], row["av_offset"]) for clip, row in rows.items()}  # fmt: skip
+
+
 def test_summary_of_an_undecided_reference() -> None:
     from avsync.pipeline.check import CheckReport, summarise_check
 
