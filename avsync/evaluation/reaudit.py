@@ -1,4 +1,4 @@
-"""`make reaudit`: each real clip's truth set by witnesses that do not share a fault (issue 21 item 3).
+"""`make reaudit`: each real clip's truth set by witnesses that do not share a fault.
 
 A clip's own audio-video offset (`av_offset`) comes from its dataset's published sync (GRID,
 LRS2, LRS3: 0 frames), or from the model-free reference (`avsync.truth`, `make check-real`)
