@@ -15,7 +15,7 @@ from pathlib import Path
 
 from avsync.commands.checks import check_outputs
 from avsync.errors import AvsyncError, MediaError
-from avsync.features.tracking import face_point
+from avsync.features.face_choice import face_point
 from avsync.pipeline.checks import check_inputs, check_video
 
 

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from avsync.errors import AvsyncError
-from avsync.features.tracking import face_point
+from avsync.features.face_choice import face_point
 from avsync.io.files import TEMPORARY_NAME_EXTRA, remove_stale_temporaries
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from avsync.features.face_choice import face_point
 from avsync.features.landmarks import LandmarkBackend, face_size
 
 NO_FACE = "no face detected"
@@ -76,26 +77,6 @@ class TrackerConfig:
 
     def __post_init__(self) -> None:
         face_point(self.face)  # raises ValueError on a bad choice
-
-
-FACE_CHOICES = ("largest", "left", "right")
-
-
-def face_point(face: str) -> tuple[float, float] | None:
-    """The point an ``X,Y`` face choice names (fractions of the frame), None for a named choice.
-
-    Raises:
-        ValueError: neither one of `FACE_CHOICES` nor two numbers in 0..1.
-    """
-    if face in FACE_CHOICES:
-        return None
-    try:
-        x, y = (float(part) for part in face.split(","))
-    except ValueError:
-        raise ValueError(f"face must be {', '.join(FACE_CHOICES)} or X,Y (fractions of the frame), got {face!r}") from None
-    if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-        raise ValueError(f"face X,Y must lie in 0..1 (fractions of the frame), got {face!r}")
-    return x, y
 
 
 def choose_face(boxes: np.ndarray, face: str, frame_size: tuple[int, int]) -> int:
@@ -171,7 +152,7 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:
-    import cv2  # here, not at the top: `face_point` is imported by the command's first checks (cv2 takes 0.1 s)
+    import cv2  # here, not at the top: importing the tracker need not wait 0.1 s for OpenCV
 
     height, width = image.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))

@@ -14,13 +14,14 @@ import errno
 import functools
 import glob
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from time import time as wall_clock
 
-from avsync.errors import AvsyncError, DiskFullError
+from avsync.errors import AvsyncError, DiskFullError, MediaError
 
 PathLike = str | os.PathLike[str]
 
@@ -179,3 +180,29 @@ def _link_new(temporary: Path, target: Path) -> None:
         os.replace(temporary, target)
         return
     temporary.unlink()
+
+
+def check_media_path(path: str | os.PathLike[str]) -> None:
+    """What can be said of a media file before opening it: it exists, is a regular file, not empty.
+
+    Args:
+        path: the file.
+
+    Raises:
+        MediaError: missing (or a broken or looping link), a folder, a device/pipe/socket, or empty.
+    """
+    if not os.path.exists(path):
+        if os.path.islink(path):
+            try:
+                os.stat(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise MediaError("is a symbolic link that loops (it never reaches a file)", path) from exc
+            raise MediaError("is a symbolic link to a file that does not exist", path)
+        raise MediaError("file not found", path)
+    if os.path.isdir(path):
+        raise MediaError("is a folder, not a media file", path)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise MediaError("is not a regular file (a device, pipe or socket); give a media file", path)
+    if os.path.getsize(path) == 0:
+        raise MediaError("is empty (0 bytes)", path)

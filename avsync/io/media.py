@@ -20,13 +20,11 @@ decoder conceals (a glitch inside otherwise decodable video) is not reported.
 
 from __future__ import annotations
 
-import errno
 import functools
 import io
 import itertools
 import math
 import os
-import stat
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -47,6 +45,7 @@ from avsync.io.files import (  # noqa: F401  (file safety lives in avsync.io.fil
     keep_existing,
     remove_stale_temporaries,
 )
+from avsync.io.files import check_media_path
 
 PathLike = str | os.PathLike[str]
 FrameT = TypeVar("FrameT")
@@ -135,21 +134,7 @@ class VideoFrames:
 
 def _open_input(path: PathLike) -> av.container.InputContainer:
     """Open a media file for reading, turning every failure into a one-line `MediaError`."""
-    if not os.path.exists(path):
-        if os.path.islink(path):
-            try:
-                os.stat(path)
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
-                    raise MediaError("is a symbolic link that loops (it never reaches a file)", path) from exc
-            raise MediaError("is a symbolic link to a file that does not exist", path)
-        raise MediaError("file not found", path)
-    if os.path.isdir(path):
-        raise MediaError("is a folder, not a media file", path)
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise MediaError("is not a regular file (a device, pipe or socket); give a media file", path)
-    if os.path.getsize(path) == 0:
-        raise MediaError("is empty (0 bytes)", path)
+    check_media_path(path)
     try:
         container = av.open(os.fspath(path), metadata_errors="replace")
     except PermissionError as exc:

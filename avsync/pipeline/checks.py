@@ -10,8 +10,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from avsync.errors import MediaError
-from avsync.io import media
+from avsync.io.files import check_media_path
+
+if TYPE_CHECKING:  # PyAV and numpy load only once the files are known to exist (a mistake is reported at once)
+    from avsync.io import media
 
 MIN_VIDEO_S = 1.0
 """Shortest video (and reference) that can be aligned."""
@@ -74,6 +79,9 @@ def check_video(video: str | os.PathLike[str]) -> media.MediaInfo:
     Raises:
         MediaError: a missing or unreadable file, no video stream, or shorter than `MIN_VIDEO_S`.
     """
+    check_media_path(video)
+    from avsync.io import media
+
     video_info = media.probe(video)
     if not video_info.has_video:
         raise MediaError("has no video stream", video)
@@ -94,6 +102,9 @@ def check_reference(reference: str | os.PathLike[str]) -> media.MediaInfo:
     Raises:
         MediaError: a missing or unreadable file, no audio stream, or shorter than `MIN_VIDEO_S`.
     """
+    check_media_path(reference)
+    from avsync.io import media
+
     reference_info = media.probe(reference)
     if not reference_info.has_audio:
         raise MediaError("has no audio stream (the reference must carry the music)", reference)
