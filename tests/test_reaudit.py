@@ -9,7 +9,7 @@ import pytest
 
 from avsync.errors import AvsyncError
 from avsync.evaluation.reaudit import Reaudit, apply_truths, decide, main, out_of_fold_checkpoints, reaudit, table
-from avsync.features.manifest import ClipRecord, read_manifest
+from avsync.features.manifest import ClipRecord, base_id, read_manifest
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -112,7 +112,7 @@ def test_every_committed_manifest_agrees_with_real_clips_on_each_truth() -> None
     for manifest in sorted(EXPERIMENTS.rglob("*.jsonl")):
         for line in manifest.read_text().splitlines():
             entry = json.loads(line) if line.strip() and not line.startswith("#") else {}
-            clip = str(entry.get("id", "")).split("#", 1)[0]
+            clip = base_id(str(entry.get("id", "")))
             if clip in truths:
                 assert (entry.get("av_offset", 0), entry.get("truth_by")) == truths[clip], f"{manifest}: {entry['id']}"
                 checked += 1

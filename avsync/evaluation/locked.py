@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avsync.errors import AvsyncError
-from avsync.features.manifest import read_manifest
+from avsync.features.manifest import base_id, read_manifest
 
 LOCKED = Path("experiments/locked_test.jsonl")
 """The locked clips (split ``test``; ``#`` lines say how they were drawn)."""
@@ -103,7 +103,7 @@ def draw_locked(clips: Sequence[Clip], seen_ids: set[str], share: float = 0.2) -
 def speakers_in(manifest: str | os.PathLike[str], splits: Iterable[str] = SEEN_SPLITS) -> set[str]:
     """The speakers (the clip id where none is given) of a manifest's clips in `splits`."""
     wanted = set(splits)
-    return {r.speaker or r.id.split("#")[0] for r in read_manifest(manifest) if r.split in wanted}
+    return {r.speaker or base_id(r.id) for r in read_manifest(manifest) if r.split in wanted}
 
 
 def check_unseen(manifests: Sequence[str | os.PathLike[str]], locked: str | os.PathLike[str] = LOCKED) -> None:
@@ -179,7 +179,7 @@ def write_manifests(clips_manifest: Path, all_manifest: Path, seen_by: Sequence[
 
     write(out / "locked_test.jsonl", header + [json.dumps({**e, "split": "test"}) for e in entries if e["id"] in is_locked])
     write(out / "real_open.jsonl", [json.dumps(e) for e in entries if e["id"] not in is_locked])
-    write(out / "real_open_train.jsonl", [json.dumps(e) for e in _json_lines(all_manifest) if e["id"].split("#")[0] not in is_locked])
+    write(out / "real_open_train.jsonl", [json.dumps(e) for e in _json_lines(all_manifest) if base_id(e["id"]) not in is_locked])
     folds = [[s for s in fold if s not in set(locked)] for fold in json.loads(folds_json.read_text(encoding="utf-8"))]
     write_fold_manifests(out / "real_open.jsonl", cache, out / "real_open_folds", folds=folds)
     write(out / "real_open_folds" / "folds.json", [json.dumps(folds, indent=1)])

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from avsync.errors import AvsyncError
-from avsync.features.manifest import TRUTH_BY, ClipRecord, read_manifest
+from avsync.features.manifest import TRUTH_BY, ClipRecord, base_id, read_manifest
 from avsync.io.files import atomic_path
 
 AGREE_FRAMES = 1.0
@@ -193,11 +193,6 @@ def table(rows: list[Reaudit]) -> str:
     lines.append(f"clips the audit had moved: {len(audited)}; confirmed by two witnesses: "
                  f"{sum(row.truth_by == 'two witnesses' and row.av_offset == row.audit for row in audited)}")  # fmt: skip
     return "\n".join(lines)
-
-
-def base_id(clip_id: str) -> str:
-    """A manifest id without its ``#val``-style suffix (the same clip listed again)."""
-    return clip_id.split("#", 1)[0]
 
 
 def apply_truths(rows: list[Reaudit], folder: Path) -> list[Path]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from avsync.evaluation.harness import MARKDOWN_COLUMNS, CaseResult, EvalReport, speaker_interval
 from avsync.evaluation.metrics import wilson_interval
-from avsync.features.manifest import TRUTH_BY
+from avsync.features.manifest import TRUTH_BY, read_manifest
 from avsync.io.files import atomic_path
 from avsync.pipeline.report import CONFIDENCE_RELIABLE
 
@@ -73,15 +73,14 @@ def truth_kinds(manifest: str | os.PathLike[str]) -> dict[str, str]:
     """Clip id -> how its truth was set (`avsync.features.manifest.TRUTH_BY`): the manifest's
     ``truth_by`` (`make reaudit`), else the dataset's sync for GRID/LRS2/LRS3 clips (by the
     ``clips.csv`` beside them) and "unverified" for the rest."""
-    from avsync.features.manifest import read_manifest
-    from avsync.truth.validate import DATASET_SYNCED, origin_dataset
+    from avsync.truth.validate import synced_by_dataset
 
     kinds = {}
     for record in read_manifest(manifest):
         if record.truth_by:
             kinds[record.id] = record.truth_by
         else:
-            kinds[record.id] = "dataset" if origin_dataset(record.video) in DATASET_SYNCED and record.audio is None else "unverified"
+            kinds[record.id] = "dataset" if synced_by_dataset(record) else "unverified"
     return kinds
 
 

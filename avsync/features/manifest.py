@@ -107,6 +107,11 @@ class ClipRecord:
         return line
 
 
+def base_id(clip_id: str) -> str:
+    """A manifest id without its ``#val``-style suffix (the same clip listed again in another split)."""
+    return clip_id.split("#", 1)[0]
+
+
 def _relative(path: Path, folder: Path) -> str:
     try:
         return Path(os.path.relpath(path, folder)).as_posix()

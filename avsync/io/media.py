@@ -42,10 +42,10 @@ from avsync.io.files import (  # noqa: F401  (file safety lives in avsync.io.fil
     STALE_TEMP_AGE_S,
     TEMPORARY_NAME_EXTRA,
     atomic_path,
+    check_media_path,
     keep_existing,
     remove_stale_temporaries,
 )
-from avsync.io.files import check_media_path
 
 PathLike = str | os.PathLike[str]
 FrameT = TypeVar("FrameT")

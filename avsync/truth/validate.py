@@ -96,6 +96,11 @@ def origin_dataset(video: Path) -> str:
     return "unknown"
 
 
+def synced_by_dataset(record: ClipRecord) -> bool:
+    """Whether a clip's truth is its dataset's published sync: a GRID, LRS2 or LRS3 clip with its own audio."""
+    return record.audio is None and origin_dataset(record.video) in DATASET_SYNCED
+
+
 def wilson(successes: int, trials: int) -> tuple[float, float]:
     """95 % Wilson score interval of a proportion.
 
@@ -129,7 +134,7 @@ def raw_checks(records: list[ClipRecord], cache: FeatureCache, signal: str, prog
     checks = []
     for record in records:
         dataset = origin_dataset(record.video)
-        synced = dataset in DATASET_SYNCED and record.audio is None
+        synced = synced_by_dataset(record)
         visual = cache.visual(record.video, VisualParams(backend=backend))
         samples = read_audio(record.reference_audio, sample_rate=SAMPLE_RATE)
         events = clip_events(visual, samples, SAMPLE_RATE, signal)
