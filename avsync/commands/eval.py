@@ -46,7 +46,7 @@ from avsync.features.cache import FeatureCache
 from avsync.features.extract import VisualParams
 from avsync.features.landmarks import BACKENDS
 from avsync.features.manifest import read_manifest
-from avsync.io.media import atomic_path
+from avsync.io.files import atomic_path
 from avsync.models import is_pair_model
 from avsync.models.runtime import load_inference_model
 from avsync.pipeline.report import CONFIDENCE_RELIABLE, CONFIDENCE_UNCERTAIN

@@ -50,6 +50,7 @@ from tqdm import tqdm
 from avsync.align.analysis import FeatureSync, align_cost, sync_features
 from avsync.align.dtw import DTWConfig, alignment_cost
 from avsync.align.place import is_match
+from avsync.align.plots import plot_alignment, plot_time_map
 from avsync.align.robust import retimed_fraction, scored_rows
 from avsync.align.timemap import TimeMap, constant_time_map
 from avsync.conventions import FPS
@@ -71,7 +72,6 @@ from avsync.features.extract import VisualParams
 from avsync.features.landmarks import mouth_opening
 from avsync.features.manifest import ClipRecord, read_manifest
 from avsync.models import is_pair_model
-from avsync.align.plots import plot_alignment, plot_time_map
 from avsync.pipeline.report import confidence_level
 
 PROTOCOLS = ("synthetic", "real", "takes")

@@ -66,7 +66,7 @@ from xml.etree import ElementTree as ET
 import opentimelineio as otio
 
 from avsync.errors import AvsyncError
-from avsync.io.media import atomic_path
+from avsync.io.files import atomic_path
 
 TIMELINE_SUFFIXES = (".otio", ".edl", ".xml", ".fcpxml")
 """Timeline file suffixes `write_timeline` accepts."""
