@@ -17,12 +17,13 @@ FOLD_DATA ?= experiments/real_folds
 WITH    ?=
 WITH_EXP ?=
 WITH_WEIGHT ?= 2.0
-# landmark backend (dlib, mesh, fan) of training and eval; runs and results of another than dlib are named EXP_BACKEND
-BACKEND ?= dlib
+# landmark backend (mesh, dlib, fan) of training and eval; runs and results of another than mesh (the default) are named EXP_BACKEND
+BACKEND ?= mesh
+BACKEND_SUFFIX = $(if $(filter-out mesh,$(BACKEND)),_$(BACKEND),)
 # layers on EXP: names of experiments/with/*.yaml (e.g. ALSO=batch_negatives); their runs and results are named EXP_ALSO
 ALSO    ?=
 CONFIGS  = --config experiments/base.yaml --config experiments/$(EXP).yaml $(foreach c,$(ALSO),--config experiments/with/$(c).yaml)
-RUN_EXP  = $(EXP)$(if $(filter-out dlib,$(BACKEND)),_$(BACKEND),)$(foreach c,$(ALSO),_$(c))
+RUN_EXP  = $(EXP)$(BACKEND_SUFFIX)$(foreach c,$(ALSO),_$(c))
 PYTEST_ARGS ?=
 # train/eval generate the synthetic dataset first, unless DATA names another dataset
 DEFAULT_DATA := $(if $(filter command line,$(origin DATA)),,synth)
@@ -55,7 +56,7 @@ train: $(STAMP) $(DEFAULT_DATA) ## train experiment EXP (experiments/EXP.yaml) o
 	$(VENV)/bin/avsync fit $(CONFIGS) \
 	    $(if $(filter command line,$(origin DATA)),--data.data=$(DATA),) \
 	    $(if $(filter command line,$(origin CACHE)),--data.cache=$(CACHE),) \
-	    $(if $(filter-out dlib,$(BACKEND)),--data.visual.backend=$(BACKEND),) \
+	    $(if $(filter-out mesh,$(BACKEND)),--data.visual.backend=$(BACKEND),) \
 	    $(if $(filter-out $(EXP),$(RUN_EXP)),--trainer.logger.init_args.name=$(RUN_EXP),) \
 	    $(if $(filter-out 0,$(GPUS)),--trainer.accelerator=gpu --trainer.devices=$(GPUS) --trainer.strategy=ddp,)
 
@@ -72,7 +73,7 @@ UNSEEN_BY ?= $(if $(WITH)$(WITH_EXP),experiments/realav_split.jsonl,)
 eval-takes: $(STAMP) ## takes placed inside long songs (the editor's case): synthetic songs in TAKES (written if missing), CKPT (default shipped)
 	@test -f $(TAKES)/manifest.jsonl || $(PY) -c "from avsync.evaluation.takes import write_take_songs as w; w('$(TAKES)')"
 	$(VENV)/bin/avsync eval --protocol takes --data $(TAKES)/manifest.jsonl --split all --cache $(CACHE) --constant \
-	    --seed 2 --seeds 2 --out results/eval_takes.json --checkpoint $(or $(CKPT),shipped)  # seeds 0-1 tuned the placement
+	    --seed 2 --seeds 2 --out results/eval_takes.json --checkpoint $(or $(CKPT),shipped) --backend $(BACKEND)  # seeds 0-1 tuned the placement
 
 eval-takes-real: $(STAMP) ## the takes of each fold's unseen speakers placed in a reference of every real clip's audio in a row, by the fold runs of make eval-folds EXP=... (WITH/WITH_EXP: their ensembles); pooled, and the clips UNSEEN_BY's train split never saw
 	@set -e; out=results/takes_folds/$(RUN_EXP)$(if $(WITH)$(WITH_EXP),_ensemble,); for k in $(FOLDS); do \
@@ -85,7 +86,7 @@ eval-takes-real: $(STAMP) ## the takes of each fold's unseen speakers placed in 
 
 eval-real: $(STAMP) ## warped real clips of REAL's test split (../shared/data) aligned by CKPT, baseline, perfect offset (unseen-speaker figures: eval-folds)
 	$(VENV)/bin/avsync eval --protocol real --data $(REAL) --cache $(CACHE) --constant --out results/eval_real.json \
-	    --checkpoint $(or $(CKPT),shipped)
+	    --checkpoint $(or $(CKPT),shipped) --backend $(BACKEND)
 
 folds: $(STAMP) ## write the 5 leave-speakers-out fold manifests of REAL into experiments/real_folds/
 	$(PY) -c "import json; from avsync.evaluation.folds import write_fold_manifests as w; print(*w('$(REAL)', '$(CACHE)', 'experiments/real_folds', folds=json.load(open('experiments/real_folds/folds.json'))), sep='\n')"
@@ -101,8 +102,8 @@ eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DAT
 	    test -n "$$ckpt" || { echo "error: no runs/$(RUN_EXP)_fold$$k/*/checkpoints/last.ckpt: run make eval-folds EXP=$(EXP) BACKEND=$(BACKEND) without TRAIN=0 first" >&2; exit 2; }; \
 	    with='$(WITH)'; \
 	    if [ -n "$(WITH_EXP)" ]; then \
-	        with=$$(ls -t runs/$(WITH_EXP)$(if $(filter-out dlib,$(BACKEND)),_$(BACKEND),)_fold$$k/*/checkpoints/last.ckpt 2>/dev/null | head -n 1); \
-	        test -n "$$with" || { echo "error: no runs/$(WITH_EXP)$(if $(filter-out dlib,$(BACKEND)),_$(BACKEND),)_fold$$k/*/checkpoints/last.ckpt: run make eval-folds EXP=$(WITH_EXP) BACKEND=$(BACKEND) first" >&2; exit 2; }; \
+	        with=$$(ls -t runs/$(WITH_EXP)$(BACKEND_SUFFIX)_fold$$k/*/checkpoints/last.ckpt 2>/dev/null | head -n 1); \
+	        test -n "$$with" || { echo "error: no runs/$(WITH_EXP)$(BACKEND_SUFFIX)_fold$$k/*/checkpoints/last.ckpt: run make eval-folds EXP=$(WITH_EXP) BACKEND=$(BACKEND) first" >&2; exit 2; }; \
 	    fi; \
 	    if [ -n "$$with" ]; then \
 	        $(PY) -c "from avsync.models.ensemble import combine_checkpoints as c; c(['$$ckpt', '$$with'], [1.0, $(WITH_WEIGHT)], '$$ckpt.ensemble')"; \
@@ -115,8 +116,8 @@ eval-folds: $(STAMP) ## cross-validate EXP on the real clips: per fold (FOLD_DAT
 	    $(if $(UNSEEN_BY),--unseen-by $(UNSEEN_BY),) --truths $(REAL) --summary $(FOLDS_SUMMARY)
 
 reaudit: check-real ## each real clip's truth by witnesses that do not share a fault: dataset sync, else the model-free reference and the out-of-fold LipSync of make eval-folds EXP=lipsync_real agreeing, else unverified (experiments/results/reaudit.json; APPLY=1 writes truth_by and moved offsets into experiments/*.jsonl)
-	$(PY) -m avsync.evaluation.reaudit --manifest $(REAL) --check results/check_real.json --runs 'runs/lipsync_real_fold{k}' \
-	    --cache $(CACHE) --out experiments/results/reaudit.json $(if $(APPLY),--apply,)
+	$(PY) -m avsync.evaluation.reaudit --manifest $(REAL) --check results/check_real.json --runs 'runs/lipsync_real$(BACKEND_SUFFIX)_fold{k}' \
+	    --backend $(BACKEND) --cache $(CACHE) --out experiments/results/reaudit.json $(if $(APPLY),--apply,)
 
 LOCKED  ?= experiments/locked_test.jsonl
 TRAINED_ON ?=

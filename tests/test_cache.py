@@ -120,7 +120,7 @@ def test_visual_entry_round_trips_and_its_key_has_the_extraction_parameters(tmp_
     frames = 30
     assert computed.mouth_crops.shape == (frames, 64, 64) and computed.mouth_crops.dtype == np.uint8
     assert computed.landmarks.shape == (frames, 68, 2) and computed.landmarks.dtype == np.float32
-    assert computed.fps == 25.0 and computed.params["backend"] == "dlib" and "version" in computed.params
+    assert computed.fps == 25.0 and computed.params["backend"] == "mesh" and "version" in computed.params
     # The blank stretch (frames 10-19) has no face; the face is there before and found again after.
     assert computed.valid[:10].all() and not computed.valid[10:20].any() and computed.valid[25:].all()
     assert set(computed.invalid_reason[10:20]) == {NO_FACE}

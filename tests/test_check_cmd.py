@@ -109,6 +109,21 @@ def test_another_audio_file_is_checked_against(capsys, tmp_path: Path, talkers: 
     assert abs(found["events"]["offset_frames"] + DELAY_FRAMES) <= 1.0
 
 
+@pytest.mark.slow
+def test_the_reference_reads_dlib_landmarks_and_the_model_the_default(capsys, tmp_path: Path, talkers: dict[int, Path]) -> None:
+    """The reference's thresholds were set on dlib's points: it reads them whatever the model reads."""
+    from avsync.features.cache import FeatureCache
+    from avsync.features.extract import VisualParams
+    from avsync.truth.lips import REFERENCE_BACKEND
+
+    cache = tmp_path / "cache"
+    status, _, err = check(capsys, talkers[DELAY_FRAMES], "--cache", cache)
+    assert status == 0, err
+    entries = FeatureCache(cache)
+    for backend in {REFERENCE_BACKEND, VisualParams().backend}:
+        assert entries.entry_path("visual", talkers[DELAY_FRAMES], VisualParams(backend=backend).params()).is_file(), backend
+
+
 def test_missing_video(capsys, tmp_path: Path) -> None:
     assert_one_line_error(*check(capsys, tmp_path / "nope.mp4")[::2], "nope.mp4")
 

@@ -91,16 +91,16 @@ def test_eval_reads_the_cases_lips_with_the_backend_asked(tiny_eval_data, tmp_pa
     from avsync.features.cache import FeatureCache
     from avsync.features.extract import VisualParams
 
-    out, cases = tmp_path / "mesh.json", tmp_path / "cases"
+    out, cases = tmp_path / "dlib.json", tmp_path / "cases"
     args = ["eval", "--checkpoint", str(tiny_eval_data["checkpoint"]), "--data", str(tiny_eval_data["synth"]),
             "--cache", str(tiny_eval_data["cache"]), "--cases", str(cases), "--out", str(out), "--no-baseline",
-            "--clips", "1", "--max-frames", str(MIN_FRAMES), "--backend", "mesh", "--quiet"]
+            "--clips", "1", "--max-frames", str(MIN_FRAMES), "--backend", "dlib", "--quiet"]
     assert avsync_main(args) == 0
-    assert json.loads(out.read_text())["backend"] == "mesh"
+    assert json.loads(out.read_text())["backend"] == "dlib"
     (video,) = cases.glob("*.mp4")
     cache = FeatureCache(tiny_eval_data["cache"])
-    assert cache.entry_path("visual", video, VisualParams(backend="mesh").params()).is_file()
-    assert not cache.entry_path("visual", video, VisualParams().params()).exists()  # dlib never ran on the case
+    assert cache.entry_path("visual", video, VisualParams(backend="dlib").params()).is_file()
+    assert not cache.entry_path("visual", video, VisualParams().params()).exists()  # the default (mesh) never ran on the case
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from avsync.errors import AvsyncError
+from avsync.features.landmarks import BACKENDS
 from avsync.features.manifest import TRUTH_BY, ClipRecord, base_id, read_manifest
 from avsync.io.files import atomic_path
 
@@ -121,7 +122,7 @@ def out_of_fold_checkpoints(records: list[ClipRecord], folds: list[list[str]], r
     return found
 
 
-def witness_offsets(records: list[ClipRecord], checkpoints: dict[str, Path], cache_dir: Path,
+def witness_offsets(records: list[ClipRecord], checkpoints: dict[str, Path], cache_dir: Path, backend: str | None = None,
                     progress: bool = True) -> dict[str, tuple[float, float]]:  # fmt: skip
     """Clip id -> (offset frames, confidence) of its out-of-fold model against its own audio.
 
@@ -129,6 +130,7 @@ def witness_offsets(records: list[ClipRecord], checkpoints: dict[str, Path], cac
         records: the clips.
         checkpoints: clip id -> the model that never saw its speaker (`out_of_fold_checkpoints`).
         cache_dir: the feature cache.
+        backend: the landmarks the fold runs were trained on (None: `VisualParams`'s default).
         progress: print one line per clip.
 
     Returns:
@@ -141,7 +143,7 @@ def witness_offsets(records: list[ClipRecord], checkpoints: dict[str, Path], cac
     for checkpoint in sorted(set(checkpoints.values())):
         model = load_model(str(checkpoint), "auto")
         for record in (r for r in records if checkpoints[r.id] == checkpoint):
-            answer = own_audio_offset(record, model, cache_dir)
+            answer = own_audio_offset(record, model, cache_dir, backend)
             if answer is None:
                 continue
             answers[record.id] = answer
@@ -245,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--folds", type=Path, default=Path("experiments/real_folds/folds.json"))
     parser.add_argument("--runs", default="runs/lipsync_real_fold{k}", help="the fold runs, {k} for the fold")
     parser.add_argument("--cache", type=Path, default=Path("cache"))
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="the landmarks the fold runs were trained on (default: avsync.features.extract.VisualParams's)")
     parser.add_argument("--out", type=Path, default=Path("results/reaudit.json"))
     parser.add_argument("--apply", type=Path, nargs="?", const=Path("experiments"), default=None, metavar="FOLDER",
                         help="write the truths into every manifest under FOLDER (default experiments)")
@@ -258,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError, KeyError) as exc:
             raise AvsyncError(f"cannot read {args.check} or {args.folds} ({exc}): run make check-real first") from exc
         checkpoints = out_of_fold_checkpoints(records, folds, args.runs)
-        witnesses = witness_offsets(records, checkpoints, args.cache, progress=not args.quiet)
+        witnesses = witness_offsets(records, checkpoints, args.cache, args.backend, progress=not args.quiet)
         rows = reaudit(records, reference, checkpoints, witnesses)
     except AvsyncError as exc:
         print(f"avsync: error: {exc}", file=sys.stderr)

@@ -22,11 +22,12 @@ from avsync.errors import AvsyncError
 from avsync.features.cache import FeatureCache
 from avsync.features.manifest import ClipRecord, read_manifest
 from avsync.io.files import atomic_path
+from avsync.truth.lips import REFERENCE_BACKEND
 from avsync.truth.reference import SIGNALS
 from avsync.truth.validate import ClipCheck, calibrate_and_score, raw_checks, summarise, table, window_table
 
 
-def own_audio_offset(record: ClipRecord, model: Any, cache_dir: Path) -> tuple[float, float] | None:
+def own_audio_offset(record: ClipRecord, model: Any, cache_dir: Path, backend: str | None = None) -> tuple[float, float] | None:
     """A model's offset (frames) and confidence for a clip against its reference audio, through the
     analysis `avsync align` runs; None where the model cannot take the clip (e.g. under its 1 s).
 
@@ -34,12 +35,16 @@ def own_audio_offset(record: ClipRecord, model: Any, cache_dir: Path) -> tuple[f
         record: the clip.
         model: from `avsync.models.checkpoints.load_model`.
         cache_dir: the feature cache.
+        backend: the landmarks the model was trained on (None: `VisualParams`'s default).
     """
+    from avsync.features.extract import VisualParams
     from avsync.pipeline.checks import check_inputs
     from avsync.pipeline.sync import analyse
 
+    params = VisualParams() if backend is None else VisualParams(backend=backend)
     try:
-        analysis = analyse(check_inputs(record.video, record.reference_audio), model, cache_dir=cache_dir, progress=False)
+        analysis = analyse(check_inputs(record.video, record.reference_audio), model, cache_dir=cache_dir, visual_params=params,
+                           progress=False)  # fmt: skip
     except AvsyncError as exc:
         print(f"{record.id}: no model answer: {exc}", file=sys.stderr)
         return None
@@ -77,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("cache"))
     parser.add_argument("--out", type=Path, default=Path("results/check_real.json"))
     parser.add_argument("--signal", choices=SIGNALS, default="gap", help="what lip releases are timed on (default gap)")
-    parser.add_argument("--backend", choices=("dlib", "mesh"), default="dlib",
-                        help="landmarks the lip releases are read from (default dlib; its thresholds were set on dlib)")
+    parser.add_argument("--backend", choices=("dlib", "mesh"), default=REFERENCE_BACKEND,
+                        help=f"landmarks the lip releases are read from (default {REFERENCE_BACKEND}: its thresholds were set on it)")
     parser.add_argument("--model", action="store_true", help="also the model's offset per clip (the shipped model unless --checkpoint)")
     parser.add_argument("--checkpoint", default=None, help="the model with --model (default: shipped)")
     parser.add_argument("--windows", type=float, nargs="*", default=[], metavar="SECONDS",

@@ -34,7 +34,9 @@ class VisualParams:
     """Everything that determines a video's visual features.
 
     Attributes:
-        backend: landmark backend, ``"dlib"``, ``"fan"`` or ``"mesh"`` (`avsync.features.landmarks`).
+        backend: landmark backend, ``"mesh"`` (the default: the shipped networks were trained on
+            it, and the speaker folds chose it; docs/real_faces.md), ``"dlib"`` or ``"fan"``
+            (`avsync.features.landmarks`).
         fan_detector: FAN's face detector, ``"dlib"`` or ``"sfd"``.
         device: torch device for FAN; None: CUDA when present. Not part of the cache key.
         work_width: frames wider than this are decoded downscaled to it (aspect kept).
@@ -43,7 +45,7 @@ class VisualParams:
         crop: mouth crop parameters.
     """
 
-    backend: str = "dlib"
+    backend: str = "mesh"
     fan_detector: str = "dlib"
     device: str | None = None
     work_width: int = 640

@@ -1,4 +1,4 @@
-"""68-point iBUG face landmarks behind one interface, from dlib (default), FAN or MediaPipe's mesh.
+"""68-point iBUG face landmarks behind one interface, from MediaPipe's mesh (the default), dlib or FAN.
 
 A backend finds face boxes in a frame (``detect``) and places the 68 landmarks inside a box
 (``predict``). Boxes are float ``[4]`` arrays ``(x0, y0, x1, y1)`` in the pixel coordinates of

@@ -1,7 +1,9 @@
 """`avsync check`: is a video in sync with its own audio (or another track)? Two witnesses.
 
 1. The model-free reference (`avsync.truth`): lip releases of /p b m/ paired with the onsets they
-   make; an offset with its interval and a verdict (in sync, off, undecided).
+   make; an offset with its interval and a verdict (in sync, off, undecided). It reads dlib's
+   landmarks (`avsync.truth.lips.REFERENCE_BACKEND`, on which its thresholds were set), a second
+   reading of the video when the model reads others.
 2. The model: the same analysis `avsync align` runs (`avsync.pipeline.sync.analyse`, i.e.
    `avsync.align.analysis.sync_features`), its constant offset and confidence.
 
@@ -24,10 +26,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from avsync.conventions import FPS, SAMPLE_RATE
+from avsync.features.cache import visual_features
 from avsync.features.extract import VisualParams
 from avsync.io.media import atomic_path, read_audio
 from avsync.models.checkpoints import LoadedModel
@@ -36,6 +39,7 @@ from avsync.pipeline.report import confidence_level
 from avsync.pipeline.sync import SyncAnalysis, analyse
 from avsync.truth.estimate import TOLERANCE_FRAMES, EventEstimate
 from avsync.truth.events import EventLag
+from avsync.truth.lips import REFERENCE_BACKEND
 from avsync.truth.reference import event_sync
 
 AGREE_FRAMES = 1.0
@@ -150,8 +154,11 @@ def check_sync(inputs: SyncInputs, model: LoadedModel, *, cache_dir: str | os.Pa
         MediaError: unreadable or unusable inputs (silent audio, no face).
     """
     analysis = analyse(inputs, model, cache_dir=cache_dir, visual_params=visual_params, progress=progress)
+    reference_visual = analysis.visual
+    if visual_params.backend != REFERENCE_BACKEND:
+        reference_visual = visual_features(inputs.video, cache_dir, replace(visual_params, backend=REFERENCE_BACKEND), progress)
     samples = read_audio(inputs.reference, sample_rate=SAMPLE_RATE)
-    estimate, events = event_sync(analysis.visual, samples, SAMPLE_RATE)
+    estimate, events = event_sync(reference_visual, samples, SAMPLE_RATE)
     return analysis, estimate, events
 
 

@@ -29,6 +29,7 @@ from avsync.features.extract import VisualParams
 from avsync.features.manifest import ClipRecord, read_manifest
 from avsync.io.media import read_audio
 from avsync.truth.estimate import estimate_offset
+from avsync.truth.lips import REFERENCE_BACKEND
 from avsync.truth.reference import clip_events, window_estimates
 
 DATASET_SYNCED = ("GRID", "LRS2", "LRS3")
@@ -120,7 +121,7 @@ def wilson(successes: int, trials: int) -> tuple[float, float]:
 
 
 def raw_checks(records: list[ClipRecord], cache: FeatureCache, signal: str, progress: bool = True,
-               windows_s: tuple[float, ...] = (), backend: str = "dlib") -> list[ClipCheck]:  # fmt: skip
+               windows_s: tuple[float, ...] = (), backend: str = REFERENCE_BACKEND) -> list[ClipCheck]:  # fmt: skip
     """Every clip's paired events (no bias yet).
 
     Args:
