@@ -110,6 +110,7 @@ def _measure(video: str, cache: str, results: multiprocessing.Queue) -> None:
     outcome = report.outcomes[0]
     results.put(
         {
+            "backend": VisualParams().backend,
             "load_s": load_s,
             "miss_s": timings[0],
             "miss_cpu_s": cpu_times[0],
@@ -158,7 +159,7 @@ def main() -> None:
     frames_per_s = figures["frames"] / figures["miss_s"]
     print(f"landmark models loaded in {figures['load_s']:.2f} s (once per process)")
     print(
-        f"prepare (dlib, cache miss): {figures['frames']} frames at 25 fps in {figures['miss_s']:.2f} s = "
+        f"prepare ({figures['backend']}, cache miss): {figures['frames']} frames at 25 fps in {figures['miss_s']:.2f} s = "
         f"{frames_per_s:.0f} frames/s = {frames_per_s / 25:.1f}x real time (target {TARGET_FPS:g} frames/s); "
         f"{figures['invalid']} frames without a usable face"
     )
