@@ -14,7 +14,10 @@ that set the value: f5591a5 (2026-11-25) is the aligner's first version, whose m
 The unit tests named (tests/test_robustness.py, tests/test_place.py) show that a rule works at its
 value on constructed or synthetic costs; they do not show that the value is the best one. Several
 values were chosen on the same real cases their gains are reported on (the 204 warped cases of the
-leave-speakers-out folds, docs/real_faces.md); none names a separate set of cases that confirmed it.
+leave-speakers-out folds, docs/real_faces.md); none names a separate set of cases that confirmed it. All were
+chosen with models reading dlib's landmarks, the default until 2026-12-06; none was re-chosen when
+the face mesh's became the default (the shipped pair's measurements on the mesh are in
+docs/real_faces.md).
 
 Not here, on purpose:
 
