@@ -1,12 +1,13 @@
-"""Where the lips worker's time goes on `bench_align`'s 30-s 720p clip (issue 20's profile).
+"""Where the lips worker's time goes on `bench_align`'s 30-s 720p clip, dlib's parts (issue 20's profile).
 
-`avsync align` reads a shot's lips in a worker process (`avsync.pipeline.shot_features`): it
-loads dlib's landmark models, decodes the video (gray, scaled to 640 px by the decoder's
-reformatter, in a background thread) and, frame by frame, follows the face and cuts the mouth
+`avsync align` reads a shot's lips in a worker process (`avsync.pipeline.shot_features`): with
+dlib's landmarks (the default until 2026-12-06) it loads dlib's landmark models, decodes the video
+(gray, scaled to 640 px by the decoder's reformatter, in a background thread) and, frame by frame, follows the face and cuts the mouth
 crop (`avsync.features.extract.extract_visual`). Each part is timed on its own, each in one
 thread: the models' loading, the decoding alone, and the tracking and crops on frames decoded
 beforehand (the predictor, HOG detection and crops inside it measured separately); then
-`extract_visual` as the worker runs it, with the decoding beside the face work. CPU seconds are
+`extract_visual` as the worker runs it, with the decoding beside the face work, with dlib and with
+the default landmarks (the face mesh's since 2026-12-06) for comparison. CPU seconds are
 all threads of this process; compare runs only on an equally busy machine (the load average is
 printed).
 """
@@ -94,7 +95,9 @@ def main() -> None:
         runs = int(totals.pop("HOG runs"))
         print("  inside it: " + ", ".join(f"{label} {seconds:.2f} s" for label, seconds in totals.items()) + f" ({runs} HOG runs)")
         del frames
-        _timed("extract_visual (decoding in a thread beside it)", lambda: extract_visual(clip, VisualParams()))
+        _timed("extract_visual, dlib (decoding in a thread beside it)", lambda: extract_visual(clip, VisualParams(backend="dlib")))
+        default = VisualParams().backend
+        _timed(f"extract_visual, {default} (the default)", lambda: extract_visual(clip, VisualParams()))
 
 
 if __name__ == "__main__":
