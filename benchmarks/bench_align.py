@@ -17,7 +17,11 @@ launcher, not by it), and the resident memory of the command and its lips worker
 ensemble, so the time map (and with it the re-timing work) is the one a user gets. The batch
 cases align ten copies of the clip against the track in one call (`avsync align DIR MUSIC
 --out-dir`), so their ratio to one shot shows what loading the model and the music once saves.
-The analysis-only case prints the report's ``timings_s``: where the time goes.
+The analysis runs twice: as the song's first take (the song cache empty: the music's log-mel and
+embedding computed) and as a later take of it (`avsync align` keeps them in the user's cache,
+here a folder of the benchmark's own); the cases after them are later takes too, and the batch
+cases' ratio is to the later take. The analysis-only cases print the report's ``timings_s``:
+where the time goes.
 Each case's wall time is also given as a multiple of decoding the clip alone as the lips worker
 does (gray, 640 px wide, 25 fps), timed in this process before the cases and again after them:
 on a machine that other work slows, the multiples move less than the seconds.
@@ -40,6 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avsync.features.cache import CACHE_ENV
 from avsync.io import media
 from avsync.synth.dataset import SongSpec, synthesize_song
 
@@ -48,6 +53,7 @@ PAD_SECONDS = 75.0
 WIDTH, HEIGHT = 1280, 720
 FPS = 25.0
 SHOTS = 10
+FIRST_TAKE = "analysis only, the song's first take (report)"
 CUT = (15.0, 1.0)
 """The second clip leaves this much picture out (start, seconds): its map is re-timed, so its MP4 is encoded."""
 
@@ -111,8 +117,10 @@ def main() -> None:
         print(f"inputs: {CLIP_SECONDS:.0f} s {WIDTH}x{HEIGHT} {FPS:g} fps clip, {2 * PAD_SECONDS + CLIP_SECONDS:.0f} s track "
               f"(made in {time.perf_counter() - start:.1f} s); model: the shipped default; {os.cpu_count()} CPU cores")  # fmt: skip
         report, cut_report = folder / "r.json", folder / "c.json"
+        os.environ[CACHE_ENV] = str(song_cache := folder / "user_cache")  # the commands' song cache
         cases = [  # (label, the VIDEO arguments, the rest)
-            ("analysis only (report)", [clip], ["--report", str(report)]),
+            (FIRST_TAKE, [clip], ["--report", str(report)]),
+            ("analysis only, a later take (song cached)", [clip], ["--report", str(report)]),
             ("-o, --span video (clip's part of the music)", [clip], ["-o", str(folder / "v.mp4"), "--span", "video"]),
             ("-o, --span video, clip with a 1-s cut (re-timed)", [cut_clip],
              ["-o", str(folder / "c.mp4"), "--span", "video", "--report", str(cut_report)]),
@@ -126,9 +134,11 @@ def main() -> None:
         print(f"{'case':<50} {'wall s':>7} {'x decode':>8} {'peak RSS MiB':>13} {'all procs MiB':>13}  first line")
         single = None
         for label, videos, extra in cases:
+            if label == FIRST_TAKE:
+                shutil.rmtree(song_cache, ignore_errors=True)
             inputs = [*map(str, videos), str(track), *extra]
             seconds, peak_mib, tree_mib, first_line = _measured([*inputs, "--device", "cpu"])
-            single = seconds if single is None else single
+            single = seconds if label != FIRST_TAKE and single is None else single
             ratio = f" ({seconds / single:.1f}x one shot)" if "shots" in label else ""
             print(f"{label:<50} {seconds:7.1f} {seconds / decode:8.1f} {peak_mib:13.0f} {tree_mib:13.0f}  {first_line}{ratio}",
                   flush=True)  # fmt: skip

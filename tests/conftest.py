@@ -7,6 +7,7 @@ round trip through the codecs; `song` is a short synthetic singer with its stems
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from avsync.cli import main
+from avsync.features.cache import CACHE_ENV
 from avsync.evaluation.warp import FrameMap
 from avsync.io.media import write_audio, write_video
 from avsync.synth.dataset import SongSpec, render_song
@@ -136,6 +138,15 @@ def write_test_clip(
         preset="ultrafast",
     )
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user's cache folder (`avsync.features.cache.user_cache_dir`) of every test and of the
+    commands they start: a temporary folder, never the home directory's."""
+    folder = tmp_path_factory.mktemp("user_cache")
+    os.environ[CACHE_ENV] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -245,7 +245,7 @@ def test_full_run_writes_report_plot_and_video(capsys, tmp_path: Path, song: Pat
     assert data["output_copied"] is False  # the whole song: the first/last frame held, encoded
     assert data["runtime_s"] > 0
     stages = data["timings_s"]
-    assert list(stages) == ["checks", "imports", "model", "music features", "video features", "camera audio", "cost", "dtw",
+    assert list(stages) == ["checks", "imports", "model", "music features", "video features", "music embedding", "camera audio", "cost", "dtw",
                             "write video", "plot"]
     assert all(seconds >= 0 for seconds in stages.values()) and sum(stages.values()) <= data["runtime_s"] + 1.0
     info = media.probe(out)

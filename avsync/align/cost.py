@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -136,6 +137,10 @@ def model_logits(
             model.train(True)
 
 
+EmbeddingStore = Callable[[dict, Callable[[], np.ndarray]], np.ndarray]
+"""Keeps a reference's embeddings beyond the process: ``(key, compute) -> embeddings`` loads them
+by `key` or stores what `compute` returns (`avsync.features.cache.FeatureCache.embedding`)."""
+
 _song_embeddings: weakref.WeakKeyDictionary[Any, tuple[str, np.ndarray]] = weakref.WeakKeyDictionary()
 """Per two-tower model, the audio embeddings of the last reference it embedded, keyed by the
 reference's content and the weights' versions: many shots aligned against one song
@@ -155,23 +160,32 @@ def _two_tower_logits(model: Any, mouth_crops: np.ndarray, log_mel: np.ndarray, 
     return _call(model, "score", np.concatenate(video_emb), audio_emb)
 
 
-def _reference_embeddings(model: Any, log_mel: np.ndarray, batch_size: int) -> np.ndarray:
-    """A two-tower model's audio embeddings of every reference frame float32 ``[M, D]``, remembered per model."""
+def _reference_embeddings(model: Any, log_mel: np.ndarray, batch_size: int, store: EmbeddingStore | None = None) -> np.ndarray:
+    """A two-tower model's audio embeddings of every reference frame float32 ``[M, D]``, remembered
+    per model (and kept by `store` for a network that names its weights, ``weights_id``)."""
     # a torch model's weights' version counters too: training changes them in place between two calls
     weights = ",".join(str(tensor._version) for tensor in itertools.chain(model.parameters(), model.buffers())) if _is_torch(model) else ""
-    key = f"{array_checksum(log_mel)}{log_mel.shape}{log_mel.dtype}{weights}"
+    checksum = array_checksum(log_mel)
+    key = f"{checksum}{log_mel.shape}{log_mel.dtype}{weights}"
     remembered = _song_embeddings.get(model)
     if remembered is not None and remembered[0] == key:
         return remembered[1]
     m = log_mel.shape[1] // MELS_PER_FRAME
-    audio_emb = [_call(model, "encode_audio", audio_windows(log_mel, np.arange(start, min(m, start + batch_size))))
-                 for start in range(0, m, batch_size)]  # fmt: skip
-    embeddings = np.concatenate(audio_emb)
+
+    def compute() -> np.ndarray:
+        return np.concatenate([_call(model, "encode_audio", audio_windows(log_mel, np.arange(start, min(m, start + batch_size))))
+                               for start in range(0, m, batch_size)])  # fmt: skip
+
+    weights_id = getattr(model, "weights_id", None)
+    if store is not None and weights_id is not None:
+        embeddings = store({"log_mel": checksum, "shape": list(log_mel.shape), "dtype": str(log_mel.dtype), "network": weights_id}, compute)
+    else:
+        embeddings = compute()
     _song_embeddings[model] = (key, embeddings)
     return embeddings
 
 
-def embed_reference(model: Any, log_mel: np.ndarray, batch_size: int = WINDOW_BATCH) -> None:
+def embed_reference(model: Any, log_mel: np.ndarray, batch_size: int = WINDOW_BATCH, store: EmbeddingStore | None = None) -> None:
     """Embed a reference ahead of its video, for the two-tower networks in `model` (an ensemble's
     members too); `cost_matrix` then reuses the embeddings. Other networks need nothing ahead.
 
@@ -179,6 +193,9 @@ def embed_reference(model: Any, log_mel: np.ndarray, batch_size: int = WINDOW_BA
         model: any network `cost_matrix` takes.
         log_mel: float [80, 4M] of the reference.
         batch_size: windows per forward pass.
+        store: keeps the embeddings beyond this process (`EmbeddingStore`; the song cache of
+            `avsync align`), for networks that name their weights (the ONNX exports); None: only
+            remembered in memory.
     """
     for network in model.members if is_ensemble(model) else [model]:
         if hasattr(network, "encode_video") and hasattr(network, "encode_audio"):
@@ -186,7 +203,7 @@ def embed_reference(model: Any, log_mel: np.ndarray, batch_size: int = WINDOW_BA
             if _is_torch(network):
                 network.eval()
             try:
-                _reference_embeddings(network, log_mel, min(batch_size, WINDOW_BATCH))
+                _reference_embeddings(network, log_mel, min(batch_size, WINDOW_BATCH), store)
             finally:
                 if was_training:
                     network.train(True)

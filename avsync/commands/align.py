@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from avsync.errors import AvsyncError
 from avsync.io.files import keep_existing
-from avsync.commands.checks import check_options, check_outputs
+from avsync.commands.checks import check_options, check_outputs, song_cache
 from avsync.pipeline.checks import SPANS, check_inputs
 
 if TYPE_CHECKING:
@@ -74,7 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto). auto and cpu run the checkpoint's ONNX "
                         "export with onnxruntime when it has one (the shipped models do; make export writes one), else torch; "
                         "cuda runs torch on the GPU")  # fmt: skip
-    parser.add_argument("--cache", metavar="DIR", type=Path, help="feature cache folder (reuse features between runs)")
+    parser.add_argument("--cache", metavar="DIR", type=Path,
+                        help="feature cache folder: the video's and the music's features are kept there and reused (default: "
+                        "only the music's, in $AVSYNC_CACHE_DIR or ~/.cache/avsync, so later takes of one song skip them)")
+    parser.add_argument("--no-cache", action="store_true", help="keep no features at all (not even the music's)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     batch = parser.add_argument_group("many shots (with --out-dir)")
@@ -149,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_inference_model(args.checkpoint, args.device)
         loaded = time.perf_counter()
         analysis = analyse(inputs, model, cache_dir=args.cache, visual_params=visual_params, shot=shot,
-                           camera_audio=not args.ignore_camera_audio, progress=not args.quiet)  # fmt: skip
+                           camera_audio=not args.ignore_camera_audio, song_cache=song_cache(args), progress=not args.quiet)  # fmt: skip
     analysis.timings = {"checks": checked - started, "imports": imported - checked, "model": loaded - imported, **analysis.timings}
     with contextlib.nullcontext() if args.force else keep_existing():
         return _write_outputs(args, analysis, started)

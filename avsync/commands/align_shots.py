@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from avsync.commands.checks import check_options, check_outputs
+from avsync.commands.checks import check_options, check_outputs, song_cache
 from avsync.errors import AvsyncError
 from avsync.pipeline.checks import check_reference
 from avsync.pipeline.resume import batch_key, read_report, stale_files, written_files
@@ -86,7 +86,7 @@ def run_shots(args: argparse.Namespace) -> int:
     render = args.render or (args.timeline is not None and args.mode == "warp")
     settings = BatchSettings(music=args.music, vocal=args.vocal, out_dir=args.out_dir,
                              checkpoint=None if args.checkpoint is None else os.fspath(args.checkpoint), device=args.device,
-                             mode=args.mode, render=render, face=args.face, cache_dir=args.cache,
+                             mode=args.mode, render=render, face=args.face, cache_dir=args.cache, song_cache=song_cache(args),
                              progress=not args.quiet and args.jobs == 1, force=args.force,
                              camera_audio=not args.ignore_camera_audio)  # fmt: skip
     base = batch_key(args.music, args.vocal, settings.checkpoint, {"mode": settings.mode, "render": settings.render,

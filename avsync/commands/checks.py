@@ -93,10 +93,24 @@ def check_options(args: argparse.Namespace) -> None:
         raise AvsyncError(f"--face: {exc}") from None
     if args.mode == "offset" and args.span is not None:
         raise AvsyncError("--span applies to --mode warp only (--mode offset copies the video, shifted, without re-timing)")
+    if args.cache is not None and getattr(args, "no_cache", False):
+        raise AvsyncError("--cache and --no-cache contradict each other; give one")
     if args.cache is not None and (args.cache.exists() and not args.cache.is_dir()):
         raise AvsyncError("--cache is a file; give a folder", args.cache)
     if args.cache is not None:
         _check_cache_writable(args.cache)
+
+
+def song_cache(args: argparse.Namespace) -> Path | None:
+    """Where `avsync align` keeps the music's features and embeddings: ``--cache``, else the user's
+    cache folder (`avsync.features.cache.user_cache_dir`); None with ``--no-cache``."""
+    if args.no_cache:
+        return None
+    if args.cache is not None:
+        return args.cache
+    from avsync.features.cache import user_cache_dir
+
+    return user_cache_dir()
 
 
 def _check_cache_writable(cache: Path) -> None:

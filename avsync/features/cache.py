@@ -4,7 +4,12 @@ Layout: ``ROOT/<kind>/<h[:2]>/<h>-<p>.npz`` with ``kind`` = ``visual`` or ``audi
 BLAKE2b hash of the media file's bytes (renaming or moving a file keeps its entry) and ``p`` a
 hash of the extraction parameters (including the extractor's version). Each ``.npz`` holds the
 feature arrays plus ``meta`` (JSON: format, kind, parameters, source path, and the shape, dtype
-and BLAKE2b checksum of every array).
+and BLAKE2b checksum of every array). ``ROOT/embedding/<k[:2]>/<k>.npz`` holds a network's
+embeddings of a reference (`FeatureCache.embedding`), ``k`` the hash of the log-mel's checksum and the
+network's weights.
+
+`avsync align` keeps the music's entries (log-mel and embeddings) in `user_cache_dir` when no
+``--cache`` is given: the takes of one song, aligned one command at a time, compute them once.
 
 - Atomic: entries are written to a temporary file in the same folder, then renamed.
 - Verified: an entry whose file cannot be read, whose metadata does not match its key, or whose
@@ -54,9 +59,13 @@ from avsync.shards import in_shard
 
 CACHE_FORMAT = 1
 HASH_CHUNK = 1 << 20
+CACHE_ENV = "AVSYNC_CACHE_DIR"
+"""Environment variable naming the user's cache folder (`user_cache_dir`); empty: none."""
+EMBEDDING_FORMAT = 1
+"""Version of the embedding entries' key (`FeatureCache.embedding`)."""
 log = logging.getLogger(__name__)
 
-Features = TypeVar("Features", VisualFeatures, AudioFeatures)
+T = TypeVar("T")
 
 
 _file_hashes: dict[tuple, str] = {}
@@ -87,6 +96,27 @@ def file_hash(path: str | os.PathLike[str]) -> str:
         raise MediaError("is a folder, not a media file", path) from exc
     except OSError as exc:
         raise MediaError(f"cannot be read ({exc.strerror})", path) from exc
+
+
+def user_cache_dir() -> Path | None:
+    """The folder `avsync align` keeps the music's features in by default, or None where there is none.
+
+    ``$AVSYNC_CACHE_DIR`` when set (empty: none), else ``$XDG_CACHE_HOME/avsync``, else
+    ``~/.cache/avsync``. A folder that cannot be made or written is no cache (None): the user did
+    not ask for it, so it is no error either; the features are computed as without a cache.
+    """
+    configured = os.environ.get(CACHE_ENV)
+    if configured is not None:
+        if not configured.strip():
+            return None
+        folder = Path(configured).expanduser()
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()) / "avsync"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK | os.X_OK) else None
 
 
 def params_hash(params: dict) -> str:
@@ -196,8 +226,9 @@ class FeatureCache:
         """
         key = params.params()
         return self._get(
-            "visual", video_path, key, lambda: extract_visual(video_path, params, progress), lambda a: VisualFeatures.from_arrays(a, key)
-        )
+            self.entry_path("visual", video_path, key), {"kind": "visual", "params": key}, os.fspath(video_path),
+            lambda: extract_visual(video_path, params, progress).to_arrays(), lambda a: VisualFeatures.from_arrays(a, key),
+        )  # fmt: skip
 
     def audio(self, audio_path: str | os.PathLike[str], mel_cfg: MelConfig = MelConfig()) -> AudioFeatures:
         """Audio features (log-mel) of a file: loaded from the cache, or extracted and stored.
@@ -211,21 +242,44 @@ class FeatureCache:
         """
         key = audio_params(mel_cfg)
         return self._get(
-            "audio", audio_path, key, lambda: extract_audio(audio_path, mel_cfg), lambda a: AudioFeatures.from_arrays(a, key)
-        )
+            self.entry_path("audio", audio_path, key), {"kind": "audio", "params": key}, os.fspath(audio_path),
+            lambda: extract_audio(audio_path, mel_cfg).to_arrays(), lambda a: AudioFeatures.from_arrays(a, key),
+        )  # fmt: skip
+
+    def embedding(self, key: dict, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """A network's embeddings of a reference: loaded from the cache, or computed and stored.
+
+        Args:
+            key: what the embeddings depend on (the log-mel's checksum and shape, the network's
+                weights; `avsync.align.cost`), JSON-serialisable.
+            compute: returns them, float ``[M, D]``.
+        """
+        params = {**key, "version": EMBEDDING_FORMAT}
+        name = digest(json.dumps(params, sort_keys=True).encode())
+        entry = self.root / "embedding" / name[:2] / f"{name}.npz"
+        return self._get(entry, {"kind": "embedding", "params": params}, "", lambda: {"embedding": compute()},
+                         lambda a: a["embedding"])  # fmt: skip
 
     def _get(
         self,
-        kind: str,
-        media_path: str | os.PathLike[str],
-        params: dict,
-        compute: Callable[[], Features],
-        rebuild: Callable[[dict[str, np.ndarray]], Features],
-    ) -> Features:
-        entry = self.entry_path(kind, media_path, params)
+        entry: Path,
+        meta: dict,
+        source: str,
+        compute: Callable[[], dict[str, np.ndarray]],
+        rebuild: Callable[[dict[str, np.ndarray]], T],
+    ) -> T:
+        """An entry's value: loaded and verified, or computed (under the entry's lock) and stored.
+
+        Args:
+            entry: the entry's file.
+            meta: what its metadata must say (``kind``, ``params``; the format is added here).
+            source: the media file it comes from (recorded), or empty.
+            compute: the arrays to store when the entry is missing or corrupt.
+            rebuild: the value from the arrays.
+        """
         if entry.is_dir():  # never removed: a folder is not ours to delete
             raise AvsyncError("is a folder where the feature cache keeps a file; remove it or use another --cache", entry)
-        meta = {"format": CACHE_FORMAT, "kind": kind, "params": params}
+        meta = {"format": CACHE_FORMAT, **meta}
         try:
             features = self._load(entry, meta, rebuild)
             self.stats["hit"] += 1
@@ -245,10 +299,10 @@ class FeatureCache:
             except CorruptEntry as exc:
                 log.warning("cache entry %s is corrupt (%s); rebuilding it", entry, exc)
                 corrupt = True
-            features = compute()
-            self._store(entry, {**meta, "source": os.fspath(media_path)}, features.to_arrays())
+            arrays = compute()
+            self._store(entry, {**meta, "source": source}, arrays)
             self.stats["rebuilt" if corrupt else "computed"] += 1
-            return features
+            return rebuild(arrays)
 
     @staticmethod
     def _store(entry: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
@@ -266,7 +320,7 @@ class FeatureCache:
             raise _unwritable(exc, entry) from exc
 
     @staticmethod
-    def _load(entry: Path, expected: dict, rebuild: Callable[[dict[str, np.ndarray]], Features]) -> Features:
+    def _load(entry: Path, expected: dict, rebuild: Callable[[dict[str, np.ndarray]], T]) -> T:
         """Read and verify an entry.
 
         Raises:

@@ -102,6 +102,13 @@ class OnnxTwoTower:
         self.scale, self.bias = np.float32(spec["scale"]), np.float32(spec["bias"])
         (self._mouth, self._mel), (self._video, self._audio) = list(spec["inputs"]), spec["outputs"]
 
+    @property
+    def weights_id(self) -> str | None:
+        """What names this tower's weights beyond the process (the exported checkpoint's SHA-256 and the
+        audio output's name; `avsync.align.cost.EmbeddingStore`), or None for an export that does not record it."""
+        checkpoint = self.graph.metadata.get("checkpoint_sha256")
+        return None if not checkpoint else f"{checkpoint}/{self._audio}"
+
     def encode_video(self, mouth_clips: np.ndarray) -> np.ndarray:
         """Unit mouth embeddings: float ``[B, 16, 64, 64]`` in 0..1 -> float32 ``[B, D]``."""
         return self.graph.run([self._video], {self._mouth: mouth_clips})[0]

@@ -98,6 +98,8 @@ class BatchSettings:
         render: write each placed shot's synced video (``NAME.synced.mp4``).
         face: which face to follow (``--face``).
         cache_dir: feature cache folder, or None.
+        song_cache: feature cache folder for the song's features and the model's embedding of it
+            (`avsync.pipeline.sync.analyse`); None: `cache_dir`.
         progress: per-shot progress bars (one worker only).
         force: replace existing outputs (else an output that appears meanwhile is kept).
         replaceable: absolute paths of files an earlier run wrote here (`avsync.pipeline.resume`):
@@ -114,6 +116,7 @@ class BatchSettings:
     render: bool = False
     face: str = "largest"
     cache_dir: Path | None = None
+    song_cache: Path | None = None
     progress: bool = True
     force: bool = False
     replaceable: frozenset[str] = frozenset()
@@ -192,10 +195,11 @@ def load_song(settings: BatchSettings) -> Song:
     from avsync.pipeline.sync import load_reference
 
     music_info, vocal_info = check_reference(settings.music), None if settings.vocal is None else check_reference(settings.vocal)
+    cache = settings.cache_dir if settings.song_cache is None else settings.song_cache
     music_features = None
     if settings.vocal is not None and settings.camera_audio:
-        music_features = load_reference(settings.music, settings.cache_dir)
-    return Song(music_info, vocal_info, load_reference(settings.vocal or settings.music, settings.cache_dir), music_features)
+        music_features = load_reference(settings.music, cache)
+    return Song(music_info, vocal_info, load_reference(settings.vocal or settings.music, cache), music_features)
 
 
 class ShotAligner:
@@ -247,7 +251,8 @@ class ShotAligner:
                                 self.song.vocal_info)  # fmt: skip
             analysis = analyse(inputs, model, cache_dir=settings.cache_dir, visual_params=settings.visual_params(),
                                audio=self.song.features, shot=lips, camera_audio=settings.camera_audio,
-                               music_audio=self.song.music_features, progress=settings.progress)  # fmt: skip
+                               music_audio=self.song.music_features, song_cache=settings.song_cache,
+                               progress=settings.progress)  # fmt: skip
             matched = analysis.placed_by is not None
             status = "placed" if matched else "no match"
             video = paths.get("video") if matched else None

@@ -127,6 +127,7 @@ def analyse(
     shot: Callable[[], VisualFeatures] | None = None,
     camera_audio: bool = False,
     music_audio: AudioFeatures | None = None,
+    song_cache: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> SyncAnalysis:
     """Align a video to its reference: features, then `avsync.align.analysis.sync_features`.
@@ -145,28 +146,34 @@ def analyse(
             (`avsync.pipeline.camera_audio`): where it is the music, it narrows where the lips are
             searched, and places a take the lips cannot.
         music_audio: the music's features when `audio` is the vocal's (loaded here when needed).
+        song_cache: feature cache folder for the music's features and the model's embedding of it
+            (`avsync align` without ``--cache``: the user's cache, `avsync.features.cache.user_cache_dir`);
+            None: `cache_dir`.
         progress: show progress bars.
 
     Raises:
         MediaError: unreadable or unusable inputs (see `load_reference`, `load_shot`).
         AvsyncError: a pair model asked to score too many pairs.
     """
+    from avsync.features.cache import FeatureCache
+
     started = time.perf_counter()
+    song_cache = cache_dir if song_cache is None else song_cache
     if audio is None:
-        audio = load_reference(inputs.reference, cache_dir)  # first: a silent reference is found cheaply
+        audio = load_reference(inputs.reference, song_cache)  # first: a silent reference is found cheaply
     loaded = time.perf_counter()
     timings = {"music features": loaded - started}
     if shot is None:
         visual = load_shot(inputs.video, cache_dir, visual_params, progress)
         timings["video features"] = time.perf_counter() - loaded
-    else:  # the shot's lips are read in the background meanwhile
-        embed_reference(model.network, audio.log_mel)
-        timings["music embedding"] = time.perf_counter() - loaded
+    embedding = time.perf_counter()  # with a shot read in the background: meanwhile
+    embed_reference(model.network, audio.log_mel, store=None if song_cache is None else FeatureCache(song_cache).embedding)
+    timings["music embedding"] = time.perf_counter() - embedding
     camera = None
     if camera_audio:
         heard = time.perf_counter()
         if music_audio is None:
-            music_audio = audio if inputs.vocal is None else load_reference(inputs.music, cache_dir)
+            music_audio = audio if inputs.vocal is None else load_reference(inputs.music, song_cache)
         camera = listen(inputs, music_audio, cache_dir)
         timings["camera audio"] = time.perf_counter() - heard
     if shot is not None:
