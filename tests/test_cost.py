@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from avsync.align import cost as cost_module
 from avsync.align.cost import (
+    WINDOW_BATCH,
     audio_windows,
     cost_matrix,
     logit_cost,
@@ -135,3 +137,42 @@ def test_a_song_is_embedded_once_per_model_until_the_weights_change() -> None:
         next(model.audio_encoder.parameters()).mul_(0.5)
     changed = model_logits(model, shots[0], log_mel)
     assert sum(calls) == 270 and not np.allclose(changed, first[0])
+
+
+def test_normalising_in_place_gives_the_same_cost_in_the_callers_array() -> None:
+    rng = np.random.default_rng(1)
+    raw = logit_cost(rng.normal(0, 2, (40, 60)).astype(np.float32))
+    valid, active = rng.random(40) > 0.1, rng.random(60) > 0.1
+    expected = normalise_cost(raw, valid, active)
+    assert not np.shares_memory(expected, raw)
+    owned = raw.copy()
+    result = normalise_cost(owned, valid, active, in_place=True)
+    assert result is owned and np.array_equal(result, expected)
+    frozen = raw.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError):
+        normalise_cost(frozen, valid, active, in_place=True)
+
+
+def test_logit_cost_is_the_negative_log_likelihood_and_leaves_the_logits_alone() -> None:
+    logits = np.array([[-40.0, -1.0, 0.0, 2.5, 40.0, np.nan]], np.float32)
+    before = logits.copy()
+    cost = logit_cost(logits)
+    with np.errstate(invalid="ignore"):
+        expected = -np.log(1.0 / (1.0 + np.exp(-logits.astype(np.float64))))
+    assert cost.dtype == np.float64 and np.allclose(cost[:, :5], expected[:, :5], rtol=1e-12) and np.isnan(cost[0, 5])
+    assert np.array_equal(logits, before, equal_nan=True)
+
+
+def test_the_shipped_two_tower_gives_the_same_logits_whatever_the_window_batch() -> None:
+    from avsync.models.runtime import load_inference_model
+
+    tower = next(member for member in load_inference_model(None).network.members if hasattr(member, "encode_video"))
+    rng = np.random.default_rng(2)
+    crops = (rng.random((40, 64, 64)) * 255).astype(np.uint8)
+    log_mel = rng.standard_normal((80, 4 * 70)).astype(np.float32)
+    by_batch = []
+    for size in (WINDOW_BATCH, 64):
+        cost_module._song_embeddings.clear()  # the song embedded again at this batch size
+        by_batch.append(cost_module._two_tower_logits(tower, crops, log_mel, size, progress=False))
+    assert np.array_equal(by_batch[0], by_batch[1])

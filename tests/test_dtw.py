@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -261,3 +263,21 @@ def test_a_freeze_earns_nothing_from_a_partly_matching_column() -> None:
     result = align_video(cost, DTWConfig())
     assert np.abs(result.ref_index - (rows + 5)).max() <= 1  # tempo steps may pick up one more cell
     assert not (result.steps == STEP_FREEZE).any()
+
+
+def test_load_kernels_loads_every_kernel_an_alignment_calls() -> None:
+    """`avsync align` loads the kernels while the lips are read: nothing may be left to compile after (a fresh process)."""
+    script = """
+import numpy as np
+from avsync.align import dtw, timemap
+from avsync.align.analysis import align_cost, load_kernels
+kernels = [dtw._rate_forward, dtw._best_end, dtw._rate_backtrack, timemap.diagonal_sums]
+load_kernels()
+loaded = [list(kernel.signatures) for kernel in kernels]
+assert all(loaded), loaded
+rng = np.random.default_rng(0)
+for n, m in ((60, 900), (60, 70)):  # a take placed in a long song; a clip against its own music
+    align_cost(rng.standard_normal((n, m)), np.ones(n, bool), np.ones(m, bool))
+assert [list(kernel.signatures) for kernel in kernels] == loaded, "compiled after load_kernels"
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)

@@ -41,9 +41,11 @@ from avsync.models import is_ensemble, video_input
 HALF_WINDOW = WINDOW_FRAMES // 2
 MAX_FULL_PAIRS = 250_000
 """Largest N * M a pair model scores without a band."""
-WINDOW_BATCH = 64
+WINDOW_BATCH = 16
 """Most windows a two-tower encoder embeds per forward pass: the activations of 256 windows held
-180 MB more at the peak of a 30-s shot against a 3-minute track; 64 are as fast."""
+180 MB more at the peak of a 30-s shot against a 3-minute track, 64 windows 38 MB more than 32 and
+32 about 20 MB more than 16 (onnxruntime keeps its largest activations); 16 are as fast, and the
+embeddings are the same to the bit."""
 
 
 def video_windows(video: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -246,22 +248,29 @@ def logit_cost(logits: np.ndarray) -> np.ndarray:
     Returns:
         float64 [N, M].
     """
+    cost = logits.astype(np.float64)  # one array of the matrix's size, worked on in place (27 MB for a take in a song)
+    np.negative(cost, out=cost)
     with np.errstate(invalid="ignore"):
-        return np.logaddexp(0.0, -logits.astype(np.float64))
+        return np.logaddexp(0.0, cost, out=cost)
 
 
-def normalise_cost(raw: np.ndarray, video_valid: np.ndarray | None = None, ref_active: np.ndarray | None = None) -> np.ndarray:
+def normalise_cost(raw: np.ndarray, video_valid: np.ndarray | None = None, ref_active: np.ndarray | None = None, *,
+                   in_place: bool = False) -> np.ndarray:  # fmt: skip
     """Put a raw cost on a robust z-scale, with 0 where it is uninformative.
 
     Args:
         raw: float [N, M], lower = better match, NaN where not scored.
         video_valid: bool [N], False for video frames without a usable face.
         ref_active: bool [M], False for silent reference frames.
+        in_place: write the result into `raw` (float64) instead of a new array: a caller that
+            owns it saves a matrix-sized copy.
 
     Returns:
         float64 [N, M], finite; median 0 and MAD-scaled spread 1 over the informative cells.
     """
     raw = np.asarray(raw, np.float64)
+    if in_place and not raw.flags.writeable:
+        raise ValueError("in_place needs a writeable float64 cost")
     usable = np.isfinite(raw)
     if video_valid is not None:
         usable &= np.asarray(video_valid, bool)[:, None]
@@ -277,7 +286,7 @@ def normalise_cost(raw: np.ndarray, video_valid: np.ndarray | None = None, ref_a
     del deviations
     if spread <= 0:
         spread = float(raw[usable].std()) or 1.0
-    cost = np.subtract(raw, median)
+    cost = np.subtract(raw, median, out=raw if in_place else None)
     cost /= spread
     cost[~usable] = 0.0
     return cost
@@ -314,14 +323,18 @@ def cost_matrix(
         float64 [N, M].
     """
     if is_ensemble(model):
-        total = sum(weight * cost_matrix(member, mouth_crops, log_mel, landmarks=landmarks, video_valid=video_valid,
-                                         ref_active=ref_active, band=band, batch_size=batch_size, progress=progress)
-                    for member, weight in zip(model.members, model.weights, strict=True))  # fmt: skip
-        return normalise_cost(total, video_valid, ref_active)
+        total = None  # summed in place: one matrix besides the member's at a time
+        for member, weight in zip(model.members, model.weights, strict=True):
+            cost = cost_matrix(member, mouth_crops, log_mel, landmarks=landmarks, video_valid=video_valid,
+                               ref_active=ref_active, band=band, batch_size=batch_size, progress=progress)  # fmt: skip
+            cost *= weight
+            total = cost if total is None else np.add(total, cost, out=total)
+            del cost
+        return normalise_cost(total, video_valid, ref_active, in_place=True)
     video = mouth_crops
     if video_input(model) == "lips":
         if landmarks is None:
             raise ValueError(f"{type(model).__name__} reads lip geometry: pass the landmarks")
         video = lip_geometry(landmarks)
-    logits = model_logits(model, video, log_mel, band=band, batch_size=batch_size, progress=progress)
-    return normalise_cost(logit_cost(logits), video_valid, ref_active)
+    raw = logit_cost(model_logits(model, video, log_mel, band=band, batch_size=batch_size, progress=progress))
+    return normalise_cost(raw, video_valid, ref_active, in_place=True)

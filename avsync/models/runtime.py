@@ -41,8 +41,13 @@ ONNX_SUFFIX = ".onnx"
 RUNTIME_DEVICE = "onnxruntime"
 """`LoadedModel.device` of a network that runs through onnxruntime (on the CPU)."""
 
+SAME_AS_REQUESTED = 1
+"""onnxruntime's ``arena_extend_strategy`` value that grows an arena by the size requested."""
+
 _threads = 0
 """Compute threads of the sessions made from now on (0: onnxruntime's default, one per core)."""
+_arena_registered = False
+"""Whether this process registered its CPU arena with onnxruntime (`_share_tight_arena`)."""
 
 
 def set_threads(threads: int) -> None:
@@ -176,6 +181,21 @@ class OnnxEnsemble:
 OnnxNetwork = OnnxTwoTower | OnnxLipSync | OnnxEnsemble
 
 
+def _share_tight_arena(onnxruntime: Any) -> None:
+    """Register, once per process, a CPU arena that grows by what is asked, which every session uses.
+
+    onnxruntime's default arena grows to the next power of two and keeps what it took: after a
+    two-tower's video windows it held about 25 MB more at the peak of `avsync align` (a 30-s take
+    against a 3-minute song) than one growing by the request, at the same speed.
+    """
+    global _arena_registered
+    if _arena_registered:
+        return
+    memory = onnxruntime.OrtMemoryInfo("Cpu", onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, onnxruntime.OrtMemType.DEFAULT)
+    onnxruntime.create_and_register_allocator(memory, onnxruntime.OrtArenaCfg({"arena_extend_strategy": SAME_AS_REQUESTED}))
+    _arena_registered = True
+
+
 def load_onnx(path: str | os.PathLike[str]) -> OnnxNetwork:
     """Load an ONNX export of `avsync.models.export` (CPU, onnxruntime).
 
@@ -189,6 +209,8 @@ def load_onnx(path: str | os.PathLike[str]) -> OnnxNetwork:
     options.log_severity_level = 3
     # threads sleep between calls instead of spinning: the lips worker runs beside them on few cores
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    _share_tight_arena(onnxruntime)
+    options.add_session_config_entry("session.use_env_allocators", "1")
     try:
         session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
         raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
