@@ -75,14 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 QUICK_EXIT_SUBCOMMANDS = ("align", "check")
 """Subcommands whose process ends without Python's teardown once their work is done and flushed:
 unloading torch (its CUDA build) takes 0.4-0.8 s and briefly maps 126 MB more than the whole
-alignment needed at its peak; they leave nothing for exit handlers (outputs are renamed into
-place, worker pools are shut down)."""
+alignment needed at its peak; without torch (the ONNX networks), the teardown still took 0.3-0.45 s
+of a 3.3-3.7 s `avsync align` (bench_align's clip, 3 alternating runs). They leave nothing for exit
+handlers (outputs are renamed into place, worker pools and the lips worker are shut down)."""
 
 
 def entry() -> NoReturn:
     """The ``avsync`` program: `main`, then exit (`QUICK_EXIT_SUBCOMMANDS` skip the interpreter's teardown)."""
     status = main()
-    if sys.argv[1:2] and sys.argv[1] in QUICK_EXIT_SUBCOMMANDS and "torch" in sys.modules:
+    if sys.argv[1:2] and sys.argv[1] in QUICK_EXIT_SUBCOMMANDS:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)

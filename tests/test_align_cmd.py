@@ -363,3 +363,16 @@ def test_the_program_ends_without_teardown_and_loses_no_output(capsys, tmp_path:
                              capture_output=True, text=True)  # fmt: skip
     assert failing.returncode == 2
     assert failing.stderr.strip().splitlines()[-1].endswith("no face in any frame (nothing to read the lips from)")
+
+
+def test_the_onnx_path_also_ends_without_teardown_after_its_output(tmp_path: Path, song: Path) -> None:
+    """Without torch the teardown (numba's LLVM, onnxruntime, the lips worker) took 0.3-0.45 s: skipped too, output first."""
+    report = tmp_path / "report.json"
+    arguments = ["avsync", "align", str(song / "Video.mp4"), str(song / "Mix.wav"), "--report", str(report), "--quiet"]
+    script = ("import atexit, sys; atexit.register(lambda: print('TEARDOWN', file=sys.stderr)); "
+              f"sys.argv = {arguments!r}; from avsync.cli import entry; entry()")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "TEARDOWN" not in result.stderr and "torch" not in result.stderr
+    assert result.stdout.startswith("offset: ") and result.stdout.rstrip().endswith(f"wrote report {report}")
+    assert json.loads(report.read_text())["model"]["network"] == "Ensemble"  # the shipped model, through its ONNX export

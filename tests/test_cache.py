@@ -333,3 +333,16 @@ def test_prepare_manifest_over_two_worker_processes(tmp_path: Path, face_video: 
     serial = FeatureCache(tmp_path / "cache")
     assert prepare_manifest(records, serial, progress=False).count("cached") == 2
     assert serial.stats == {"hit": 4}
+
+
+def test_extraction_runs_opencv_on_one_thread(face_video: Path) -> None:
+    import cv2
+
+    from avsync.features.extract import OPENCV_THREADS, extract_visual
+
+    cv2.setNumThreads(4)
+    try:
+        extract_visual(face_video)
+        assert cv2.getNumThreads() == OPENCV_THREADS == 1  # its pool cost 0.7 s of CPU on a 30-s 720p take
+    finally:
+        cv2.setNumThreads(-1)  # OpenCV's default for the tests after this one
