@@ -5,7 +5,11 @@ The clip is a synthetic singer (`avsync.synth`, 320x320) scaled up to fill the h
 own 30 s mix, then 75 s more (3 minutes, 44.1 kHz WAV). Both are made once in a temporary folder,
 with a second clip that leaves 1 s of picture out at 15 s: the clip itself is a constant offset
 into the track, so its ``--span video`` MP4 is the video's packets copied; the cut clip's map is
-re-timed, so its MP4 is encoded (the cost of a re-timed shot).
+re-timed, so its MP4 is encoded (the cost of a re-timed shot). The cut clip runs with
+``--ignore-camera-audio``: its sound (not cut) fits one constant offset, and the lips' offset of a
+take with a cut is read a frame or two off the offset curve's dip (the median of two segments'
+offsets), so their confidence falls under `NO_MATCH_CONFIDENCE` and the sound would place it
+unwarped (docs/takes.md, "Limits").
 
 Each case runs the real command in a fresh process (imports, model loading, feature extraction
 without a cache, cost matrix, DTW, outputs) and reports its wall time and peak resident memory:
@@ -25,8 +29,11 @@ where the time goes.
 Each case's wall time is also given as a multiple of decoding the clip alone as the lips worker
 does (gray, 640 px wide, 25 fps), timed in this process before the cases and again after them:
 on a machine that other work slows, the multiples move less than the seconds.
+Last, the time to the one-line error of two user mistakes (a missing video, a text file given as
+the video), median of `MISTAKE_RUNS` each.
 Targets (issue 20, 2 CPU cores): analysis only <= 3 s and <= 400 MB for the largest process,
-the MP4 of a constant-offset take <= 4 s, a re-timed one <= 8 s, ten shots <= 5x one.
+the MP4 of a constant-offset take <= 4 s, a re-timed one <= 8 s, ten shots <= 5x one, a user
+mistake <= 0.2 s.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ WIDTH, HEIGHT = 1280, 720
 FPS = 25.0
 SHOTS = 10
 FIRST_TAKE = "analysis only, the song's first take (report)"
+MISTAKE_RUNS = 5
 CUT = (15.0, 1.0)
 """The second clip leaves this much picture out (start, seconds): its map is re-timed, so its MP4 is encoded."""
 
@@ -122,8 +130,8 @@ def main() -> None:
             (FIRST_TAKE, [clip], ["--report", str(report)]),
             ("analysis only, a later take (song cached)", [clip], ["--report", str(report)]),
             ("-o, --span video (clip's part of the music)", [clip], ["-o", str(folder / "v.mp4"), "--span", "video"]),
-            ("-o, --span video, clip with a 1-s cut (re-timed)", [cut_clip],
-             ["-o", str(folder / "c.mp4"), "--span", "video", "--report", str(cut_report)]),
+            ("-o, --span video, clip with a 1-s cut, lips only", [cut_clip],
+             ["-o", str(folder / "c.mp4"), "--span", "video", "--report", str(cut_report), "--ignore-camera-audio"]),
             ("-o, --mode offset (video copied)", [clip], ["-o", str(folder / "o.mp4"), "--mode", "offset"]),
             ("-o, --span music (3 min, first/last frame held)", [clip], ["-o", str(folder / "m.mp4"), "--span", "music"]),
             (f"{SHOTS} shots in one call, analysis only", [shots], ["--out-dir", str(folder / "batch")]),
@@ -150,6 +158,11 @@ def main() -> None:
                 print(f"  re-timed {100 * written['retimed_fraction']:.0f}% of the frames; write video {written['timings_s']['write video']:.2f} s")
         print(f"decoding the clip alone again: {decode_seconds(clip):.2f} s (load average {os.getloadavg()[0]:.1f}; "
               f"the multiples above are of the first, {decode:.2f} s)")  # fmt: skip
+        (notes := folder / "notes.txt").write_text("not a video\n")
+        for label, video in (("a missing video", folder / "missing.mp4"), ("a text file given as the video", notes)):
+            seconds = sorted(_mistake_seconds([str(video), str(track)]) for _ in range(MISTAKE_RUNS))
+            print(f"user mistake, {label}: the one-line error in {seconds[len(seconds) // 2]:.2f} s "
+                  f"(median of {MISTAKE_RUNS}, {seconds[0]:.2f}-{seconds[-1]:.2f})")
 
 
 LAUNCHER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
@@ -184,6 +197,16 @@ def _measured(args: list[str]) -> tuple[float, float, float, str]:
     if process.returncode != 0:
         raise RuntimeError(f"avsync align failed: {' '.join(messages).strip()}")
     return seconds, int(peak_kib) / 1024, tree_peak[0], stdout.strip().splitlines()[0]
+
+
+def _mistake_seconds(args: list[str]) -> float:
+    """Wall seconds of an `avsync align` that must end with a one-line error, exit status 2."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "avsync", "align", *args], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 2 or len(result.stderr.strip().splitlines()) != 1:
+        raise RuntimeError(f"expected a one-line error, exit 2; got {result.returncode}: {result.stderr.strip()}")
+    return seconds
 
 
 def _tree_rss_mib(pid: int) -> float:
