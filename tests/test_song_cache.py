@@ -11,6 +11,7 @@ import pytest
 
 from avsync.align.cost import embed_reference
 from avsync.cli import main
+from avsync.errors import AvsyncError, MediaError
 from avsync.features.cache import CACHE_ENV, FeatureCache, user_cache_dir
 from avsync.io.media import write_audio
 from avsync.models.runtime import load_inference_model
@@ -51,6 +52,21 @@ def test_embeddings_are_computed_once_and_rebuilt_when_damaged(tmp_path: Path) -
     assert np.array_equal(rebuilt, first) and len(calls) == 3
 
 
+def test_a_cache_the_user_did_not_ask_for_never_stops_the_work(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    unwritable = tmp_path / "file" / "cache"  # no entry or lock can be made below a file
+    key = {"log_mel": "abc", "shape": [80, 16], "dtype": "float32", "network": "sha/audio"}
+    with pytest.raises(AvsyncError, match="cannot write the feature cache"):
+        FeatureCache(unwritable).embedding(key, lambda: np.ones((4, 3), np.float32))  # --cache DIR: the user's mistake
+    best_effort = FeatureCache(unwritable, best_effort=True)
+    assert np.array_equal(best_effort.embedding(key, lambda: np.ones((4, 3), np.float32)), np.ones((4, 3)))
+    tone = tmp_path / "tone.wav"
+    write_audio(tone, 0.3 * np.sin(2 * np.pi * 440 * np.arange(44100) / 44100).astype(np.float32), 44100)
+    assert best_effort.audio(tone).log_mel.shape[0] == 80 and best_effort.stats["uncached"] == 2
+    with pytest.raises(MediaError):  # the input's own problem is still the user's error
+        best_effort.audio(tmp_path / "missing.wav")
+
+
 def _counting(network) -> list[int]:
     """Count the windows each two-tower member of `network` embeds from the music."""
     calls: list[int] = []
@@ -65,11 +81,11 @@ def test_a_song_embedded_by_one_process_is_loaded_by_the_next(tmp_path: Path, so
     inputs = check_inputs(song / "Video.mp4", song / "Mix.wav")
     first_model = load_inference_model(None)  # a model object of its own: nothing remembered in memory
     first_calls = _counting(first_model.network)
-    first = analyse(inputs, first_model, song_cache=tmp_path, progress=False)
+    first = analyse(inputs, first_model, song_cache=FeatureCache(tmp_path), progress=False)
     assert sum(first_calls) > 0 and list((tmp_path / "embedding").rglob("*.npz"))
     second_model = load_inference_model(None)
     second_calls = _counting(second_model.network)
-    second = analyse(inputs, second_model, song_cache=tmp_path, progress=False)
+    second = analyse(inputs, second_model, song_cache=FeatureCache(tmp_path), progress=False)
     assert second_calls == []  # the embeddings came from the cache
     assert np.array_equal(first.sync.cost, second.sync.cost) and first.sync.offset_frames == second.sync.offset_frames
     fresh_model = load_inference_model(None)

@@ -13,10 +13,14 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from avsync.errors import AvsyncError
 from avsync.features.face_choice import face_point
 from avsync.io.files import TEMPORARY_NAME_EXTRA, remove_stale_temporaries
+
+if TYPE_CHECKING:
+    from avsync.features.cache import FeatureCache
 
 
 def _same_file(first: Path, second: Path) -> bool:
@@ -101,16 +105,18 @@ def check_options(args: argparse.Namespace) -> None:
         _check_cache_writable(args.cache)
 
 
-def song_cache(args: argparse.Namespace) -> Path | None:
+def song_cache(args: argparse.Namespace) -> FeatureCache | None:
     """Where `avsync align` keeps the music's features and embeddings: ``--cache``, else the user's
-    cache folder (`avsync.features.cache.user_cache_dir`); None with ``--no-cache``."""
+    cache folder (`avsync.features.cache.user_cache_dir`, best effort: one the user did not ask for
+    never stops the command); None with ``--no-cache``."""
+    from avsync.features.cache import FeatureCache, user_cache_dir
+
     if args.no_cache:
         return None
     if args.cache is not None:
-        return args.cache
-    from avsync.features.cache import user_cache_dir
-
-    return user_cache_dir()
+        return FeatureCache(args.cache)
+    folder = user_cache_dir()
+    return None if folder is None else FeatureCache(folder, best_effort=True)
 
 
 def _check_cache_writable(cache: Path) -> None:

@@ -153,19 +153,21 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def audio_features(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
+def audio_features(path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | FeatureCache | None,
                    mel_cfg: MelConfig = MelConfig()) -> AudioFeatures:  # fmt: skip
     """A file's log-mel: through the feature cache in `cache_dir`, or computed without one (None).
 
     Args:
         path: an audio file, or a video file (its own audio track).
-        cache_dir: feature cache folder, or None.
+        cache_dir: feature cache folder (or the `FeatureCache` itself), or None.
         mel_cfg: log-mel parameters.
 
     Raises:
         MediaError: missing or unreadable file, or no audio stream.
     """
-    return extract_audio(path, mel_cfg) if cache_dir is None else FeatureCache(cache_dir).audio(path, mel_cfg)
+    if cache_dir is None:
+        return extract_audio(path, mel_cfg)
+    return (cache_dir if isinstance(cache_dir, FeatureCache) else FeatureCache(cache_dir)).audio(path, mel_cfg)
 
 
 def visual_features(video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
@@ -191,14 +193,19 @@ class FeatureCache:
 
     Args:
         root: the cache folder (created on first write).
+        best_effort: a cache the user did not ask for (`user_cache_dir`): where it cannot be
+            written (a full disk, a folder in an entry's place), features are computed without it
+            and a warning is logged, instead of the error that ``--cache DIR`` gets.
 
     Attributes:
-        stats: counts of ``hit`` (loaded), ``computed`` (missing, extracted) and ``rebuilt``
-            (corrupt, extracted again) entries since this object was made.
+        stats: counts of ``hit`` (loaded), ``computed`` (missing, extracted), ``rebuilt``
+            (corrupt, extracted again) and ``uncached`` (computed, the cache not writable) entries
+            since this object was made.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], best_effort: bool = False) -> None:
         self.root = Path(root)
+        self.best_effort = best_effort
         self.stats: Counter[str] = Counter()
 
     def entry_path(self, kind: str, media_path: str | os.PathLike[str], params: dict) -> Path:
@@ -277,32 +284,39 @@ class FeatureCache:
             compute: the arrays to store when the entry is missing or corrupt.
             rebuild: the value from the arrays.
         """
-        if entry.is_dir():  # never removed: a folder is not ours to delete
-            raise AvsyncError("is a folder where the feature cache keeps a file; remove it or use another --cache", entry)
         meta = {"format": CACHE_FORMAT, **meta}
         try:
-            features = self._load(entry, meta, rebuild)
-            self.stats["hit"] += 1
-            return features
-        except FileNotFoundError:
-            pass
-        except CorruptEntry:
-            pass  # rebuilt below, under the lock
-        with _locked(entry.with_suffix(".lock")):
-            corrupt = False
-            try:  # another process may have written it meanwhile
+            if entry.is_dir():  # never removed: a folder is not ours to delete
+                raise AvsyncError("is a folder where the feature cache keeps a file; remove it or use another --cache", entry)
+            try:
                 features = self._load(entry, meta, rebuild)
                 self.stats["hit"] += 1
                 return features
             except FileNotFoundError:
                 pass
-            except CorruptEntry as exc:
-                log.warning("cache entry %s is corrupt (%s); rebuilding it", entry, exc)
-                corrupt = True
-            arrays = compute()
-            self._store(entry, {**meta, "source": source}, arrays)
-            self.stats["rebuilt" if corrupt else "computed"] += 1
-            return rebuild(arrays)
+            except CorruptEntry:
+                pass  # rebuilt below, under the lock
+            with _locked(entry.with_suffix(".lock")):
+                corrupt = False
+                try:  # another process may have written it meanwhile
+                    features = self._load(entry, meta, rebuild)
+                    self.stats["hit"] += 1
+                    return features
+                except FileNotFoundError:
+                    pass
+                except CorruptEntry as exc:
+                    log.warning("cache entry %s is corrupt (%s); rebuilding it", entry, exc)
+                    corrupt = True
+                arrays = compute()
+                self._store(entry, {**meta, "source": source}, arrays)
+                self.stats["rebuilt" if corrupt else "computed"] += 1
+                return rebuild(arrays)
+        except AvsyncError as exc:  # the cache cannot be written (MediaError, the input's, is raised by compute)
+            if not self.best_effort or isinstance(exc, MediaError):
+                raise
+            log.warning("%s; computed without the cache", exc)
+            self.stats["uncached"] += 1
+            return rebuild(compute())
 
     @staticmethod
     def _store(entry: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:

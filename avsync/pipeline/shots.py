@@ -40,6 +40,7 @@ from avsync.pipeline.shot_files import collect_shots
 from avsync.signals import Terminated, raise_if_stopped
 
 if TYPE_CHECKING:
+    from avsync.features.cache import FeatureCache
     from avsync.features.extract import AudioFeatures, VisualFeatures, VisualParams
     from avsync.models.checkpoints import LoadedModel
     from avsync.pipeline.shot_features import LipsReader
@@ -98,8 +99,8 @@ class BatchSettings:
         render: write each placed shot's synced video (``NAME.synced.mp4``).
         face: which face to follow (``--face``).
         cache_dir: feature cache folder, or None.
-        song_cache: feature cache folder for the song's features and the model's embedding of it
-            (`avsync.pipeline.sync.analyse`); None: `cache_dir`.
+        song_cache: the feature cache for the song's features and the model's embedding of it
+            (`avsync.pipeline.sync.analyse`); None: `cache_dir`'s.
         progress: per-shot progress bars (one worker only).
         force: replace existing outputs (else an output that appears meanwhile is kept).
         replaceable: absolute paths of files an earlier run wrote here (`avsync.pipeline.resume`):
@@ -116,7 +117,7 @@ class BatchSettings:
     render: bool = False
     face: str = "largest"
     cache_dir: Path | None = None
-    song_cache: Path | None = None
+    song_cache: FeatureCache | None = None
     progress: bool = True
     force: bool = False
     replaceable: frozenset[str] = frozenset()

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from avsync.align.tuning import CAMERA_LIPS_RADIUS
 from avsync.conventions import MELS_PER_FRAME
 from avsync.errors import MediaError
 from avsync.features.extract import AudioFeatures, VisualFeatures, VisualParams
+
+if TYPE_CHECKING:
+    from avsync.features.cache import FeatureCache
 from avsync.models.checkpoints import LoadedModel
 from avsync.pipeline.camera_audio import CameraAudio, listen, placed_by_sound, report_block
 from avsync.pipeline.checks import SyncInputs
@@ -99,12 +103,13 @@ def check_not_silent(log_mel: np.ndarray, path: str | os.PathLike[str]) -> None:
         raise MediaError("is silent (its audio has no sound to align to)", path)
 
 
-def load_reference(reference: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None) -> AudioFeatures:
+def load_reference(reference: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | FeatureCache | None) -> AudioFeatures:
     """The reference's log-mel, checked for silence (several shots against one song load it once).
 
     Args:
         reference: the music (or its vocal).
-        cache_dir: feature cache folder, or None to compute without caching.
+        cache_dir: feature cache folder (or the `avsync.features.cache.FeatureCache`), or None to
+            compute without caching.
 
     Raises:
         MediaError: unreadable or silent reference.
@@ -127,7 +132,7 @@ def analyse(
     shot: Callable[[], VisualFeatures] | None = None,
     camera_audio: bool = False,
     music_audio: AudioFeatures | None = None,
-    song_cache: str | os.PathLike[str] | None = None,
+    song_cache: FeatureCache | None = None,
     progress: bool = True,
 ) -> SyncAnalysis:
     """Align a video to its reference: features, then `avsync.align.analysis.sync_features`.
@@ -146,9 +151,9 @@ def analyse(
             (`avsync.pipeline.camera_audio`): where it is the music, it narrows where the lips are
             searched, and places a take the lips cannot.
         music_audio: the music's features when `audio` is the vocal's (loaded here when needed).
-        song_cache: feature cache folder for the music's features and the model's embedding of it
-            (`avsync align` without ``--cache``: the user's cache, `avsync.features.cache.user_cache_dir`);
-            None: `cache_dir`.
+        song_cache: the feature cache for the music's features and the model's embedding of it
+            (`avsync align` without ``--cache``: the user's, `avsync.commands.checks.song_cache`);
+            None: `cache_dir`'s.
         progress: show progress bars.
 
     Raises:
@@ -158,7 +163,8 @@ def analyse(
     from avsync.features.cache import FeatureCache
 
     started = time.perf_counter()
-    song_cache = cache_dir if song_cache is None else song_cache
+    if song_cache is None and cache_dir is not None:
+        song_cache = FeatureCache(cache_dir)
     if audio is None:
         audio = load_reference(inputs.reference, song_cache)  # first: a silent reference is found cheaply
     loaded = time.perf_counter()
@@ -167,7 +173,7 @@ def analyse(
         visual = load_shot(inputs.video, cache_dir, visual_params, progress)
         timings["video features"] = time.perf_counter() - loaded
     embedding = time.perf_counter()  # with a shot read in the background: meanwhile
-    embed_reference(model.network, audio.log_mel, store=None if song_cache is None else FeatureCache(song_cache).embedding)
+    embed_reference(model.network, audio.log_mel, store=None if song_cache is None else song_cache.embedding)
     timings["music embedding"] = time.perf_counter() - embedding
     camera = None
     if camera_audio:
