@@ -32,14 +32,14 @@ from avsync.align.tuning import CAMERA_LIPS_RADIUS
 from avsync.conventions import MELS_PER_FRAME
 from avsync.errors import MediaError
 from avsync.features.extract import AudioFeatures, VisualFeatures, VisualParams
-
-if TYPE_CHECKING:
-    from avsync.features.cache import FeatureCache
 from avsync.models.checkpoints import LoadedModel
 from avsync.pipeline.camera_audio import CameraAudio, listen, placed_by_sound, report_block
 from avsync.pipeline.checks import SyncInputs
 from avsync.pipeline.report import SyncReport, confidence_level
 from avsync.pipeline.shot_features import load_shot
+
+if TYPE_CHECKING:
+    from avsync.features.cache import FeatureCache
 
 SILENCE_POWER = 1e-3
 """Summed mel power of the loudest reference frame below which the reference is silent (a
