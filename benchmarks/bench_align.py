@@ -125,7 +125,7 @@ def main() -> None:
         print(f"inputs: {CLIP_SECONDS:.0f} s {WIDTH}x{HEIGHT} {FPS:g} fps clip, {2 * PAD_SECONDS + CLIP_SECONDS:.0f} s track "
               f"(made in {time.perf_counter() - start:.1f} s); model: the shipped default; {os.cpu_count()} CPU cores")  # fmt: skip
         report, cut_report = folder / "r.json", folder / "c.json"
-        os.environ[CACHE_ENV] = str(song_cache := folder / "user_cache")  # the commands' song cache
+        song_cache = folder / "user_cache"  # the commands' song cache, not the user's
         cases = [  # (label, the VIDEO arguments, the rest)
             (FIRST_TAKE, [clip], ["--report", str(report)]),
             ("analysis only, a later take (song cached)", [clip], ["--report", str(report)]),
@@ -145,7 +145,7 @@ def main() -> None:
             if label == FIRST_TAKE:
                 shutil.rmtree(song_cache, ignore_errors=True)
             inputs = [*map(str, videos), str(track), *extra]
-            seconds, peak_mib, tree_mib, first_line = _measured([*inputs, "--device", "cpu"])
+            seconds, peak_mib, tree_mib, first_line = _measured([*inputs, "--device", "cpu"], {CACHE_ENV: str(song_cache)})
             single = seconds if label != FIRST_TAKE and single is None else single
             ratio = f" ({seconds / single:.1f}x one shot)" if "shots" in label else ""
             print(f"{label:<50} {seconds:7.1f} {seconds / decode:8.1f} {peak_mib:13.0f} {tree_mib:13.0f}  {first_line}{ratio}",
@@ -171,13 +171,14 @@ LAUNCHER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1
 reaped children: the command and its workers, forked from this small process, not from the benchmark."""
 
 
-def _measured(args: list[str]) -> tuple[float, float, float, str]:
+def _measured(args: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
     """Wall seconds, peak RSS of the largest process (MiB), peak RSS of the command and its child
-    processes together (MiB, sampled every 50 ms) and the summary's first line of one run."""
+    processes together (MiB, sampled every 50 ms) and the summary's first line of one run (`env`
+    added to the command's environment)."""
     command = [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "avsync", "align", *args, "--quiet", "--force"]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env={**os.environ, **env})
         tree_peak, done = [0.0], threading.Event()
 
         def sample() -> None:
