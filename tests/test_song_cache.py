@@ -11,7 +11,7 @@ import pytest
 
 from avsync.align.cost import embed_reference
 from avsync.cli import main
-from avsync.errors import AvsyncError, MediaError
+from avsync.errors import AvsyncError, DiskFullError, MediaError
 from avsync.features.cache import CACHE_ENV, FeatureCache, user_cache_dir
 from avsync.io.media import write_audio
 from avsync.models.runtime import load_inference_model
@@ -65,6 +65,21 @@ def test_a_cache_the_user_did_not_ask_for_never_stops_the_work(tmp_path: Path) -
     assert best_effort.audio(tone).log_mel.shape[0] == 80 and best_effort.stats["uncached"] == 2
     with pytest.raises(MediaError):  # the input's own problem is still the user's error
         best_effort.audio(tmp_path / "missing.wav")
+
+
+def test_a_full_disk_under_the_default_cache_keeps_what_was_computed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(*args) -> None:
+        raise DiskFullError("no space left on device", tmp_path / "entry")
+
+    monkeypatch.setattr(FeatureCache, "_store", staticmethod(full_disk))
+    calls = []
+    key = {"log_mel": "abc", "shape": [80, 16], "dtype": "float32", "network": "sha/audio"}
+    compute = lambda: calls.append(1) or np.ones((4, 3), np.float32)  # noqa: E731
+    with pytest.raises(DiskFullError):
+        FeatureCache(tmp_path / "asked").embedding(key, compute)  # --cache DIR: one line, exit 1
+    best_effort = FeatureCache(tmp_path / "default", best_effort=True)
+    assert np.array_equal(best_effort.embedding(key, compute), np.ones((4, 3)))
+    assert len(calls) == 2 and best_effort.stats["uncached"] == 1  # computed once each, not again after the failed write
 
 
 def _counting(network) -> list[int]:

@@ -97,7 +97,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise AvsyncError(f"--face: {exc}") from None
     if args.mode == "offset" and args.span is not None:
         raise AvsyncError("--span applies to --mode warp only (--mode offset copies the video, shifted, without re-timing)")
-    if args.cache is not None and getattr(args, "no_cache", False):
+    if args.cache is not None and args.no_cache:
         raise AvsyncError("--cache and --no-cache contradict each other; give one")
     if args.cache is not None and (args.cache.exists() and not args.cache.is_dir()):
         raise AvsyncError("--cache is a file; give a folder", args.cache)

@@ -33,7 +33,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -285,38 +285,49 @@ class FeatureCache:
             rebuild: the value from the arrays.
         """
         meta = {"format": CACHE_FORMAT, **meta}
+        if entry.is_dir():  # never removed: a folder is not ours to delete
+            problem = AvsyncError("is a folder where the feature cache keeps a file; remove it or use another --cache", entry)
+            return self._without_cache(problem, compute, rebuild)
         try:
-            if entry.is_dir():  # never removed: a folder is not ours to delete
-                raise AvsyncError("is a folder where the feature cache keeps a file; remove it or use another --cache", entry)
+            features = self._load(entry, meta, rebuild)
+            self.stats["hit"] += 1
+            return features
+        except FileNotFoundError:
+            pass
+        except CorruptEntry:
+            pass  # rebuilt below, under the lock
+        with ExitStack() as held:
             try:
+                held.enter_context(_locked(entry.with_suffix(".lock")))
+            except AvsyncError as problem:
+                return self._without_cache(problem, compute, rebuild)
+            corrupt = False
+            try:  # another process may have written it meanwhile
                 features = self._load(entry, meta, rebuild)
                 self.stats["hit"] += 1
                 return features
             except FileNotFoundError:
                 pass
-            except CorruptEntry:
-                pass  # rebuilt below, under the lock
-            with _locked(entry.with_suffix(".lock")):
-                corrupt = False
-                try:  # another process may have written it meanwhile
-                    features = self._load(entry, meta, rebuild)
-                    self.stats["hit"] += 1
-                    return features
-                except FileNotFoundError:
-                    pass
-                except CorruptEntry as exc:
-                    log.warning("cache entry %s is corrupt (%s); rebuilding it", entry, exc)
-                    corrupt = True
-                arrays = compute()
+            except CorruptEntry as exc:
+                log.warning("cache entry %s is corrupt (%s); rebuilding it", entry, exc)
+                corrupt = True
+            arrays = compute()  # its own errors (the input's) are never the cache's
+            try:
                 self._store(entry, {**meta, "source": source}, arrays)
-                self.stats["rebuilt" if corrupt else "computed"] += 1
-                return rebuild(arrays)
-        except AvsyncError as exc:  # the cache cannot be written (MediaError, the input's, is raised by compute)
-            if not self.best_effort or isinstance(exc, MediaError):
-                raise
-            log.warning("%s; computed without the cache", exc)
-            self.stats["uncached"] += 1
-            return rebuild(compute())
+            except AvsyncError as problem:  # a full disk, ...
+                return self._without_cache(problem, lambda: arrays, rebuild)
+            self.stats["rebuilt" if corrupt else "computed"] += 1
+            return rebuild(arrays)
+
+    def _without_cache(self, problem: AvsyncError, arrays: Callable[[], dict[str, np.ndarray]],
+                       rebuild: Callable[[dict[str, np.ndarray]], T]) -> T:  # fmt: skip
+        """The value where the cache cannot keep it: `problem` raised, or for a `best_effort` cache a
+        warning and the value of `arrays` (computed now, or already)."""
+        if not self.best_effort:
+            raise problem
+        log.warning("%s; computed without the cache", problem)
+        self.stats["uncached"] += 1
+        return rebuild(arrays())
 
     @staticmethod
     def _store(entry: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
