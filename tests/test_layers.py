@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-LAYERS = ("conventions", "errors", "shards", "signals", "io", "features", "synth", "truth", "models", "align", "pipeline", "evaluation", "training",
+LAYERS = ("conventions", "errors", "shards", "signals", "smoothing", "io", "features", "synth", "truth", "models", "align", "pipeline", "evaluation", "training",
           "commands", "cli", "__main__")
 """Subpackages (and top modules) of avsync from the bottom up: each may import only those before it."""
 SAME_LEVEL = {frozenset({"conventions", "errors"})}

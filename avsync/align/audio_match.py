@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from avsync.align.tuning import (
     AUDIO_LEVEL_SECONDS,
@@ -36,6 +35,7 @@ from avsync.align.tuning import (
     AUDIO_SEPARATION_S,
 )
 from avsync.conventions import FPS, MELS_PER_FRAME
+from avsync.smoothing import moving_average
 
 COLUMNS_PER_S = FPS * MELS_PER_FRAME
 """Mel columns per second (the log-mel's hop, `avsync.features.audio.MelConfig`)."""
@@ -79,7 +79,7 @@ def band_contours(log_mel: np.ndarray) -> np.ndarray:
     """
     power = log_mel.astype(np.float64)
     width = max(1, round(AUDIO_LEVEL_SECONDS * COLUMNS_PER_S))
-    contours = power - uniform_filter1d(power, width, axis=1, mode="nearest")
+    contours = power - moving_average(power, width, axis=1, mode="nearest")
     contours -= contours.mean(axis=1, keepdims=True)
     spread = contours.std(axis=1, keepdims=True)
     return np.divide(contours, spread, out=np.zeros_like(contours), where=spread > 1e-9)

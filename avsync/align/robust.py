@@ -12,7 +12,6 @@ thresholds, with the cases each was chosen on, are in `avsync.align.tuning`.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import binary_dilation, uniform_filter1d
 
 from avsync.align.dtw import STEP_CUT, STEP_FREEZE, Alignment, DTWConfig, align_video
 from avsync.align.timemap import OffsetEstimate, TimeMap
@@ -36,6 +35,7 @@ from avsync.align.tuning import (
 )
 from avsync.conventions import WINDOW_FRAMES
 from avsync.features.landmarks import mouth_opening
+from avsync.smoothing import dilate, moving_average
 
 
 def scored_rows(valid: np.ndarray) -> np.ndarray:
@@ -47,7 +47,7 @@ def scored_rows(valid: np.ndarray) -> np.ndarray:
     Returns:
         bool [N].
     """
-    share = uniform_filter1d(valid.astype(np.float64), WINDOW_FRAMES, mode="nearest")  # window i-8 .. i+7
+    share = moving_average(valid.astype(np.float64), WINDOW_FRAMES, mode="nearest")  # window i-8 .. i+7
     return valid & (share >= MIN_WINDOW_FACE_SHARE - 1e-9)
 
 
@@ -85,8 +85,8 @@ def window_mean(values: np.ndarray, weights: np.ndarray, window: int = MATCH_WIN
         float64 [N]; 0 where the window holds no weight.
     """
     weights = np.asarray(weights, np.float64)
-    total = uniform_filter1d(weights, window, mode="constant")
-    summed = uniform_filter1d(weights * values, window, mode="constant")
+    total = moving_average(weights, window, mode="constant")
+    summed = moving_average(weights * values, window, mode="constant")
     return np.where(total > 1e-9, summed / np.maximum(total, 1e-9), 0.0)
 
 
@@ -229,7 +229,7 @@ def silent_talk_rows(activity: np.ndarray, path_voiced: np.ndarray, scored: np.n
     if singing.sum() < MATCH_WINDOW:
         return flagged
     typical = float(np.median(activity[singing]))
-    voiced_share = uniform_filter1d(path_voiced.astype(np.float64), MATCH_WINDOW, mode="nearest")
+    voiced_share = moving_average(path_voiced.astype(np.float64), MATCH_WINDOW, mode="nearest")
     talking = scored & (voiced_share <= MAX_SILENT_VOICED_SHARE + 1e-9) & (activity >= TALK_ACTIVITY_FRACTION * typical)
     for start, end in mask_runs(talking, SPAN_MERGE_GAP, MIN_TALK_FRAMES):
         flagged[start:end] = True
@@ -269,7 +269,7 @@ def robust_alignment(cost: np.ndarray, informative: np.ndarray, config: DTWConfi
             weak[start:end] |= unflagged[start:end]
         if not weak.any():
             break
-        weak = binary_dilation(weak, iterations=MATCH_WINDOW // 2) & informative & ~flagged
+        weak = dilate(weak, MATCH_WINDOW // 2) & informative & ~flagged
         flagged |= weak
         cleaned[weak] = 0.0
         alignment = align_video(cleaned, config)

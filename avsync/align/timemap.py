@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from avsync.align.dtw import STEP_CUT, STEP_FREEZE, Alignment
 from avsync.align.tuning import JITTER_WINDOW, MAP_MIN_PIECE, MAP_TOLERANCE
 from avsync.conventions import FPS
+from avsync.smoothing import moving_average
 
 
 @dataclass
@@ -101,7 +101,7 @@ def _line_pieces(rows: np.ndarray, refs: np.ndarray, tolerance: float, min_piece
     while stack:
         a, b = stack.pop()
         coef = np.polyfit(rows[a:b], refs[a:b], 1) if b - a >= 2 else np.array([0.0, float(refs[a])])
-        resid = np.abs(uniform_filter1d(np.polyval(coef, rows[a:b]) - refs[a:b], JITTER_WINDOW, mode="nearest"))
+        resid = np.abs(moving_average(np.polyval(coef, rows[a:b]) - refs[a:b], JITTER_WINDOW, mode="nearest"))
         if resid.max() <= tolerance or b - a < 2 * min_piece:
             pieces.append((a, b, coef))
             continue

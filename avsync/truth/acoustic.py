@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import signal
-from scipy.ndimage import uniform_filter1d
+
+from avsync.smoothing import moving_average
 
 STEP_S = 0.001
 """Time step of the envelope and onset strength (1 ms)."""
@@ -37,7 +38,7 @@ def band_envelope_db(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     sos = signal.butter(4, [BAND_HZ[0], high], btype="band", fs=sample_rate, output="sos")
     filtered = signal.sosfiltfilt(sos, samples) if len(samples) > 30 else np.zeros_like(samples)
     window = max(1, round(WINDOW_S * sample_rate))
-    power = uniform_filter1d(filtered**2, window, mode="nearest")
+    power = moving_average(filtered**2, window, mode="nearest")
     step = max(1, round(STEP_S * sample_rate))
     return 10.0 * np.log10(power[::step] + 1e-10)
 
@@ -53,6 +54,6 @@ def onset_strength(envelope_db: np.ndarray) -> np.ndarray:
     """
     count = len(envelope_db)
     index = np.arange(count)
-    before = uniform_filter1d(envelope_db, BEFORE_MS, mode="nearest")[np.clip(index - BEFORE_MS // 2 - 1, 0, count - 1)]
-    after = uniform_filter1d(envelope_db, AFTER_MS, mode="nearest")[np.clip(index + AFTER_MS // 2 + GAP_MS, 0, count - 1)]
+    before = moving_average(envelope_db, BEFORE_MS, mode="nearest")[np.clip(index - BEFORE_MS // 2 - 1, 0, count - 1)]
+    after = moving_average(envelope_db, AFTER_MS, mode="nearest")[np.clip(index + AFTER_MS // 2 + GAP_MS, 0, count - 1)]
     return np.clip(after - before, 0.0, None)

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
+from avsync.smoothing import moving_average
 from avsync.truth.acoustic import STEP_S, band_envelope_db, onset_strength
 from avsync.truth.lips import LipRelease
 
@@ -114,7 +114,7 @@ def pair_events(releases: list[LipRelease], samples: np.ndarray, sample_rate: in
     if not matched.any():
         return []
     scaled = curves[matched] / curves[matched].max(axis=1, keepdims=True)
-    summed = uniform_filter1d(scaled.sum(axis=0), CONSENSUS_SMOOTH_MS, mode="constant")
+    summed = moving_average(scaled.sum(axis=0), CONSENSUS_SMOOTH_MS, mode="constant")
     peak = int(np.argmax(summed))
     consensus = int(lags_ms[peak])
     elsewhere = np.abs(lags_ms - consensus) > 1000 * AMBIGUITY_SEPARATION_S
