@@ -98,12 +98,12 @@ def make_track(path: Path, clip_mix: np.ndarray, sample_rate: int) -> None:
 
 def decode_seconds(clip: Path) -> float:
     """Wall seconds to decode `clip` as the lips worker does (gray, at most 640 px wide, 25 fps)."""
-    from avsync.features.extract import VisualParams, work_size
+    from avsync.features.extract import VisualParams, decoder_threads, work_size
 
     info = media.probe(clip)
     size = work_size(info.width, info.height, VisualParams().work_width)
     start = time.perf_counter()
-    for _ in media.iter_video(clip, fps=FPS, gray=True, size=size):
+    for _ in media.iter_video(clip, fps=FPS, gray=True, size=size, threads=decoder_threads(info.width, info.height)):
         pass
     return time.perf_counter() - start
 

@@ -89,6 +89,16 @@ def test_iter_video_matches_read_video(make_av_file):
     np.testing.assert_array_equal(np.stack([frame for _, frame in pairs]), video.frames)
 
 
+def test_decoding_on_one_thread_gives_the_same_frames(make_av_file):
+    path = make_av_file(seconds=0.6, fps=30.0, size=(64, 48))
+    automatic = list(media.iter_video(path, fps=25.0, gray=True))
+    one = list(media.iter_video(path, fps=25.0, gray=True, threads=1))
+    np.testing.assert_array_equal([time for time, _ in one], [time for time, _ in automatic])
+    np.testing.assert_array_equal(np.stack([frame for _, frame in one]), np.stack([frame for _, frame in automatic]))
+    with pytest.raises(AvsyncError, match="decoder threads"):
+        next(media.iter_video(path, threads=-1))
+
+
 @pytest.mark.parametrize(("gray", "size"), [(True, (40, 30)), (True, None), (False, (40, 30)), (False, None)])
 def test_one_reformatter_per_stream_gives_each_frame_s_own_conversion(make_av_file, gray, size):
     """`iter_video` reuses one swscale context for a stream: the pixels are those of converting
