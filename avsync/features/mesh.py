@@ -81,9 +81,21 @@ MESH_TO_IBUG = np.array(
 RIGHT_EYE_CORNERS, LEFT_EYE_CORNERS = (33, 133), (362, 263)
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """A gray ``[H, W]`` image as ``[H, W, 3]`` (its three channels equal); RGB as given."""
-    return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+def _fill_input(tensor: np.ndarray, image: np.ndarray, divisor: float, shift: float = 0.0) -> None:
+    """Write ``image / divisor - shift`` (float32) into the top-left corner of a network input.
+
+    Args:
+        tensor: float32 ``[1, S, S, 3]``, the network's input buffer.
+        image: uint8 ``[H, W]`` gray (the same value in all three channels) or ``[H, W, 3]`` RGB,
+            ``H, W <= S``.
+        divisor: the pixel values are divided by it.
+        shift: subtracted after dividing.
+    """
+    values = np.divide(image, np.float32(divisor), dtype=np.float32)  # once per pixel, not per channel
+    if shift:
+        values -= np.float32(shift)
+    height, width = image.shape[:2]
+    tensor[0, :height, :width] = values[:, :, None] if image.ndim == 2 else values
 
 
 def blazeface_anchors() -> np.ndarray:
@@ -187,6 +199,8 @@ class MeshLandmarks:
         self._points_out, self._presence_out = mesh_out[0]["index"], mesh_out[1]["index"]
         self._detector_in = self._detector.get_input_details()[0]["index"]
         self._mesh_in = self._mesh.get_input_details()[0]["index"]
+        self._detector_input = np.zeros((1, DETECT_SIZE, DETECT_SIZE, 3), np.float32)
+        self._mesh_input = np.zeros((1, MESH_SIZE, MESH_SIZE, 3), np.float32)
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Faces in a frame, as HOG-convention boxes (see `LandmarkBackend.detect`).
@@ -200,12 +214,13 @@ class MeshLandmarks:
         height, width = image.shape[:2]
         side = max(height, width)
         scale = DETECT_SIZE / side
-        resized = _rgb(cv2.resize(
+        resized = cv2.resize(
             image, (max(1, round(width * scale)), max(1, round(height * scale))),
             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-        ))  # fmt: skip
-        tensor = np.zeros((1, DETECT_SIZE, DETECT_SIZE, 3), np.float32)  # letterbox: padded with 0 (mid-gray)
-        tensor[0, : resized.shape[0], : resized.shape[1]] = resized.astype(np.float32) / 127.5 - 1.0
+        )  # fmt: skip
+        tensor = self._detector_input
+        tensor.fill(0.0)  # letterbox: padded with 0 (mid-gray)
+        _fill_input(tensor, resized, 127.5, 1.0)
         self._detector.set_tensor(self._detector_in, tensor)
         self._detector.invoke()
         raw = self._detector.get_tensor(self._regressors)[0]
@@ -248,7 +263,8 @@ class MeshLandmarks:
             image, to_image, (MESH_SIZE, MESH_SIZE), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REPLICATE,
         )  # fmt: skip
-        self._mesh.set_tensor(self._mesh_in, (_rgb(crop).astype(np.float32) / 255.0)[None])
+        _fill_input(self._mesh_input, crop, 255.0)
+        self._mesh.set_tensor(self._mesh_in, self._mesh_input)
         self._mesh.invoke()
         points = self._mesh.get_tensor(self._points_out).reshape(NUM_MESH_POINTS, 3)[:, :2] - 0.5
         presence = float(1.0 / (1.0 + math.exp(-float(np.clip(self._mesh.get_tensor(self._presence_out).ravel()[0], -80, 80)))))
