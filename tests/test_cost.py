@@ -176,3 +176,48 @@ def test_the_shipped_two_tower_gives_the_same_logits_whatever_the_window_batch()
         cost_module._song_embeddings.clear()  # the song embedded again at this batch size
         by_batch.append(cost_module._two_tower_logits(tower, crops, log_mel, size, progress=False))
     assert np.array_equal(by_batch[0], by_batch[1])
+
+
+def _counting_tower(monkeypatch: pytest.MonkeyPatch) -> tuple[object, object, list[int]]:
+    """The shipped ensemble and its two-tower member, whose ``encode_video`` counts the windows it embeds."""
+    from avsync.models.runtime import load_inference_model
+
+    ensemble = load_inference_model(None).network
+    tower = next(member for member in ensemble.members if hasattr(member, "encode_video"))
+    embedded: list[int] = []
+    real = type(tower).encode_video
+
+    def counted(self, mouth_clips):
+        embedded.append(len(mouth_clips))
+        return real(self, mouth_clips)
+
+    monkeypatch.setattr(type(tower), "encode_video", counted)
+    return ensemble, tower, embedded
+
+
+def test_crops_embedded_while_they_arrive_give_the_same_logits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`VideoEmbedder`: windows embedded as the lips worker sends the crops, the rest by the cost."""
+    ensemble, tower, embedded = _counting_tower(monkeypatch)
+    rng = np.random.default_rng(7)
+    crops = (rng.random((75, 64, 64)) * 255).astype(np.uint8)
+    log_mel = rng.standard_normal((80, 4 * 90)).astype(np.float32)
+    whole = cost_module._two_tower_logits(tower, crops, log_mel, WINDOW_BATCH, progress=False)
+    assert sum(embedded) == 75
+
+    embedded.clear()
+    streaming = cost_module.VideoEmbedder(ensemble)
+    for start, end in ((0, 3), (3, 20), (20, 41), (41, 75)):  # chunks of any size
+        streaming.add(crops[start:end])
+    assert embedded == [WINDOW_BATCH] * 4  # rows 0-63: each batch once its last window (row + 7) had arrived
+    embedded.clear()
+    assert np.array_equal(cost_module._two_tower_logits(tower, crops, log_mel, WINDOW_BATCH, progress=False), whole)
+    assert embedded == [75 - 64]  # only the windows still missing
+
+    embedded.clear()
+    streaming = cost_module.VideoEmbedder(ensemble)
+    streaming.add(crops[:40])
+    changed = crops.copy()
+    changed[5] ^= 1  # not the crops it received: all embedded again
+    assert np.array_equal(cost_module._two_tower_logits(tower, changed, log_mel, WINDOW_BATCH, progress=False),
+                          cost_module._two_tower_logits(tower, changed, log_mel, WINDOW_BATCH, progress=False))  # fmt: skip
+    assert embedded == [WINDOW_BATCH] * 2 + ([WINDOW_BATCH] * 4 + [11]) * 2  # rows 0-31 while arriving, then all, twice

@@ -48,6 +48,24 @@ def test_features_from_the_child_equal_those_read_here(forking, capfd, video: Pa
     assert there.params == here.params and there.invalid_reason == here.invalid_reason
 
 
+def test_the_child_sends_the_crops_as_it_cuts_them_when_asked(forking, tmp_path: Path, video: Path) -> None:
+    """`shot_in_background` streams the mouth crops (for `avsync.align.cost.VideoEmbedder`); a
+    shoot's request, read later, does not; features from the cache come whole."""
+    received: list[np.ndarray] = []
+    with shot_in_background(video, tmp_path / "cache") as shot:
+        there = shot(on_crops=received.append)
+    assert len(received) > 1 and all(len(chunk) <= shot_features.STREAM_CHUNK for chunk in received)
+    np.testing.assert_array_equal(np.concatenate(received), there.mouth_crops)
+    received.clear()
+    with shot_in_background(video, tmp_path / "cache") as shot:  # a cache hit: nothing is cut
+        np.testing.assert_array_equal(shot(on_crops=received.append).mouth_crops, there.mouth_crops)
+    assert received == []
+    with lips_reader() as reader:
+        reader.request(video, None)
+        np.testing.assert_array_equal(reader.result(on_crops=received.append).mouth_crops, there.mouth_crops)
+    assert received == []
+
+
 def test_a_user_error_in_the_child_is_raised_here_as_one_line(forking, tmp_path: Path) -> None:
     faceless = write_test_clip(tmp_path / "faceless.mp4", seconds=2.0, size=(64, 48), audio=False)
     with shot_in_background(faceless, None) as shot, pytest.raises(MediaError) as caught:

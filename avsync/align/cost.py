@@ -5,7 +5,9 @@ frame ``i`` is the one centred on it (docs/design.md): mouth crops ``i-8 .. i+7`
 ``4(j-8) .. 4(j-8)+63``, edge frames repeated.
 
 * :class:`~avsync.models.TwoTower`: ``encode_video`` over the N windows, ``encode_audio`` over the
-  M windows, one ``score`` product: logits ``[N, M]``.
+  M windows, one ``score`` product: logits ``[N, M]``. The reference's embeddings can be made
+  ahead (`embed_reference`) and kept across processes; the video's, while the shot is still being
+  read (`VideoEmbedder`).
 * Any other network (:class:`~avsync.models.PosterCNN`): ``score_candidates`` on the pairs inside
   a band ``|j - (offset + slope * i)| <= radius`` (all pairs when no band is given and the matrix
   is small).
@@ -150,17 +152,91 @@ reference's content and the weights' versions: many shots aligned against one so
 (`avsync.pipeline.shots`) embed the song once."""
 
 
-def _two_tower_logits(model: Any, mouth_crops: np.ndarray, log_mel: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
-    starts_v = range(0, len(mouth_crops), batch_size)
+class _StreamedVideo:
+    """The mouth crops a `VideoEmbedder` received so far and one model's embeddings of their complete windows."""
+
+    def __init__(self) -> None:
+        self.crops: np.ndarray | None = None
+        self.batches: list[np.ndarray] = []
+
+
+_streamed: weakref.WeakKeyDictionary[Any, _StreamedVideo] = weakref.WeakKeyDictionary()
+"""Per two-tower model, the video embeddings `VideoEmbedder` made of a shot while it was being read."""
+
+
+class VideoEmbedder:
+    """Embeds a shot's mouth crops with `model`'s two-tower networks while the shot is still being
+    read (`avsync.pipeline.shot_features`: the lips worker sends its crops as they are cut); the
+    cost of that shot (`cost_matrix`) then embeds only the windows still missing.
+
+    A window is embedded once its 16 frames have all arrived, in the batches the cost would use
+    (`WINDOW_BATCH` rows from row 0), so the embeddings are the ones it would compute: the cost
+    uses them only when its crops begin with exactly the crops received here.
+
+    Args:
+        model: any network `cost_matrix` takes; only onnxruntime's two-tower networks (an
+            ensemble's members too) that read mouth crops embed anything.
+    """
+
+    def __init__(self, model: Any) -> None:
+        members = model.members if is_ensemble(model) else [model]
+        self._towers = [network for network in members
+                        if hasattr(network, "encode_video") and video_input(network) != "lips" and not _is_torch(network)]  # fmt: skip
+        self._crops: np.ndarray | None = None
+        self._count = 0
+        for tower in self._towers:
+            _streamed[tower] = _StreamedVideo()
+
+    def add(self, mouth_crops: np.ndarray) -> None:
+        """The next mouth crops of the shot, in order.
+
+        Args:
+            mouth_crops: uint8 ``[K, 64, 64]``.
+        """
+        if not self._towers or not len(mouth_crops):
+            return
+        capacity = 0 if self._crops is None else len(self._crops)
+        if self._count + len(mouth_crops) > capacity:  # grown by doubling: the crops are copied a few times, not every call
+            grown = np.empty((max(2 * capacity, self._count + len(mouth_crops), 256), *mouth_crops.shape[1:]), np.uint8)
+            if self._crops is not None:
+                grown[: self._count] = self._crops[: self._count]
+            self._crops = grown
+        self._crops[self._count : self._count + len(mouth_crops)] = mouth_crops
+        self._count += len(mouth_crops)
+        received = self._crops[: self._count]
+        for tower in self._towers:
+            streamed = _streamed[tower]
+            streamed.crops = received
+            start = len(streamed.batches) * WINDOW_BATCH
+            while start + WINDOW_BATCH - 1 + (WINDOW_FRAMES - HALF_WINDOW - 1) < self._count:  # the batch's last window complete
+                rows = np.arange(start, start + WINDOW_BATCH)
+                streamed.batches.append(_call(tower, "encode_video", video_windows(received, rows)))
+                start += WINDOW_BATCH
+
+
+def _video_embeddings(model: Any, mouth_crops: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
+    """A two-tower model's embeddings of every video window ``[N, D]``: those a `VideoEmbedder`
+    made while the shot was read (when the crops are the ones it received), then the rest."""
+    streamed = _streamed.pop(model, None)
+    done: list[np.ndarray] = []
+    if streamed is not None and streamed.crops is not None and batch_size == WINDOW_BATCH and streamed.batches:
+        received = streamed.crops
+        if len(received) <= len(mouth_crops) and np.array_equal(received, mouth_crops[: len(received)]):
+            done = streamed.batches
+    starts_v = range(len(done) * batch_size, len(mouth_crops), batch_size)
     bar = tqdm(total=len(starts_v), desc="embed", unit="batch", disable=not progress, leave=False)
-    video_emb = []
     for start in starts_v:
         rows = np.arange(start, min(len(mouth_crops), start + batch_size))
-        video_emb.append(_call(model, "encode_video", video_windows(mouth_crops, rows)))
+        done.append(_call(model, "encode_video", video_windows(mouth_crops, rows)))
         bar.update()
     bar.close()
+    return np.concatenate(done)
+
+
+def _two_tower_logits(model: Any, mouth_crops: np.ndarray, log_mel: np.ndarray, batch_size: int, progress: bool) -> np.ndarray:
+    video_emb = _video_embeddings(model, mouth_crops, batch_size, progress)
     audio_emb = _reference_embeddings(model, log_mel, batch_size)
-    return _call(model, "score", np.concatenate(video_emb), audio_emb)
+    return _call(model, "score", video_emb, audio_emb)
 
 
 def _reference_embeddings(model: Any, log_mel: np.ndarray, batch_size: int, store: EmbeddingStore | None = None) -> np.ndarray:

@@ -171,7 +171,8 @@ def audio_features(path: str | os.PathLike[str], cache_dir: str | os.PathLike[st
 
 
 def visual_features(video: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None,
-                    params: VisualParams = VisualParams(), progress: bool = False) -> VisualFeatures:  # fmt: skip
+                    params: VisualParams = VisualParams(), progress: bool = False,
+                    on_crops: Callable[[list[np.ndarray]], None] | None = None) -> VisualFeatures:  # fmt: skip
     """A video's mouth crops and landmarks: through the feature cache in `cache_dir`, or computed without one (None).
 
     Args:
@@ -179,13 +180,15 @@ def visual_features(video: str | os.PathLike[str], cache_dir: str | os.PathLike[
         cache_dir: feature cache folder, or None.
         params: extraction parameters.
         progress: show a per-frame progress bar while extracting.
+        on_crops: given the mouth crops as they are cut, when they are extracted (`extract_visual`);
+            never called for features loaded from the cache.
 
     Raises:
         MediaError: missing or unreadable video.
     """
     if cache_dir is None:
-        return extract_visual(video, params, progress)
-    return FeatureCache(cache_dir).visual(video, params, progress)
+        return extract_visual(video, params, progress, on_crops)
+    return FeatureCache(cache_dir).visual(video, params, progress, on_crops)
 
 
 class FeatureCache:
@@ -220,13 +223,14 @@ class FeatureCache:
         return self.root / kind / content[:2] / f"{content}-{params_hash(params)}.npz"
 
     def visual(self, video_path: str | os.PathLike[str], params: VisualParams = VisualParams(),
-               progress: bool = False) -> VisualFeatures:
+               progress: bool = False, on_crops: Callable[[list[np.ndarray]], None] | None = None) -> VisualFeatures:  # fmt: skip
         """Visual features of a video: loaded from the cache, or extracted and stored.
 
         Args:
             video_path: the video file.
             params: extraction parameters.
             progress: show a per-frame progress bar while extracting.
+            on_crops: given the mouth crops as they are cut while extracting (`extract_visual`).
 
         Raises:
             MediaError: missing or unreadable video.
@@ -234,7 +238,7 @@ class FeatureCache:
         key = params.params()
         return self._get(
             self.entry_path("visual", video_path, key), {"kind": "visual", "params": key}, os.fspath(video_path),
-            lambda: extract_visual(video_path, params, progress).to_arrays(), lambda a: VisualFeatures.from_arrays(a, key),
+            lambda: extract_visual(video_path, params, progress, on_crops).to_arrays(), lambda a: VisualFeatures.from_arrays(a, key),
         )  # fmt: skip
 
     def audio(self, audio_path: str | os.PathLike[str], mel_cfg: MelConfig = MelConfig()) -> AudioFeatures:

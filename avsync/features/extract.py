@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,13 +188,17 @@ def work_size(width: int, height: int, work_width: int) -> tuple[int, int] | Non
     return work_width, max(1, round(height * work_width / width))
 
 
-def extract_visual(video_path: str | Path, params: VisualParams = VisualParams(), progress: bool = False) -> VisualFeatures:
+def extract_visual(video_path: str | Path, params: VisualParams = VisualParams(), progress: bool = False,
+                   on_crops: Callable[[list[np.ndarray]], None] | None = None) -> VisualFeatures:  # fmt: skip
     """Track the face and cut mouth crops of every frame of a video (resampled to `params.fps`).
 
     Args:
         video_path: the video file.
         params: extraction parameters.
         progress: show a per-frame progress bar (stderr).
+        on_crops: called with the mouth crops (uint8 ``[64, 64]`` each) as they are cut, in order:
+            those of all frames before the call's, each once (the features' ``mouth_crops`` in
+            pieces, while the video is still being read).
 
     Returns:
         The video's `VisualFeatures` (T frames at ``params.fps``).
@@ -224,12 +229,18 @@ def extract_visual(video_path: str | Path, params: VisualParams = VisualParams()
     for _, frame in prefetch(frames, PREFETCH_FRAMES):
         bar.update()
         points, reason = tracker.update(frame)
-        crops.extend(cropper.push(frame, points))
+        ready = cropper.push(frame, points)
+        crops.extend(ready)
+        if ready and on_crops is not None:
+            on_crops(ready)
         # Work pixels to source pixels (pixel centres at integer coordinates in both).
         landmarks.append(np.full((NUM_LANDMARKS, 2), np.nan) if points is None else (points + 0.5) * scale - 0.5)
         reasons.append(reason)
     bar.close()
-    crops.extend(cropper.flush())
+    ready = cropper.flush()
+    crops.extend(ready)
+    if ready and on_crops is not None:
+        on_crops(ready)
     return VisualFeatures(
         mouth_crops=np.stack(crops),
         valid=np.array([not reason for reason in reasons], dtype=bool),

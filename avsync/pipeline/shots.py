@@ -232,7 +232,7 @@ class ShotAligner:
             gc.freeze()
         return self._model
 
-    def align(self, shot: Shot, lips: Callable[[], VisualFeatures] | None = None) -> ShotOutcome:
+    def align(self, shot: Shot, lips: Callable[..., VisualFeatures] | None = None) -> ShotOutcome:
         """Align one shot and write its outputs; a user-facing error makes it ``failed``, not an exception.
 
         Args:
@@ -326,20 +326,21 @@ def with_keys(shots: Sequence[Shot], base: dict) -> list[Shot]:
     return keyed
 
 
-def read_ahead(reader: LipsReader) -> Callable[[], VisualFeatures]:
+def read_ahead(reader: LipsReader) -> Callable[..., VisualFeatures]:
     """Take the features `reader` was asked for, as `ShotAligner.align`'s ``lips``: they (or the
     user error reading them raised) come back when the shot's analysis asks, so that the next shot
-    can be requested first."""
+    can be requested first. (Read already, they have no crops to hand over as they are cut: the
+    analysis's ``on_crops`` goes unused.)"""
     try:
         features = reader.result()
     except AvsyncError as exc:
         error = exc
 
-        def failed() -> VisualFeatures:
+        def failed(on_crops: object = None) -> VisualFeatures:
             raise error
 
         return failed
-    return lambda: features
+    return lambda on_crops=None: features
 
 
 _worker: ShotAligner | None = None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from avsync.align.analysis import FeatureSync, load_kernels, sync_features
-from avsync.align.cost import embed_reference
+from avsync.align.cost import VideoEmbedder, embed_reference
 from avsync.align.dtw import DTWConfig, alignment_cost
 from avsync.align.place import is_match, needs_placement
 from avsync.align.robust import retimed_fraction, unreliable_spans
@@ -129,7 +129,7 @@ def analyse(
     dtw_config: DTWConfig | None = None,
     visual_params: VisualParams = VisualParams(),
     audio: AudioFeatures | None = None,
-    shot: Callable[[], VisualFeatures] | None = None,
+    shot: Callable[..., VisualFeatures] | None = None,
     camera_audio: bool = False,
     music_audio: AudioFeatures | None = None,
     song_cache: FeatureCache | None = None,
@@ -145,8 +145,9 @@ def analyse(
         dtw_config: DTW constraints (see `avsync.align.analysis.align_cost`).
         audio: the reference's features when already loaded (`load_reference`), else loaded here.
         shot: returns the video's features when they are being read elsewhere
-            (`avsync.pipeline.shot_features.shot_in_background`); the reference is embedded
-            meanwhile. None: they are loaded here.
+            (`avsync.pipeline.shot_features.shot_in_background`'s ``result``); the reference is
+            embedded meanwhile, and the video's mouth crops while they arrive (its ``on_crops``).
+            None: they are loaded here.
         camera_audio: match the video's own audio against the music too
             (`avsync.pipeline.camera_audio`): where it is the music, it narrows where the lips are
             searched, and places a take the lips cannot.
@@ -187,7 +188,7 @@ def analyse(
         load_kernels()  # numba's compiled DTW, a first call's set-up spent while the lips are still being read
         waiting = time.perf_counter()
         timings["kernels"] = waiting - kernels
-        visual = shot()
+        visual = shot(on_crops=VideoEmbedder(model.network).add)  # embedded while the rest of the video is read
         timings["video features (waited)"] = time.perf_counter() - waiting
     candidates = None if camera is None else camera.candidate_frames(visual.fps)
     sync = sync_features(visual.mouth_crops, visual.valid, audio.log_mel, model.network, landmarks=visual.landmarks,
