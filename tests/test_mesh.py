@@ -130,3 +130,18 @@ def test_a_still_face_gets_still_lips(mesh: MeshLandmarks, monkeypatch: pytest.M
     monkeypatch.setattr(MeshLandmarks, "reanchor", True)  # moved to BlazeFace's box every 5 frames
     lips = track_faces(frames, mesh, TrackerConfig(detect_every=5)).landmarks[:, 48:68]
     assert np.abs(np.diff(lips[5:], n=2, axis=0)).mean() > 2 * wobble
+
+
+@pytest.mark.parametrize("shape", [(72, 128), (128, 96), (128, 128), (60, 128, 3)])
+def test_network_inputs_are_the_image_scaled_in_every_channel_and_the_rest_untouched(shape) -> None:
+    """`_fill_input` (OpenCV copies a gray image's values to the three channels, in place, also into
+    a letterboxed corner whose rows are strided) equals the plain numpy formula to the bit."""
+    from avsync.features.mesh import _fill_input
+
+    image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    tensor = np.full((1, 128, 128, 3), 7.0, np.float32)
+    _fill_input(tensor, image, 127.5, 1.0)
+    expected = np.full((1, 128, 128, 3), 7.0, np.float32)
+    channels = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+    expected[0, : shape[0], : shape[1]] = channels.astype(np.float32) / 127.5 - 1.0
+    np.testing.assert_array_equal(tensor, expected)
