@@ -57,7 +57,7 @@ def main() -> None:
     import dlib
 
     from avsync.features import landmarks, mouth, tracking
-    from avsync.features.extract import VisualParams, extract_visual, work_size
+    from avsync.features.extract import VisualParams, decoder_threads, extract_visual, work_size
     from avsync.io import media
 
     with tempfile.TemporaryDirectory(prefix="bench_lips.") as folder:
@@ -73,9 +73,10 @@ def main() -> None:
         backend = landmarks.make_backend("dlib")
 
         def decode() -> list:
-            return [frame for _, frame in media.iter_video(clip, fps=25.0, gray=True, size=size)]
+            return [frame for _, frame in media.iter_video(clip, fps=25.0, gray=True, size=size, threads=threads)]
 
-        frames = _timed(f"decode to gray {size[0]}x{size[1]} (decoder threads: auto)", decode)
+        threads = decoder_threads(info.width, info.height)  # as the worker decodes
+        frames = _timed(f"decode to gray {size[0]}x{size[1]} (decoder threads: {threads or 'automatic'})", decode)
         totals: dict[str, float] = defaultdict(float)
         undo = [_accumulate(landmarks.DlibLandmarks, "predict", totals, "predict (dlib's shape predictor on a gray patch)"),
                 _accumulate(landmarks.HogDetector, "__call__", totals, "HOG detection"),

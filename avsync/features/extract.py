@@ -222,6 +222,12 @@ def extract_visual(video_path: str | Path, params: VisualParams = VisualParams()
     crops: list[np.ndarray] = []
     landmarks: list[np.ndarray] = []
     reasons: list[str] = []
+
+    def cut(ready: list[np.ndarray]) -> None:
+        crops.extend(ready)
+        if ready and on_crops is not None:
+            on_crops(ready)
+
     frames = media.iter_video(video_path, fps=params.fps, gray=not params.crop.rgb, size=size,
                               threads=decoder_threads(info.width, info.height))  # fmt: skip
     expected = round(info.duration * params.fps) if info.duration else None
@@ -229,18 +235,12 @@ def extract_visual(video_path: str | Path, params: VisualParams = VisualParams()
     for _, frame in prefetch(frames, PREFETCH_FRAMES):
         bar.update()
         points, reason = tracker.update(frame)
-        ready = cropper.push(frame, points)
-        crops.extend(ready)
-        if ready and on_crops is not None:
-            on_crops(ready)
+        cut(cropper.push(frame, points))
         # Work pixels to source pixels (pixel centres at integer coordinates in both).
         landmarks.append(np.full((NUM_LANDMARKS, 2), np.nan) if points is None else (points + 0.5) * scale - 0.5)
         reasons.append(reason)
     bar.close()
-    ready = cropper.flush()
-    crops.extend(ready)
-    if ready and on_crops is not None:
-        on_crops(ready)
+    cut(cropper.flush())
     return VisualFeatures(
         mouth_crops=np.stack(crops),
         valid=np.array([not reason for reason in reasons], dtype=bool),
